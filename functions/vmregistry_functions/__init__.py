@@ -1,0 +1,5 @@
+"""One module per /v1 operation, each exposing ``lambda_handler(event, context)``.
+
+The operations and their paths are listed once, in :data:`vmregistry.routes.ROUTES`;
+a module's name is its operation's name.
+"""

@@ -1,0 +1,18 @@
+"""HEAD /v1/<name>/manifests/<reference>: does the manifest exist, and what is its digest?"""
+
+from __future__ import annotations
+
+from vmregistry.api import Endpoint, Request, Response
+from vmregistry.runtime import get_registry
+from vmregistry_functions._responses import manifest_headers
+
+endpoint = Endpoint("manifest_head")
+
+
+@endpoint.handle
+def manifest_head(request: Request) -> Response:
+    manifest = get_registry().manifests.get(request.name, request.reference)
+    return Response(200, headers=manifest_headers(manifest), body="")
+
+
+lambda_handler = endpoint.lambda_handler

@@ -1,0 +1,17 @@
+"""DELETE /v1/<name>/blobs/uploads/<uuid>: abandon an upload and free what it stored."""
+
+from __future__ import annotations
+
+from vmregistry.api import Endpoint, Request, Response
+from vmregistry.runtime import get_registry
+
+endpoint = Endpoint("upload_cancel")
+
+
+@endpoint.handle
+def upload_cancel(request: Request) -> Response:
+    get_registry().uploads.cancel(request.name, request.upload_id)
+    return Response(204, body="")
+
+
+lambda_handler = endpoint.lambda_handler

@@ -1,0 +1,27 @@
+"""PUT /v1/<name>/blobs/uploads/<uuid>?digest=: verify the upload and publish the blob.
+
+A body, if any, is the final part. Nothing is visible under the digest until
+the bytes were verified to have it.
+"""
+
+from __future__ import annotations
+
+from vmregistry import names
+from vmregistry.api import Endpoint, Request, Response
+from vmregistry.errors import RegistryError
+from vmregistry.runtime import get_registry
+from vmregistry_functions._responses import blob_created
+
+endpoint = Endpoint("upload_complete")
+
+
+@endpoint.handle
+def upload_complete(request: Request) -> Response:
+    if "digest" not in request.query:
+        raise RegistryError("DIGEST_INVALID", "completing an upload needs ?digest=sha256:<hex>")
+    digest = names.parse_digest(request.query["digest"])
+    info = get_registry().uploads.complete(request.name, request.upload_id, digest, request.body)
+    return blob_created(request, info)
+
+
+lambda_handler = endpoint.lambda_handler

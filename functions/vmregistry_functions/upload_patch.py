@@ -1,0 +1,27 @@
+"""PATCH /v1/<name>/blobs/uploads/<uuid>: send a part inline, or get presigned URLs for parts.
+
+``?part=N`` names one part, ``?part=N-M`` a range (URLs only). A body is
+stored as that part (or, without ``part``, as the next one); no body asks
+for presigned PUT URLs to send the parts straight to storage.
+"""
+
+from __future__ import annotations
+
+from vmregistry.api import Endpoint, Request, Response, json_response
+from vmregistry.runtime import get_registry
+
+endpoint = Endpoint("upload_patch")
+
+
+@endpoint.handle
+def upload_patch(request: Request) -> Response:
+    parts = get_registry().uploads.put_parts(request.name, request.upload_id, request.query.get("part"), request.body)
+    location = request.url(f"/v1/{request.name}/blobs/uploads/{request.upload_id}")
+    return json_response(
+        202,
+        {"uuid": request.upload_id, "location": location, "parts": [p.to_json() for p in parts]},
+        {"Location": location, "Docker-Upload-UUID": request.upload_id},
+    )
+
+
+lambda_handler = endpoint.lambda_handler

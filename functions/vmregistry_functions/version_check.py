@@ -1,0 +1,15 @@
+"""GET /v1/: the API exists, and the caller's credentials are good enough to talk to it."""
+
+from __future__ import annotations
+
+from vmregistry.api import Endpoint, Request, Response, json_response
+
+endpoint = Endpoint("version_check")
+
+
+@endpoint.handle
+def version_check(request: Request) -> Response:
+    return json_response(200, {}, {"VmRegistry-API-Version": "v1"})
+
+
+lambda_handler = endpoint.lambda_handler

@@ -1,0 +1,5 @@
+import sys
+
+from vmregistry.cli.main import main
+
+sys.exit(main())

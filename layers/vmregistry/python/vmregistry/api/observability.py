@@ -1,0 +1,34 @@
+"""Logger, Tracer and Metrics: created once, shared by every handler module.
+
+Powertools reads its configuration from the environment (``POWERTOOLS_SERVICE_NAME``,
+``POWERTOOLS_METRICS_NAMESPACE``, ``POWERTOOLS_TRACE_DISABLED``,
+``POWERTOOLS_METRICS_DISABLED``, ``POWERTOOLS_LOG_LEVEL``), which the stack
+sets for Lambda and the local server sets for itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging import correlation_paths
+
+__all__ = ["instrument", "logger", "metrics", "tracer"]
+
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "vmregistry")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "VmRegistry")
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def instrument(handler: Handler) -> Handler:
+    """Apply the standard Powertools decorators to a Lambda entry point."""
+    handler = metrics.log_metrics(handler)
+    handler = tracer.capture_lambda_handler(handler)
+    return logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)(handler)

@@ -1,0 +1,1 @@
+"""The ``vmregistry`` command: each subcommand lives in its own module of this package."""

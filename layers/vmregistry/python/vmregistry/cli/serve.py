@@ -1,0 +1,119 @@
+"""``vmregistry serve`` and ``vmregistry sweep-uploads``: the local registry and its upkeep.
+
+Every storage flag is also an environment variable (``-s3-bucket`` is
+``VMREGISTRY_S3_BUCKET``); a flag wins over the variable, which wins over the
+default. Flags are accepted with one dash or two (``-port`` or ``--port``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from vmregistry.config import SETTINGS_HELP, env_name
+
+__all__ = ["register", "settings_from_args"]
+
+_STORAGE_FLAGS: list[tuple[str, dict[str, Any]]] = [
+    ("storage", {"choices": ["filesystem", "s3"]}),
+    ("fs_path", {"metavar": "DIR"}),
+    ("s3_bucket", {"metavar": "BUCKET"}),
+    ("s3_region", {"metavar": "REGION"}),
+    ("s3_endpoint", {"metavar": "URL"}),
+    ("s3_access_key", {"metavar": "KEY"}),
+    ("s3_secret_key", {"metavar": "SECRET"}),
+    ("s3_skip_bucket_creation", {"action": "store_true", "default": None}),
+    ("presign_expires", {"metavar": "SECONDS", "type": int}),
+]
+
+
+def _flag(setting: str) -> list[str]:
+    name = setting.replace("_", "-")
+    return [f"-{name}", f"--{name}"]
+
+
+def add_storage_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("storage (each flag is also an environment variable)")
+    for setting, options in _STORAGE_FLAGS:
+        group.add_argument(
+            *_flag(setting), dest=setting, help=f"{SETTINGS_HELP[setting]} [{env_name(setting)}]", **options
+        )
+
+
+def settings_from_args(args: argparse.Namespace, settings: tuple[str, ...]) -> None:
+    """Export the flags that were given as ``VMREGISTRY_*`` variables (flag beats environment)."""
+    for setting in settings:
+        value = getattr(args, setting, None)
+        if value is None or value is False:
+            continue
+        os.environ[env_name(setting)] = "true" if value is True else str(value)
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the registry in one local process",
+        description="Serve the /v1 API from one process, through the same handlers AWS Lambda runs."
+        " Stores under ./storage unless told otherwise.",
+        allow_abbrev=False,
+    )
+    serve.add_argument(*_flag("host"), dest="host", default=os.environ.get("VMREGISTRY_HOST", "127.0.0.1"),
+                       help="address to bind; 0.0.0.0 opens the server to the network [VMREGISTRY_HOST]")
+    serve.add_argument(*_flag("port"), dest="port", type=int, default=int(os.environ.get("VMREGISTRY_PORT", "8080")),
+                       help="TCP port; 0 picks a free one [VMREGISTRY_PORT]")
+    serve.add_argument(*_flag("public_url"), dest="public_url", metavar="URL",
+                       help=f"{SETTINGS_HELP['public_url']} [{env_name('public_url')}]")
+    add_storage_flags(serve)
+    serve.set_defaults(func=run_serve)
+
+    sweep = subparsers.add_parser(
+        "sweep-uploads",
+        help="discard upload sessions nobody finished",
+        description="Delete upload sessions older than --older-than hours, with their parts."
+        " The server also does this hourly while it runs.",
+        allow_abbrev=False,
+    )
+    sweep.add_argument("-older-than", "--older-than", dest="older_than", type=float, default=24.0, metavar="HOURS")
+    add_storage_flags(sweep)
+    sweep.set_defaults(func=run_sweep)
+
+
+_SERVE_SETTINGS = tuple(s for s, _ in _STORAGE_FLAGS) + ("public_url",)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from vmregistry.config import Settings
+    from vmregistry.local.logs import configure_logging
+    from vmregistry.local.server import LocalServer
+
+    configure_logging()
+    settings_from_args(args, _SERVE_SETTINGS)
+    try:
+        settings = Settings.from_env()
+        server = LocalServer(settings, args.host, args.port)
+    except (ValueError, OSError) as exc:
+        print(f"vmregistry serve: {exc}", file=sys.stderr)
+        return 2
+    where = f"filesystem at {os.path.abspath(settings.fs_path)}" if settings.storage == "filesystem" else (
+        f"s3 bucket {settings.s3_bucket}"
+    )
+    print(f"vmregistry listening on {server.url} (storage: {where})", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from vmregistry.config import Settings
+    from vmregistry.registry import Registry
+    from vmregistry.storage.factory import open_storage
+
+    settings_from_args(args, _SERVE_SETTINGS)
+    settings = Settings.from_env()
+    swept = Registry(open_storage(settings), settings).uploads.sweep(args.older_than * 3600)
+    print(f"discarded {swept} upload session(s) older than {args.older_than:g} hours")
+    return 0

@@ -1,0 +1,136 @@
+"""The local data plane: S3's part for the filesystem backend.
+
+It serves exactly the URLs :class:`~vmregistry.storage.signing.UrlSigner`
+minted, and behaves like S3 where clients can tell:
+
+* ``GET /_data/get`` streams the object with ``sendfile`` (zero copy), one
+  ``Range`` per request (206/416), ``ETag`` and ``Content-Length``;
+* ``PUT /_data/put`` streams the body to a temporary file while hashing it
+  and publishes it only if it hashes to the signed SHA-256 (like S3's signed
+  ``x-amz-checksum-sha256``: a wrong body is a 400 and is never visible);
+* ``PUT /_data/part`` stores one multipart part;
+* a request that also carries an ``Authorization`` header is refused, as S3
+  refuses two authentication mechanisms, so clients that leak the registry's
+  token to the storage host fail here as they would against S3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from vmregistry.errors import RegistryError
+from vmregistry.httprange import parse_range
+from vmregistry.local.bodies import BodyError, ChunkedReader, LengthReader
+from vmregistry.storage import MAX_PART_SIZE, MAX_SINGLE_PUT_SIZE, ChecksumMismatch, ObjectNotFound
+from vmregistry.storage.filesystem import FilesystemStorage, Readable
+from vmregistry.storage.signing import SignatureInvalid, UrlSigner
+
+__all__ = ["DataPlane", "Exchange", "Reply"]
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    file: tuple[str, int, int] | None = None
+    """(path, offset, count) to send with sendfile after the headers."""
+
+
+class Exchange(Protocol):
+    """The parts of an HTTP request the data plane reads."""
+
+    method: str
+    operation: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+
+    def body_reader(self) -> LengthReader | ChunkedReader | None: ...
+
+
+class DataPlane:
+    def __init__(self, storage: FilesystemStorage, signer: UrlSigner) -> None:
+        self.storage = storage
+        self.signer = signer
+
+    def handle(self, exchange: Exchange) -> Reply:
+        if exchange.headers.get("authorization"):
+            raise RegistryError(
+                "BAD_REQUEST",
+                "presigned URLs carry their own authorization; do not send an Authorization header"
+                " to the data plane (S3 refuses such requests too)",
+            )
+        try:
+            params = self.signer.verify(exchange.method, exchange.operation, exchange.query)
+        except SignatureInvalid as exc:
+            raise RegistryError("SIGNATURE_INVALID", str(exc)) from None
+        if exchange.operation == "get":
+            return self._get(params["key"], exchange.headers.get("range"))
+        reader = exchange.body_reader()
+        if reader is None:
+            raise RegistryError("SIZE_INVALID", "send Content-Length or Transfer-Encoding: chunked")
+        try:
+            if exchange.operation == "put":
+                return self._put(params, reader)
+            return self._part(params, reader)
+        except BodyError as exc:
+            raise RegistryError("BLOB_UPLOAD_INVALID", f"the request body is incomplete: {exc}") from None
+
+    def _get(self, key: str, range_header: str | None) -> Reply:
+        info = self.storage.stat(key)
+        if info is None:
+            raise RegistryError("BLOB_UNKNOWN", detail={"key": key})
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Accept-Ranges": "bytes",
+            "ETag": f'"{info.etag}"',
+        }
+        span = parse_range(range_header, info.size)
+        path = str(self.storage.path(key))
+        if span is None:
+            return Reply(200, headers | {"Content-Length": str(info.size)}, file=(path, 0, info.size))
+        start, end = span
+        headers |= {"Content-Length": str(end - start + 1), "Content-Range": f"bytes {start}-{end}/{info.size}"}
+        return Reply(206, headers, file=(path, start, end - start + 1))
+
+    @staticmethod
+    def _source(reader: LengthReader | ChunkedReader, limit: int) -> tuple[Readable, int | None]:
+        """The body as a reader and its length (``None``: chunked, read to the end)."""
+        if isinstance(reader, LengthReader):
+            if reader.remaining > limit:
+                raise RegistryError("TOO_LARGE", f"at most {limit} bytes per request", {"limit": limit})
+            return reader, reader.remaining
+        return _Capped(reader, limit), None
+
+    def _put(self, params: Mapping[str, str], reader: LengthReader | ChunkedReader) -> Reply:
+        source, length = self._source(reader, MAX_SINGLE_PUT_SIZE)
+        try:
+            info = self.storage.receive(params["key"], source, length, params["sha256"])
+        except ChecksumMismatch as exc:
+            raise RegistryError("DIGEST_INVALID", f"the body was discarded: {exc}") from None
+        return Reply(200, {"ETag": f'"{info.etag}"', "Content-Length": "0"})
+
+    def _part(self, params: Mapping[str, str], reader: LengthReader | ChunkedReader) -> Reply:
+        source, length = self._source(reader, MAX_PART_SIZE)
+        try:
+            part = self.storage.receive_part(params["key"], params["upload"], int(params["part"]), source, length)
+        except ObjectNotFound:
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", "the upload was completed or cancelled") from None
+        return Reply(200, {"ETag": f'"{part.etag}"', "Content-Length": "0"})
+
+
+class _Capped:
+    """A chunked body (length unknown) that may not grow past ``limit``."""
+
+    def __init__(self, reader: ChunkedReader, limit: int) -> None:
+        self._reader = reader
+        self._left = limit
+
+    def readinto(self, buffer: memoryview) -> int:
+        n = self._reader.readinto(buffer)
+        self._left -= n
+        if self._left < 0:
+            raise RegistryError("TOO_LARGE", "the chunked body is larger than one request may carry")
+        return n

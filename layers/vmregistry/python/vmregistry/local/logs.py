@@ -1,0 +1,65 @@
+"""Request logs: readable and coloured on a terminal, JSON lines otherwise."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any, TextIO
+
+__all__ = ["access_log", "configure_logging"]
+
+access_log = logging.getLogger("vmregistry.local.access")
+
+_RESET = "\033[0m"
+_DIM = "\033[2m"
+_STATUS_COLOURS = {2: "\033[32m", 3: "\033[36m", 4: "\033[33m", 5: "\033[31m"}
+_LEVEL_COLOURS = {"WARNING": "\033[33m", "ERROR": "\033[31m", "CRITICAL": "\033[31m"}
+_FIELDS = ("method", "path", "status", "duration_ms", "bytes", "request_id", "client")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update({k: getattr(record, k) for k in _FIELDS if hasattr(record, k)})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, separators=(",", ":"))
+
+
+class TerminalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        if hasattr(record, "status"):
+            status = int(getattr(record, "status"))
+            colour = _STATUS_COLOURS.get(status // 100, "")
+            return (
+                f"{_DIM}{stamp}{_RESET} {colour}{status}{_RESET} {getattr(record, 'method'):<6} "
+                f"{getattr(record, 'path')} {_DIM}{getattr(record, 'duration_ms'):.1f} ms"
+                f" {getattr(record, 'bytes')} B{_RESET}"
+            )
+        colour = _LEVEL_COLOURS.get(record.levelname, "")
+        line = f"{_DIM}{stamp}{_RESET} {colour}{record.levelname.lower()}{_RESET} {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(stream: TextIO | None = None, *, json_lines: bool | None = None, level: int = logging.INFO) -> None:
+    """Send vmregistry's logs to ``stream`` (stderr), in the format that suits it."""
+    stream = stream or sys.stderr
+    use_json = (not stream.isatty()) if json_lines is None else json_lines
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if use_json else TerminalFormatter())
+    # Powertools owns the "vmregistry" logger (its service name): keep ours beside it, not below it.
+    root = logging.getLogger("vmregistry.local")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False

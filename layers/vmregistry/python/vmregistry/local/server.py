@@ -1,0 +1,269 @@
+"""The local single-process registry: the Lambda handlers behind a real HTTP server.
+
+``/v1/...`` requests become API Gateway events (:mod:`vmregistry.local.events`)
+and go to the very ``lambda_handler`` each operation deploys as; if an
+authorizer is configured it runs first, on the event API Gateway would give
+it, and its context reaches the handler. ``/_data/...`` is the filesystem
+backend's data plane (:mod:`vmregistry.local.dataplane`). Nothing else is served.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from vmregistry.config import Settings
+from vmregistry.errors import RegistryError, error_body
+from vmregistry.local.bodies import BodyError, ChunkedReader, LengthReader, read_all
+from vmregistry.local.dataplane import DataPlane, Reply
+from vmregistry.local.events import LambdaContext, build_event, split_response
+from vmregistry.local.logs import access_log
+from vmregistry.registry import Registry
+from vmregistry.routes import Route, find_route
+from vmregistry.runtime import configure
+from vmregistry.storage import StorageError
+from vmregistry.storage.factory import open_storage
+from vmregistry.storage.filesystem import FilesystemStorage
+from vmregistry.storage.signing import UrlSigner
+
+__all__ = ["API_GATEWAY_MAX_BODY", "Authorizer", "LocalServer"]
+
+log = logging.getLogger("vmregistry.local.server")
+
+# API Gateway refuses request payloads over 10 MB before any Lambda runs.
+API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
+UPLOAD_MAX_AGE = 24 * 3600
+SWEEP_INTERVAL = 3600
+
+Authorizer = Callable[[dict[str, Any]], Mapping[str, Any]]
+"""Runs API Gateway's REQUEST authorizer step on an event: returns the context
+to put under ``requestContext.authorizer`` or raises a 401/403 RegistryError."""
+
+
+class _Exchange:
+    """One data-plane request, as :class:`~vmregistry.local.dataplane.Exchange` sees it."""
+
+    def __init__(self, handler: _Handler, operation: str, query: dict[str, str]) -> None:
+        self.method = handler.command
+        self.operation = operation
+        self.query = query
+        self.headers = {k.lower(): v for k, v in handler.headers.items()}
+        self._handler = handler
+
+    def body_reader(self) -> LengthReader | ChunkedReader | None:
+        return self._handler.body_reader()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _HTTPServer
+    # Large socket reads: the data plane pulls multi-GB bodies through readinto.
+    rbufsize = 1024 * 1024
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Silence the stdlib's stderr lines: every request is logged once, in :meth:`_finish`."""
+
+    def body_reader(self) -> LengthReader | ChunkedReader | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return ChunkedReader(self.rfile)
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return None
+        if not raw.isascii() or not raw.strip().isdigit():
+            raise RegistryError("BAD_REQUEST", "Content-Length must be a non-negative integer")
+        return LengthReader(self.rfile, int(raw))
+
+    def _dispatch(self) -> None:
+        started = time.perf_counter()
+        split = urlsplit(self.path)
+        path = unquote(split.path)
+        self._sent = 0
+        try:
+            if path.startswith("/_data/") and self.server.dataplane is not None:
+                query = dict(parse_qsl(split.query, keep_blank_values=True))
+                reply = self.server.dataplane.handle(_Exchange(self, path.removeprefix("/_data/"), query))
+                self._send_reply(reply)
+            else:
+                status, headers, body = self._invoke(path, split.query)
+                self._send(status, headers, body)
+        except RegistryError as error:
+            self.close_connection = True  # the body may be unread: do not reuse the connection
+            self._send(error.status, [("Content-Type", "application/json"), *error.headers.items()],
+                       error_body(error).encode())
+        except (BodyError, EOFError) as exc:
+            self.close_connection = True
+            error = RegistryError("BLOB_UPLOAD_INVALID", f"the request body is incomplete: {exc}")
+            self._send(error.status, [("Content-Type", "application/json")], error_body(error).encode())
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+            return
+        finally:
+            access_log.info(
+                "request",
+                extra={
+                    "method": self.command,
+                    "path": path,
+                    "status": getattr(self, "_status", 0),
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "bytes": self._sent,
+                    "client": self.client_address[0],
+                },
+            )
+
+    def _invoke(self, path: str, query: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        found = find_route(self.command, path)
+        if found is None:
+            raise RegistryError("NOT_FOUND", f"no route for {path}", {"path": path[:300]})
+        if found is False:
+            raise RegistryError("UNSUPPORTED", f"{self.command} is not allowed on {path}")
+        route, params = found
+        body = self._read_body()
+        event = build_event(
+            route, params, self.command, path, query, self.headers.items(), body, self.client_address[0]
+        )
+        if self.server.authorizer is not None:
+            event["requestContext"]["authorizer"] = dict(self.server.authorizer(event))
+        response = self.server.handler_for(route)(event, LambdaContext(route.operation, event["requestContext"]["requestId"]))
+        return split_response(response)
+
+    def _read_body(self) -> bytes:
+        reader = self.body_reader()
+        if reader is None:
+            return b""
+        if isinstance(reader, LengthReader) and reader.remaining > API_GATEWAY_MAX_BODY:
+            raise RegistryError(
+                "TOO_LARGE",
+                f"request bodies are limited to {API_GATEWAY_MAX_BODY} bytes; send blobs with the upload flow",
+            )
+        try:
+            return read_all(reader, API_GATEWAY_MAX_BODY)
+        except BodyError as exc:
+            raise RegistryError("TOO_LARGE", str(exc)) from None
+
+    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self._status = status
+        self.send_response(status)
+        names = {k.lower() for k, _ in headers}
+        for key, value in headers:
+            if key.lower() == "content-length" and self.command != "HEAD":
+                continue  # the real body decides below; HEAD keeps the handler's value
+            self.send_header(key, value)
+        if self.command != "HEAD" or "content-length" not in names:
+            self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and body:
+            self.wfile.write(body)
+            self._sent = len(body)
+
+    def _send_reply(self, reply: Reply) -> None:
+        if reply.file is None:
+            self._send(reply.status, list(reply.headers.items()), reply.body)
+            return
+        self._status = reply.status
+        self.send_response(reply.status)
+        for key, value in reply.headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        path, offset, count = reply.file
+        with open(path, "rb") as handle:
+            self._sent = self.connection.sendfile(handle, offset, count)
+
+    do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _dispatch
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        dataplane: DataPlane | None,
+        authorizer: Authorizer | None,
+    ) -> None:
+        self.dataplane = dataplane
+        self.authorizer = authorizer
+        self._handlers: dict[str, Callable[..., dict[str, Any]]] = {}
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().server_bind()
+
+    def handler_for(self, route: Route) -> Callable[..., dict[str, Any]]:
+        handler = self._handlers.get(route.operation)
+        if handler is None:
+            handler = importlib.import_module(route.module).lambda_handler
+            self._handlers[route.operation] = handler
+        return handler
+
+
+class LocalServer:
+    """Storage, data plane and HTTP server for one process, ready to serve."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        authorizer: Authorizer | None = None,
+    ) -> None:
+        # Metrics and traces go to CloudWatch and X-Ray; locally they would be noise on stdout.
+        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        self.settings = settings
+        self.httpd = _HTTPServer((host, port), None, authorizer)
+        bound_host, bound_port = self.httpd.server_address[:2]
+        self.port = int(bound_port)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else str(bound_host)
+        self.url = f"http://{shown}:{self.port}"
+        secret = os.environ.get("VMREGISTRY_PRESIGN_SECRET", "").encode() or None
+        signer = UrlSigner(settings.public_url or self.url, secret)
+        self.storage = open_storage(settings, signer)
+        if isinstance(self.storage, FilesystemStorage):
+            self.httpd.dataplane = DataPlane(self.storage, signer)
+        self.registry = Registry(self.storage, settings)
+        configure(self.registry)
+        self._stop = threading.Event()
+
+    def sweep_uploads(self) -> None:
+        try:
+            swept = self.registry.uploads.sweep(UPLOAD_MAX_AGE)
+        except StorageError as exc:
+            log.warning("could not sweep abandoned uploads: %s", exc)
+            return
+        if swept:
+            log.info("discarded %d upload sessions older than %d hours", swept, UPLOAD_MAX_AGE // 3600)
+
+    def _sweeper(self) -> None:
+        while not self._stop.wait(SWEEP_INTERVAL):
+            self.sweep_uploads()
+
+    def serve_forever(self) -> None:
+        self.sweep_uploads()
+        threading.Thread(target=self._sweeper, name="upload-sweeper", daemon=True).start()
+        try:
+            self.httpd.serve_forever(poll_interval=0.2)
+        finally:
+            self._stop.set()
+            self.httpd.server_close()
+
+    def start(self) -> threading.Thread:
+        """Serve from a background thread (tests and embedding)."""
+        thread = threading.Thread(target=self.serve_forever, name="vmregistry-server", daemon=True)
+        thread.start()
+        return thread
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self.httpd.shutdown()

@@ -1,0 +1,168 @@
+"""Manifests: validated on the way in, stored by digest and by tag.
+
+A manifest is stored byte for byte (its digest is the SHA-256 of exactly the
+bytes the client sent) under its digest, and a tag is a copy stored under the
+tag name. The digest entry is written before the tag, so a tag never points at
+a manifest that is not also addressable by digest.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from vmregistry import mediatypes, paths
+from vmregistry.config import MAX_MANIFEST_SIZE
+from vmregistry.errors import RegistryError
+from vmregistry.names import is_digest
+from vmregistry.registry.blobs import Blobs, sha256_digest
+from vmregistry.storage import ObjectNotFound, Storage
+
+__all__ = ["Manifest", "Manifests", "accepts"]
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    data: bytes
+    digest: str
+    media_type: str
+
+
+def _invalid(message: str, **detail: Any) -> RegistryError:
+    return RegistryError("MANIFEST_INVALID", message, detail or None)
+
+
+def _descriptor(value: Any, where: str, media_types: frozenset[str]) -> tuple[str, int]:
+    if not isinstance(value, dict):
+        raise _invalid(f"{where} must be a descriptor object")
+    media_type = value.get("mediaType")
+    if media_type not in media_types:
+        raise _invalid(f"{where}.mediaType must be one of {sorted(media_types)}", mediaType=media_type)
+    digest = value.get("digest")
+    if not isinstance(digest, str) or not is_digest(digest):
+        raise _invalid(f"{where}.digest must be sha256:<64 lowercase hex>", digest=digest)
+    size = value.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise _invalid(f"{where}.size must be a non-negative integer", size=size)
+    return digest, size
+
+
+def validate(data: bytes, content_type: str | None) -> list[tuple[str, int]]:
+    """Check the document's shape; returns the (digest, size) of every blob it references."""
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _invalid(f"manifest is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise _invalid("manifest must be a JSON object")
+    if document.get("schemaVersion") != 2 or isinstance(document.get("schemaVersion"), bool):
+        raise _invalid("schemaVersion must be 2", schemaVersion=document.get("schemaVersion"))
+    media_type = document.get("mediaType")
+    if media_type != mediatypes.MANIFEST:
+        raise _invalid(f"mediaType must be {mediatypes.MANIFEST}", mediaType=media_type)
+    if content_type and content_type.split(";")[0].strip() not in (mediatypes.MANIFEST, "application/json"):
+        raise _invalid("Content-Type must match the manifest's mediaType", contentType=content_type)
+    references = [_descriptor(document.get("config"), "config", frozenset({mediatypes.CONFIG}))]
+    layers = document.get("layers")
+    if not isinstance(layers, list):
+        raise _invalid("layers must be a list of descriptors")
+    references.extend(_descriptor(layer, f"layers[{i}]", mediatypes.LAYER_TYPES) for i, layer in enumerate(layers))
+    return references
+
+
+def accepts(accept: str | None, media_type: str) -> bool:
+    """Does an Accept header admit ``media_type``? No header admits everything."""
+    if not accept or not accept.strip():
+        return True
+    major = media_type.split("/")[0]
+    for item in accept.split(","):
+        candidate = item.split(";")[0].strip().lower()
+        if candidate in (media_type, "*/*", f"{major}/*", "application/json"):
+            return True
+    return False
+
+
+class Manifests:
+    def __init__(self, storage: Storage, blobs: Blobs) -> None:
+        self.storage = storage
+        self.blobs = blobs
+
+    def get(self, repository: str, reference: str) -> Manifest:
+        try:
+            data = self.storage.read(paths.manifest_key(repository, reference))
+        except ObjectNotFound:
+            raise RegistryError(
+                "MANIFEST_UNKNOWN", detail={"repository": repository, "reference": reference}
+            ) from None
+        try:
+            media_type = json.loads(data).get("mediaType", mediatypes.MANIFEST)
+        except ValueError:
+            media_type = mediatypes.MANIFEST
+        return Manifest(data, sha256_digest(data), media_type)
+
+    def put(self, repository: str, reference: str, data: bytes, content_type: str | None) -> Manifest:
+        if len(data) > MAX_MANIFEST_SIZE:
+            raise RegistryError(
+                "TOO_LARGE", f"manifests are limited to {MAX_MANIFEST_SIZE} bytes", {"size": len(data)}
+            )
+        references = validate(data, content_type)
+        digest = sha256_digest(data)
+        if is_digest(reference) and reference != digest:
+            raise RegistryError(
+                "DIGEST_INVALID", "the manifest does not hash to the digest in the URL",
+                {"expected": reference, "actual": digest},
+            )
+        unknown = []
+        for blob_digest, size in references:
+            blob = self.blobs.find(repository, blob_digest)
+            if blob is None:
+                unknown.append(blob_digest)
+            elif blob.size != size:
+                raise _invalid("a descriptor's size differs from the stored blob",
+                               digest=blob_digest, declared=size, stored=blob.size)
+        if unknown:
+            raise RegistryError(
+                "MANIFEST_BLOB_UNKNOWN", "push every blob before the manifest that references it",
+                {"digests": sorted(set(unknown))},
+            )
+        self.storage.write(paths.manifest_key(repository, digest), data)
+        if reference != digest:
+            self.storage.write(paths.manifest_key(repository, reference), data)
+        return Manifest(data, digest, mediatypes.MANIFEST)
+
+    def delete(self, repository: str, reference: str) -> None:
+        """A tag: remove the tag. A digest: remove the manifest and every tag that points at it."""
+        if not is_digest(reference):
+            if not self.storage.delete(paths.manifest_key(repository, reference)):
+                raise RegistryError("MANIFEST_UNKNOWN", detail={"repository": repository, "reference": reference})
+            return
+        if self.storage.stat(paths.manifest_key(repository, reference)) is None:
+            raise RegistryError("MANIFEST_UNKNOWN", detail={"repository": repository, "reference": reference})
+        for tag in self.tags(repository):
+            try:
+                if sha256_digest(self.storage.read(paths.manifest_key(repository, tag))) == reference:
+                    self.storage.delete(paths.manifest_key(repository, tag))
+            except ObjectNotFound:
+                continue
+        self.storage.delete(paths.manifest_key(repository, reference))
+
+    def references(self, repository: str) -> list[str]:
+        """Every reference (tags and digests) stored directly in ``repository``."""
+        found = []
+        for key in self.storage.list(paths.manifests_prefix(repository)):
+            parsed = paths.repository_of_manifest_key(key)
+            if parsed is not None and parsed[0] == repository:
+                found.append(parsed[1])
+        return found
+
+    def tags(self, repository: str) -> list[str]:
+        return sorted(ref for ref in self.references(repository) if not is_digest(ref))
+
+    def repositories(self) -> list[str]:
+        found = set()
+        for key in self.storage.list(paths.MANIFESTS_PREFIX):
+            parsed = paths.repository_of_manifest_key(key)
+            if parsed is not None:
+                found.add(parsed[0])
+        return sorted(found)

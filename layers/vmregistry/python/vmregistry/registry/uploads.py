@@ -1,0 +1,368 @@
+"""Upload sessions: how big blobs reach storage without passing through the API.
+
+A session is ``uploads/<uuid>/session.json`` and runs in one of two modes:
+
+* ``single``: the client declared ``digest`` and ``size`` (at most 5 GiB); it
+  gets one presigned PUT that binds the SHA-256, so the data plane itself
+  refuses a body with another digest.
+* ``multipart``: parts numbered 1..10000 (each at least 5 MiB but the last),
+  sent inline (small) or to presigned part URLs, in any order and in parallel;
+  what storage holds is the truth a resuming client reads back.
+
+Either way the bytes land under ``uploads/<uuid>/data`` first. Completion
+verifies the SHA-256 (single PUTs were verified on arrival), then moves the
+data under ``blobs/sha256/<hex>`` and links it into the repository: a blob is
+never visible under a digest it does not have, and a client can only link a
+blob it has uploaded (or mounted from a repository it may pull).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from vmregistry import paths
+from vmregistry.config import Settings
+from vmregistry.errors import RegistryError
+from vmregistry.registry.blobs import BlobInfo, Blobs, too_large
+from vmregistry.storage import (
+    MAX_PART_SIZE,
+    MAX_PARTS,
+    MAX_SINGLE_PUT_SIZE,
+    MIN_PART_SIZE,
+    ObjectInfo,
+    ObjectNotFound,
+    PresignedRequest,
+    Storage,
+    UploadedPart,
+)
+
+__all__ = ["PartResult", "Session", "UploadStatus", "Uploads"]
+
+_PART_SPEC = re.compile(r"([1-9][0-9]{0,4})(?:-([1-9][0-9]{0,4}))?")
+MAX_PARTS_PER_REQUEST = 100
+
+
+@dataclass(slots=True)
+class Session:
+    uuid: str
+    repository: str
+    created: float
+    mode: Literal["single", "multipart"]
+    digest: str | None = None
+    size: int | None = None
+    multipart_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartResult:
+    number: int
+    size: int | None = None
+    etag: str | None = None
+    request: PresignedRequest | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.request is None:
+            return {"number": self.number, "size": self.size, "etag": self.etag}
+        return {"number": self.number, **presigned_json(self.request)}
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStatus:
+    session: Session
+    parts: list[UploadedPart] = field(default_factory=list)
+    request: PresignedRequest | None = None
+
+    @property
+    def uploaded(self) -> int:
+        return sum(p.size for p in self.parts)
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.session
+        body: dict[str, Any] = {
+            "uuid": s.uuid,
+            "repository": s.repository,
+            "mode": s.mode,
+            "digest": s.digest,
+            "size": s.size,
+            "uploaded": self.uploaded,
+            "parts": [{"number": p.number, "size": p.size, "etag": p.etag} for p in self.parts],
+            "minPartSize": MIN_PART_SIZE,
+            "maxPartSize": MAX_PART_SIZE,
+            "maxParts": MAX_PARTS,
+        }
+        if self.request is not None:
+            body["upload"] = presigned_json(self.request)
+        return body
+
+
+def presigned_json(request: PresignedRequest) -> dict[str, Any]:
+    return {
+        "url": request.url,
+        "method": request.method,
+        "headers": dict(request.headers),
+        "expiresAt": request.expires_at,
+    }
+
+
+def parse_part_spec(spec: str) -> list[int]:
+    """``"3"`` or ``"1-8"`` -> part numbers, within S3's limits."""
+    found = _PART_SPEC.fullmatch(spec)
+    if found is None:
+        raise RegistryError("BLOB_UPLOAD_INVALID", "part is a number N or a range N-M", {"part": spec[:50]})
+    first = int(found.group(1))
+    last = int(found.group(2) or first)
+    if not 1 <= first <= last <= MAX_PARTS:
+        raise RegistryError("BLOB_UPLOAD_INVALID", f"parts are numbered 1 to {MAX_PARTS}", {"part": spec})
+    if last - first + 1 > MAX_PARTS_PER_REQUEST:
+        raise RegistryError(
+            "BLOB_UPLOAD_INVALID", f"at most {MAX_PARTS_PER_REQUEST} parts per request", {"part": spec}
+        )
+    return list(range(first, last + 1))
+
+
+class Uploads:
+    def __init__(self, storage: Storage, settings: Settings, blobs: Blobs) -> None:
+        self.storage = storage
+        self.settings = settings
+        self.blobs = blobs
+
+    # -- session state ----------------------------------------------------------
+
+    def _save(self, session: Session) -> None:
+        self.storage.write(paths.upload_session_key(session.uuid), json.dumps(asdict(session)).encode())
+
+    def load(self, repository: str, upload_id: str) -> Session:
+        """The session, if it exists and belongs to ``repository``; BLOB_UPLOAD_UNKNOWN otherwise."""
+        try:
+            raw = json.loads(self.storage.read(paths.upload_session_key(upload_id)))
+            session = Session(**raw)
+        except (ObjectNotFound, ValueError, TypeError):
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
+        if session.repository != repository:
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id})
+        return session
+
+    def _presign_single(self, session: Session) -> PresignedRequest | None:
+        assert session.digest is not None
+        return self.storage.presign_put(
+            paths.upload_data_key(session.uuid),
+            self.settings.presign_expires,
+            sha256=session.digest.removeprefix("sha256:"),
+            size=session.size,
+        )
+
+    # -- operations -------------------------------------------------------------
+
+    def start(
+        self,
+        repository: str,
+        *,
+        digest: str | None = None,
+        size: int | None = None,
+        mode: str | None = None,
+        body: bytes = b"",
+        mount: str | None = None,
+        mount_from: str | None = None,
+        may_pull: Callable[[str], bool] = lambda _: False,
+    ) -> BlobInfo | UploadStatus:
+        """Mount, upload monolithically, or open a session (whichever the request asks for)."""
+        if mount is not None and mount_from is not None and may_pull(mount_from):
+            source = self.blobs.find(mount_from, mount)
+            if source is not None:
+                return self.blobs.link(repository, mount, source.size)
+            # OCI: a mount that cannot be honoured falls back to a fresh upload session.
+        if body:
+            if digest is None:
+                raise RegistryError("DIGEST_INVALID", "a monolithic upload needs ?digest=")
+            return self.blobs.put_inline(repository, digest, body)
+        if mode not in (None, "single", "multipart"):
+            raise RegistryError("BLOB_UPLOAD_INVALID", "mode is 'single' or 'multipart'", {"mode": mode})
+        if size is not None and size < 0:
+            raise RegistryError("SIZE_INVALID", detail={"size": size})
+        if mode == "single" and (digest is None or size is None):
+            raise RegistryError("BLOB_UPLOAD_INVALID", "a single-PUT upload needs ?digest= and ?size=")
+        if mode == "single" and size is not None and size > MAX_SINGLE_PUT_SIZE:
+            raise RegistryError(
+                "SIZE_INVALID", f"single PUTs are limited to {MAX_SINGLE_PUT_SIZE} bytes; use multipart"
+            )
+        session = Session(str(uuid.uuid4()), repository, time.time(), "multipart", digest, size)
+        single_possible = digest is not None and size is not None and size <= MAX_SINGLE_PUT_SIZE
+        if mode != "multipart" and single_possible:
+            session.mode = "single"
+            request = self._presign_single(session)
+            if request is not None:
+                self._save(session)
+                return UploadStatus(session, request=request)
+            if mode == "single":
+                raise RegistryError("UNSUPPORTED", "this storage backend cannot presign uploads; use multipart")
+            session.mode = "multipart"
+        session.multipart_id = self.storage.multipart_create(paths.upload_data_key(session.uuid))
+        self._save(session)
+        return UploadStatus(session)
+
+    def _multipart(self, session: Session) -> str:
+        if session.mode != "multipart" or session.multipart_id is None:
+            raise RegistryError(
+                "BLOB_UPLOAD_INVALID",
+                "this session uploads with one presigned PUT (see GET on the session); parts need mode=multipart",
+            )
+        return session.multipart_id
+
+    def put_parts(self, repository: str, upload_id: str, spec: str | None, body: bytes) -> list[PartResult]:
+        """Store an inline part, or hand out presigned URLs for the parts in ``spec``."""
+        session = self.load(repository, upload_id)
+        multipart_id = self._multipart(session)
+        key = paths.upload_data_key(upload_id)
+        try:
+            if body:
+                if len(body) > self.settings.inline_limit:
+                    raise too_large(len(body), self.settings.inline_limit)
+                if spec is None:
+                    existing = self.storage.multipart_list_parts(key, multipart_id)
+                    numbers = [existing[-1].number + 1 if existing else 1]
+                else:
+                    numbers = parse_part_spec(spec)
+                if len(numbers) != 1:
+                    raise RegistryError("BLOB_UPLOAD_INVALID", "an inline body is exactly one part")
+                stored = self.storage.multipart_put_part(key, multipart_id, numbers[0], body)
+                return [PartResult(stored.number, stored.size, stored.etag)]
+            if spec is None:
+                raise RegistryError("BLOB_UPLOAD_INVALID", "send a part inline, or ask for URLs with ?part=N or N-M")
+            results = []
+            for number in parse_part_spec(spec):
+                request = self.storage.multipart_presign_part(key, multipart_id, number, self.settings.presign_expires)
+                if request is None:
+                    raise RegistryError(
+                        "UNSUPPORTED", "this storage backend cannot presign parts; send parts inline"
+                    )
+                results.append(PartResult(number, request=request))
+            return results
+        except ObjectNotFound:
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
+
+    def status(self, repository: str, upload_id: str) -> UploadStatus:
+        session = self.load(repository, upload_id)
+        if session.mode == "single":
+            return UploadStatus(session, request=self._presign_single(session))
+        try:
+            parts = self.storage.multipart_list_parts(paths.upload_data_key(upload_id), self._multipart(session))
+        except ObjectNotFound:
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
+        return UploadStatus(session, parts)
+
+    def complete(self, repository: str, upload_id: str, digest: str, body: bytes = b"") -> BlobInfo:
+        """Verify what was uploaded against ``digest`` and publish it."""
+        session = self.load(repository, upload_id)
+        key = paths.upload_data_key(upload_id)
+        if session.digest is not None and session.digest != digest:
+            raise RegistryError(
+                "DIGEST_INVALID", "the digest differs from the one the upload was started with",
+                {"started": session.digest, "completed": digest},
+            )
+        actual: str | None
+        if session.mode == "single":
+            if body:
+                raise RegistryError(
+                    "BLOB_UPLOAD_INVALID", "a single-PUT session takes its bytes through its presigned URL"
+                )
+            info = self.storage.stat(key)
+            if info is None:
+                raise RegistryError("BLOB_UPLOAD_INVALID", "nothing was uploaded to this session yet")
+            # The data plane stored the body only because it hashed to session.digest.
+            actual = (session.digest or digest).removeprefix("sha256:")
+        else:
+            info, actual = self._join(session, key, body)
+        if actual is None:
+            actual = self._hash(key)
+        if "sha256:" + actual != digest:
+            self.cancel(repository, upload_id)
+            raise RegistryError(
+                "DIGEST_INVALID", "the uploaded bytes do not hash to the digest; the upload was discarded",
+                {"expected": digest, "actual": "sha256:" + actual},
+            )
+        if session.size is not None and info.size != session.size:
+            self.cancel(repository, upload_id)
+            raise RegistryError("SIZE_INVALID", detail={"expected": session.size, "actual": info.size})
+        self.storage.move(key, paths.blob_key(digest))
+        blob = self.blobs.link(repository, digest, info.size)
+        self.storage.delete_prefix(paths.upload_prefix(upload_id))
+        return blob
+
+    def _join(self, session: Session, key: str, body: bytes) -> tuple[ObjectInfo, str | None]:
+        multipart_id = self._multipart(session)
+        try:
+            if body:
+                if len(body) > self.settings.inline_limit:
+                    raise too_large(len(body), self.settings.inline_limit)
+                existing = self.storage.multipart_list_parts(key, multipart_id)
+                next_number = existing[-1].number + 1 if existing else 1
+                self.storage.multipart_put_part(key, multipart_id, next_number, body)
+            parts = self.storage.multipart_list_parts(key, multipart_id)
+        except ObjectNotFound:
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": session.uuid}) from None
+        if not parts:
+            # An empty blob: no parts, nothing to join.
+            info = self.storage.write(key, b"")
+            self.storage.multipart_abort(key, multipart_id)
+            return info, hashlib.sha256(b"").hexdigest()
+        numbers = [p.number for p in parts]
+        if numbers != list(range(1, len(parts) + 1)):
+            missing = sorted(set(range(1, numbers[-1] + 1)) - set(numbers))
+            raise RegistryError("BLOB_UPLOAD_INVALID", "parts are missing", {"missing": missing[:100]})
+        small = [p.number for p in parts[:-1] if p.size < MIN_PART_SIZE]
+        if small:
+            raise RegistryError(
+                "BLOB_UPLOAD_INVALID",
+                f"every part but the last must be at least {MIN_PART_SIZE} bytes",
+                {"parts": small[:100]},
+            )
+        try:
+            info = self.storage.multipart_complete(key, multipart_id, parts)
+        except ValueError as exc:
+            raise RegistryError("BLOB_UPLOAD_INVALID", str(exc)) from None
+        except ObjectNotFound:
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": session.uuid}) from None
+        return info, info.sha256
+
+    def _hash(self, key: str) -> str:
+        digest = hashlib.sha256()
+        stream = self.storage.open(key)
+        try:
+            while chunk := stream.read(8 * 1024 * 1024):
+                digest.update(chunk)
+        finally:
+            stream.close()
+        return digest.hexdigest()
+
+    def cancel(self, repository: str, upload_id: str) -> None:
+        session = self.load(repository, upload_id)
+        self._discard(session)
+
+    def _discard(self, session: Session) -> None:
+        key = paths.upload_data_key(session.uuid)
+        if session.multipart_id is not None:
+            self.storage.multipart_abort(key, session.multipart_id)
+        self.storage.delete_prefix(paths.upload_prefix(session.uuid))
+
+    def sweep(self, older_than: float) -> int:
+        """Discard sessions started more than ``older_than`` seconds ago; returns how many."""
+        cutoff = time.time() - older_than
+        swept = 0
+        for key in list(self.storage.list(paths.UPLOADS_PREFIX)):
+            if not key.endswith("/session.json"):
+                continue
+            try:
+                session = Session(**json.loads(self.storage.read(key)))
+            except (ObjectNotFound, ValueError, TypeError):
+                continue
+            if session.created < cutoff:
+                self._discard(session)
+                swept += 1
+        return swept

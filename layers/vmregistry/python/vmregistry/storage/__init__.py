@@ -1,0 +1,35 @@
+"""Storage backends behind one contract (:class:`Storage`), chosen once per process."""
+
+from __future__ import annotations
+
+from vmregistry.storage.base import (
+    MAX_PART_SIZE,
+    MAX_PARTS,
+    MAX_SINGLE_PUT_SIZE,
+    MIN_PART_SIZE,
+    ChecksumMismatch,
+    ObjectInfo,
+    ObjectNotFound,
+    PresignedRequest,
+    ReadStream,
+    Storage,
+    StorageError,
+    StorageUnavailable,
+    UploadedPart,
+)
+
+__all__ = [
+    "MAX_PARTS",
+    "MAX_PART_SIZE",
+    "MAX_SINGLE_PUT_SIZE",
+    "MIN_PART_SIZE",
+    "ChecksumMismatch",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "PresignedRequest",
+    "ReadStream",
+    "Storage",
+    "StorageError",
+    "StorageUnavailable",
+    "UploadedPart",
+]

@@ -1,0 +1,208 @@
+"""The storage contract: a small object store every backend implements.
+
+The registry's domain layer (:mod:`vmregistry.registry`) is written against
+this class only. Keys are ``/``-separated relative paths built by
+:mod:`vmregistry.paths`; a backend may assume they are well formed but must
+still refuse (``ValueError``) any key that would escape its root.
+
+Semantics every backend must honour, and that ``tests/storage_conformance.py``
+checks for each of them:
+
+* Writes are atomic: a reader sees the old object, the new object or nothing,
+  never a partial one. A write with ``sha256=`` that does not match stores
+  nothing and raises :class:`ChecksumMismatch`.
+* "Cannot redirect" is a return value: ``presign_*`` returns ``None`` when
+  the backend has no URL to give, and the caller serves the bytes itself.
+* A presigned URL authorises exactly one method on exactly one object (or
+  multipart part) until it expires; a presigned PUT that binds ``sha256``
+  refuses a body with another digest, so a wrong body never lands.
+* Multipart uploads follow S3: parts numbered 1..10000, each at least
+  :data:`MIN_PART_SIZE` except the last, at most :data:`MAX_PART_SIZE`;
+  the object appears only when :meth:`Storage.multipart_complete` succeeds.
+* Missing objects are ``None`` from :meth:`stat`, :class:`ObjectNotFound`
+  from reads, ``False`` from :meth:`delete`.
+* Backend trouble (unreachable, throttled after retries, access denied) is
+  :class:`StorageUnavailable`, never a library exception.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = [
+    "MAX_PARTS",
+    "MAX_PART_SIZE",
+    "MAX_SINGLE_PUT_SIZE",
+    "MIN_PART_SIZE",
+    "ChecksumMismatch",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "PresignedRequest",
+    "ReadStream",
+    "Storage",
+    "StorageError",
+    "StorageUnavailable",
+    "UploadedPart",
+]
+
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PART_SIZE = 5 * 1024 * 1024 * 1024
+MAX_PARTS = 10_000
+MAX_SINGLE_PUT_SIZE = 5 * 1024 * 1024 * 1024
+
+
+class StorageError(Exception):
+    """Base of every error a backend raises."""
+
+
+class ObjectNotFound(StorageError):
+    """The key (or multipart upload) does not exist."""
+
+
+class ChecksumMismatch(StorageError):
+    """The bytes did not hash to the SHA-256 the caller required; nothing was stored."""
+
+
+class StorageUnavailable(StorageError):
+    """The backend could not be reached or refused us; the client may retry later."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    modified: float
+    """Seconds since the epoch."""
+    etag: str | None = None
+    sha256: str | None = None
+    """Lowercase hex SHA-256 when the backend computed it while writing (saves a re-read)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedPart:
+    number: int
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class PresignedRequest:
+    """A request the client sends itself, straight to the data plane."""
+
+    url: str
+    method: str
+    expires_at: int
+    """Seconds since the epoch."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Headers the client must send unchanged (they are part of the signature)."""
+
+
+class ReadStream(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class Storage(ABC):
+    """An object store addressed by relative ``/``-separated keys."""
+
+    name: str = "abstract"
+
+    # -- reading -----------------------------------------------------------
+
+    @abstractmethod
+    def stat(self, key: str) -> ObjectInfo | None:
+        """Size and modification time of an object, or ``None`` if absent."""
+
+    @abstractmethod
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Bytes of an object (whole, or ``length`` bytes from ``offset``).
+
+        Meant for small objects (manifests, session state, inline blobs).
+        Raises :class:`ObjectNotFound`.
+        """
+
+    @abstractmethod
+    def open(self, key: str) -> ReadStream:
+        """A sequential reader over a possibly huge object. Raises :class:`ObjectNotFound`."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> Iterator[str]:
+        """Every key below ``prefix`` (recursively), in lexicographic order."""
+
+    # -- writing -----------------------------------------------------------
+
+    @abstractmethod
+    def write(self, key: str, data: bytes, *, sha256: str | None = None) -> ObjectInfo:
+        """Create or replace an object atomically.
+
+        With ``sha256`` (lowercase hex) the write happens only if the data hashes
+        to it; otherwise :class:`ChecksumMismatch` and nothing changes.
+        """
+
+    @abstractmethod
+    def delete(self, key: str) -> bool:
+        """Remove an object; ``False`` if there was none."""
+
+    @abstractmethod
+    def move(self, source: str, destination: str) -> None:
+        """Make ``destination`` hold what ``source`` held, then remove ``source``.
+
+        ``destination`` never holds a partial object. Raises :class:`ObjectNotFound`.
+        """
+
+    # -- redirects -----------------------------------------------------------
+
+    @abstractmethod
+    def presign_get(self, key: str, expires_in: int) -> str | None:
+        """A URL that serves the object (with ``Range`` support) until it expires, or ``None``."""
+
+    @abstractmethod
+    def presign_put(
+        self, key: str, expires_in: int, *, sha256: str, size: int | None = None
+    ) -> PresignedRequest | None:
+        """A request that stores one object whose SHA-256 must be ``sha256``, or ``None``.
+
+        The data plane verifies the digest before the object becomes visible.
+        """
+
+    # -- multipart -----------------------------------------------------------
+
+    @abstractmethod
+    def multipart_create(self, key: str) -> str:
+        """Start a multipart upload that will become ``key``; returns its upload id."""
+
+    @abstractmethod
+    def multipart_put_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+        """Store one part from memory (inline uploads). Raises :class:`ObjectNotFound`."""
+
+    @abstractmethod
+    def multipart_presign_part(
+        self, key: str, upload_id: str, number: int, expires_in: int
+    ) -> PresignedRequest | None:
+        """A request that uploads part ``number`` straight to the data plane, or ``None``."""
+
+    @abstractmethod
+    def multipart_list_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
+        """The parts stored so far, by number. Raises :class:`ObjectNotFound`."""
+
+    @abstractmethod
+    def multipart_complete(self, key: str, upload_id: str, parts: list[UploadedPart]) -> ObjectInfo:
+        """Join ``parts`` (in order) into ``key`` atomically and end the upload.
+
+        Raises :class:`ObjectNotFound` for an unknown upload and ``ValueError``
+        when a part is missing, changed (etag) or smaller than the minimum.
+        """
+
+    @abstractmethod
+    def multipart_abort(self, key: str, upload_id: str) -> None:
+        """Discard an upload and its parts; a no-op if it is already gone."""
+
+    # -- conveniences built on the contract ------------------------------------
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object below ``prefix``; returns how many were removed."""
+        return sum(1 for key in list(self.list(prefix)) if self.delete(key))

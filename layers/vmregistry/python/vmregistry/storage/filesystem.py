@@ -1,0 +1,320 @@
+"""The filesystem backend: objects are files below one root directory.
+
+Every write goes to a temporary file under ``<root>/.tmp``, is fsynced and
+renamed into place, so a crash or a failed checksum never leaves a partial or
+wrong file under a final name. Multipart parts live under
+``<root>/.multipart/<upload id>/``. Keys are checked component by component
+and the resolved path must stay inside the root: no key reaches a dot
+directory or anything outside.
+
+Presigned URLs point at the local data plane (:mod:`vmregistry.local.dataplane`)
+when a :class:`~vmregistry.storage.signing.UrlSigner` is given; without one the
+``presign_*`` methods return ``None``. The ``receive_*`` methods are the data
+plane's side: they stream a request body to disk, hashing as they go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from vmregistry.storage.base import (
+    MAX_PARTS,
+    MIN_PART_SIZE,
+    ChecksumMismatch,
+    ObjectInfo,
+    ObjectNotFound,
+    PresignedRequest,
+    Storage,
+    UploadedPart,
+)
+from vmregistry.storage.signing import UrlSigner
+
+__all__ = ["FilesystemStorage", "Readable"]
+
+_COMPONENT_RE = re.compile(r"[A-Za-z0-9_:][A-Za-z0-9_:.\-]*")
+_UPLOAD_ID_RE = re.compile(r"[0-9a-f]{32}")
+CHUNK = 1024 * 1024
+
+
+class Readable(Protocol):
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+def _etag(st: os.stat_result) -> str:
+    return f"{st.st_size:x}-{st.st_mtime_ns:x}"
+
+
+def _info(key: str, st: os.stat_result, sha256: str | None = None) -> ObjectInfo:
+    return ObjectInfo(key=key, size=st.st_size, modified=st.st_mtime, etag=_etag(st), sha256=sha256)
+
+
+class FilesystemStorage(Storage):
+    name = "filesystem"
+
+    def __init__(self, root: str | os.PathLike[str], signer: UrlSigner | None = None) -> None:
+        self.root = Path(root).resolve()
+        self.signer = signer
+        self._tmp = self.root / ".tmp"
+        self._multipart = self.root / ".multipart"
+        for directory in (self.root, self._tmp, self._multipart):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    # -- keys ------------------------------------------------------------------
+
+    def path(self, key: str) -> Path:
+        """The file behind ``key``; ``ValueError`` for anything that could escape the root."""
+        parts = key.split("/")
+        if not key or any(_COMPONENT_RE.fullmatch(p) is None for p in parts):
+            raise ValueError(f"invalid storage key {key!r}")
+        path = self.root.joinpath(*parts)
+        if not path.is_relative_to(self.root):  # defence in depth; the regex already forbids '..'
+            raise ValueError(f"storage key {key!r} escapes the root")
+        return path
+
+    def _upload_dir(self, upload_id: str) -> Path:
+        if _UPLOAD_ID_RE.fullmatch(upload_id) is None:
+            raise ObjectNotFound(f"no multipart upload {upload_id!r}")
+        return self._multipart / upload_id
+
+    # -- atomic file creation ------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _temporary(self) -> Iterator[tuple[BinaryIO, Path]]:
+        tmp = self._tmp / secrets.token_hex(16)
+        handle = open(tmp, "xb")  # noqa: SIM115 - closed below, then renamed or removed
+        try:
+            yield handle, tmp
+        except BaseException:
+            handle.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        handle.close()
+
+    def _publish(self, tmp: Path, target: Path) -> None:
+        # A concurrent delete may prune the parent between makedirs and rename: retry.
+        for _ in range(5):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(tmp, target)
+                return
+            except FileNotFoundError:
+                if not tmp.exists():
+                    raise
+        os.replace(tmp, target)
+
+    def _finish(self, handle: BinaryIO, tmp: Path, target: Path, key: str, sha256: str | None) -> ObjectInfo:
+        handle.flush()
+        os.fsync(handle.fileno())
+        st = os.fstat(handle.fileno())
+        handle.close()
+        self._publish(tmp, target)
+        return _info(key, st, sha256)
+
+    def _receive(
+        self, key: str, target: Path, source: Readable, length: int | None, sha256: str | None
+    ) -> ObjectInfo:
+        """Stream ``source`` (``length`` bytes, or to its end when ``None``) into ``target``."""
+        digest = hashlib.sha256()
+        buffer = memoryview(bytearray(CHUNK))
+        with self._temporary() as (handle, tmp):
+            remaining = length
+            while remaining is None or remaining > 0:
+                n = source.readinto(buffer if remaining is None else buffer[: min(CHUNK, remaining)])
+                if not n:
+                    if remaining is None:
+                        break
+                    raise EOFError(f"body ended {remaining} bytes early")
+                chunk = buffer[:n]
+                digest.update(chunk)
+                handle.write(chunk)
+                if remaining is not None:
+                    remaining -= n
+            actual = digest.hexdigest()
+            if sha256 is not None and actual != sha256:
+                raise ChecksumMismatch(f"expected sha256:{sha256}, received sha256:{actual}")
+            return self._finish(handle, tmp, target, key, actual)
+
+    # -- reading -------------------------------------------------------------------
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            st = os.stat(self.path(key))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return _info(key, st) if not os.path.isdir(self.path(key)) else None
+
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        try:
+            with open(self.path(key), "rb") as handle:
+                handle.seek(offset)
+                return handle.read() if length is None else handle.read(length)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFound(key) from None
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self.path(key), "rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFound(key) from None
+
+    def list(self, prefix: str) -> Iterator[str]:
+        # Walk only the directory the prefix names, then filter by the full prefix.
+        directory, _, _ = prefix.rpartition("/")
+        start = self.path(directory) if directory else self.root
+        found: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            rel = os.path.relpath(dirpath, self.root)
+            base = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+            found.extend(base + f for f in filenames if (base + f).startswith(prefix))
+        yield from sorted(found)
+
+    # -- writing -------------------------------------------------------------------
+
+    def write(self, key: str, data: bytes, *, sha256: str | None = None) -> ObjectInfo:
+        target = self.path(key)
+        actual = hashlib.sha256(data).hexdigest()
+        if sha256 is not None and actual != sha256:
+            raise ChecksumMismatch(f"expected sha256:{sha256}, received sha256:{actual}")
+        with self._temporary() as (handle, tmp):
+            handle.write(data)
+            return self._finish(handle, tmp, target, key, actual)
+
+    def receive(self, key: str, source: Readable, length: int | None, sha256: str | None) -> ObjectInfo:
+        """Stream ``length`` bytes from ``source`` into ``key`` (the data plane's PUT)."""
+        return self._receive(key, self.path(key), source, length, sha256)
+
+    def delete(self, key: str) -> bool:
+        path = self.path(key)
+        try:
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return False
+        self._prune(path.parent)
+        return True
+
+    def _prune(self, directory: Path) -> None:
+        """Remove now-empty parents so listings do not show ghosts of deleted repositories."""
+        while directory != self.root and directory.is_relative_to(self.root):
+            try:
+                directory.rmdir()
+            except OSError:
+                return
+            directory = directory.parent
+
+    def move(self, source: str, destination: str) -> None:
+        src = self.path(source)
+        if not src.is_file():
+            raise ObjectNotFound(source)
+        self._publish(src, self.path(destination))
+        self._prune(src.parent)
+
+    # -- redirects -------------------------------------------------------------------
+
+    def presign_get(self, key: str, expires_in: int) -> str | None:
+        if self.signer is None:
+            return None
+        self.path(key)
+        url, _ = self.signer.sign("get", {"key": key}, expires_in)
+        return url
+
+    def presign_put(
+        self, key: str, expires_in: int, *, sha256: str, size: int | None = None
+    ) -> PresignedRequest | None:
+        if self.signer is None:
+            return None
+        self.path(key)
+        url, expires = self.signer.sign("put", {"key": key, "sha256": sha256}, expires_in)
+        return PresignedRequest(url=url, method="PUT", expires_at=expires)
+
+    # -- multipart -------------------------------------------------------------------
+
+    def multipart_create(self, key: str) -> str:
+        self.path(key)
+        upload_id = uuid.uuid4().hex
+        directory = self._multipart / upload_id
+        directory.mkdir()
+        (directory / "key").write_text(key)
+        return upload_id
+
+    def _part_path(self, key: str, upload_id: str, number: int) -> Path:
+        directory = self._upload_dir(upload_id)
+        try:
+            owner = (directory / "key").read_text()
+        except FileNotFoundError:
+            raise ObjectNotFound(f"no multipart upload {upload_id!r}") from None
+        if owner != key:
+            raise ObjectNotFound(f"multipart upload {upload_id!r} is not for {key!r}")
+        if not 1 <= number <= MAX_PARTS:
+            raise ValueError(f"part numbers run from 1 to {MAX_PARTS}")
+        return directory / f"{number:05d}"
+
+    def multipart_put_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+        target = self._part_path(key, upload_id, number)
+        with self._temporary() as (handle, tmp):
+            handle.write(data)
+            info = self._finish(handle, tmp, target, key, None)
+        return UploadedPart(number, info.size, info.etag or "")
+
+    def receive_part(
+        self, key: str, upload_id: str, number: int, source: Readable, length: int | None
+    ) -> UploadedPart:
+        """Stream one part from the data plane."""
+        target = self._part_path(key, upload_id, number)
+        info = self._receive(key, target, source, length, None)
+        return UploadedPart(number, info.size, info.etag or "")
+
+    def multipart_presign_part(
+        self, key: str, upload_id: str, number: int, expires_in: int
+    ) -> PresignedRequest | None:
+        if self.signer is None:
+            return None
+        self._part_path(key, upload_id, number)
+        url, expires = self.signer.sign(
+            "part", {"key": key, "upload": upload_id, "part": str(number)}, expires_in
+        )
+        return PresignedRequest(url=url, method="PUT", expires_at=expires)
+
+    def multipart_list_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
+        directory = self._part_path(key, upload_id, 1).parent
+        parts = []
+        for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+            if entry.name.isdigit():
+                st = entry.stat()
+                parts.append(UploadedPart(int(entry.name), st.st_size, _etag(st)))
+        return parts
+
+    def multipart_complete(self, key: str, upload_id: str, parts: list[UploadedPart]) -> ObjectInfo:
+        stored = {p.number: p for p in self.multipart_list_parts(key, upload_id)}
+        for index, part in enumerate(parts):
+            have = stored.get(part.number)
+            if have is None or have.etag != part.etag:
+                raise ValueError(f"part {part.number} is missing or changed")
+            if index < len(parts) - 1 and have.size < MIN_PART_SIZE:
+                raise ValueError(f"part {part.number} is smaller than {MIN_PART_SIZE} bytes")
+        directory = self._upload_dir(upload_id)
+        digest = hashlib.sha256()
+        buffer = memoryview(bytearray(8 * CHUNK))
+        with self._temporary() as (handle, tmp):
+            # One pass that both joins and hashes: the domain layer then need not re-read.
+            for part in parts:
+                with open(directory / f"{part.number:05d}", "rb") as source:
+                    while n := source.readinto(buffer):
+                        digest.update(buffer[:n])
+                        handle.write(buffer[:n])
+            info = self._finish(handle, tmp, self.path(key), key, digest.hexdigest())
+        shutil.rmtree(directory, ignore_errors=True)
+        return info
+
+    def multipart_abort(self, key: str, upload_id: str) -> None:
+        with contextlib.suppress(ObjectNotFound):
+            shutil.rmtree(self._upload_dir(upload_id), ignore_errors=True)
