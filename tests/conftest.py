@@ -1,0 +1,77 @@
+"""Fixtures shared by every test module: real servers on loopback ports, real storage."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.httpclient import request
+
+ROOT = Path(__file__).resolve().parent.parent
+VMREGISTRY = str(Path(sys.executable).with_name("vmregistry"))
+
+
+@dataclass
+class RunningServer:
+    url: str
+    storage: Path
+    process: subprocess.Popen[str]
+    log: Path
+
+    def logs(self) -> str:
+        return self.log.read_text()
+
+
+def start_server(
+    tmp: Path, *args: str, env: dict[str, str] | None = None, storage: Path | None = None
+) -> RunningServer:
+    """Start ``vmregistry serve`` as a real process on a free loopback port."""
+    storage = storage or tmp / "storage"
+    log = tmp / f"server-{time.monotonic_ns()}.log"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("VMREGISTRY_")}
+    environ.update(env or {})
+    handle = open(log, "w")  # noqa: SIM115 - owned by the child process
+    process = subprocess.Popen(
+        [VMREGISTRY, "serve", "-port", "0", "-fs-path", str(storage), *args],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environ,
+        cwd=tmp,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = re.search(r"listening on (http://\S+)", log.read_text())
+        if found:
+            return RunningServer(found.group(1), storage, process, log)
+        if process.poll() is not None:
+            raise RuntimeError(f"vmregistry serve exited early:\n{log.read_text()}")
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"vmregistry serve did not start:\n{log.read_text()}")
+
+
+def stop_server(server: RunningServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A filesystem-backed local registry, shared by the tests of one module."""
+    running = start_server(tmp_path_factory.mktemp("server"))
+    assert request("GET", running.url + "/v1/").status == 200
+    yield running
+    stop_server(running)
