@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vmregistry.api import Request, Response, json_response
+from vmregistry.api import HttpResponse, Request, json_response
 from vmregistry.registry import BlobInfo, Manifest, Page, UploadStatus
 
 __all__ = ["blob_created", "blob_headers", "manifest_headers", "page_link", "upload_status"]
@@ -24,7 +24,7 @@ def manifest_headers(manifest: Manifest) -> dict[str, str]:
     }
 
 
-def blob_created(request: Request, info: BlobInfo) -> Response:
+def blob_created(request: Request, info: BlobInfo) -> HttpResponse:
     return json_response(
         201,
         {"digest": info.digest, "size": info.size},
@@ -35,7 +35,7 @@ def blob_created(request: Request, info: BlobInfo) -> Response:
     )
 
 
-def upload_status(request: Request, status: UploadStatus, code: int = 202) -> Response:
+def upload_status(request: Request, status: UploadStatus, code: int = 202) -> HttpResponse:
     uuid = status.session.uuid
     location = request.url(f"/v1/{request.name}/blobs/uploads/{uuid}")
     body = status.to_json()

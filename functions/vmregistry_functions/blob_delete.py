@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from vmregistry.api import Endpoint, Request, Response
+from vmregistry.api import Endpoint, HttpResponse, Request, Response
 from vmregistry.runtime import get_registry
 
 endpoint = Endpoint("blob_delete")
 
 
 @endpoint.handle
-def blob_delete(request: Request) -> Response:
+def blob_delete(request: Request) -> HttpResponse:
     get_registry().blobs.delete(request.name, request.digest)
     return Response(202, headers={"Docker-Content-Digest": request.digest}, body="")
 

@@ -6,16 +6,17 @@ blob fits in a response; then ``Range`` is honoured here.
 
 from __future__ import annotations
 
-from vmregistry.api import Endpoint, Request, Response
+from vmregistry.api import Endpoint, HttpResponse, Request, Response
 from vmregistry.httprange import parse_range
 from vmregistry.runtime import get_registry
+
 from vmregistry_functions._responses import blob_headers
 
 endpoint = Endpoint("blob_get")
 
 
 @endpoint.handle
-def blob_get(request: Request) -> Response:
+def blob_get(request: Request) -> HttpResponse:
     download = get_registry().blobs.download(request.name, request.digest)
     headers = blob_headers(download.info)
     if download.url is not None:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from vmregistry.api import Endpoint, Request, Response, json_response
+from vmregistry.api import Endpoint, HttpResponse, Request, json_response
 from vmregistry.api.access import may
 from vmregistry.registry import paginate, parse_page_size
 from vmregistry.runtime import get_registry
+
 from vmregistry_functions._responses import page_link
 
 endpoint = Endpoint("catalog_list")
 
 
 @endpoint.handle
-def catalog_list(request: Request) -> Response:
+def catalog_list(request: Request) -> HttpResponse:
     n = parse_page_size(request.query.get("n"))
     visible = [r for r in get_registry().manifests.repositories() if may(request.authorizer, r, "pull")]
     page = paginate(visible, n, request.query.get("last"))

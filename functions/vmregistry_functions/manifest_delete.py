@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from vmregistry.api import Endpoint, Request, Response
+from vmregistry.api import Endpoint, HttpResponse, Request, Response
 from vmregistry.runtime import get_registry
 
 endpoint = Endpoint("manifest_delete")
 
 
 @endpoint.handle
-def manifest_delete(request: Request) -> Response:
+def manifest_delete(request: Request) -> HttpResponse:
     get_registry().manifests.delete(request.name, request.reference)
     return Response(202, body="")
 

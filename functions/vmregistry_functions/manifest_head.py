@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from vmregistry.api import Endpoint, Request, Response
+from vmregistry.api import Endpoint, HttpResponse, Request, Response
 from vmregistry.runtime import get_registry
+
 from vmregistry_functions._responses import manifest_headers
 
 endpoint = Endpoint("manifest_head")
 
 
 @endpoint.handle
-def manifest_head(request: Request) -> Response:
+def manifest_head(request: Request) -> HttpResponse:
     manifest = get_registry().manifests.get(request.name, request.reference)
     return Response(200, headers=manifest_headers(manifest), body="")
 

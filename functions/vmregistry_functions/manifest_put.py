@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from vmregistry.api import Endpoint, Request, Response
+from vmregistry.api import Endpoint, HttpResponse, Request, Response
 from vmregistry.runtime import get_registry
 
 endpoint = Endpoint("manifest_put")
 
 
 @endpoint.handle
-def manifest_put(request: Request) -> Response:
+def manifest_put(request: Request) -> HttpResponse:
     manifest = get_registry().manifests.put(
         request.name, request.reference, request.body, request.header("content-type")
     )

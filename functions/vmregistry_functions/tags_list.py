@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from vmregistry.api import Endpoint, Request, Response, json_response
+from vmregistry.api import Endpoint, HttpResponse, Request, json_response
 from vmregistry.errors import RegistryError
 from vmregistry.registry import paginate, parse_page_size
 from vmregistry.runtime import get_registry
+
 from vmregistry_functions._responses import page_link
 
 endpoint = Endpoint("tags_list")
 
 
 @endpoint.handle
-def tags_list(request: Request) -> Response:
+def tags_list(request: Request) -> HttpResponse:
     n = parse_page_size(request.query.get("n"))
     manifests = get_registry().manifests
     references = manifests.references(request.name)

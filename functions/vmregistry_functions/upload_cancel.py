@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from vmregistry.api import Endpoint, Request, Response
+from vmregistry.api import Endpoint, HttpResponse, Request, Response
 from vmregistry.runtime import get_registry
 
 endpoint = Endpoint("upload_cancel")
 
 
 @endpoint.handle
-def upload_cancel(request: Request) -> Response:
+def upload_cancel(request: Request) -> HttpResponse:
     get_registry().uploads.cancel(request.name, request.upload_id)
     return Response(204, body="")
 

@@ -7,16 +7,17 @@ the bytes were verified to have it.
 from __future__ import annotations
 
 from vmregistry import names
-from vmregistry.api import Endpoint, Request, Response
+from vmregistry.api import Endpoint, HttpResponse, Request
 from vmregistry.errors import RegistryError
 from vmregistry.runtime import get_registry
+
 from vmregistry_functions._responses import blob_created
 
 endpoint = Endpoint("upload_complete")
 
 
 @endpoint.handle
-def upload_complete(request: Request) -> Response:
+def upload_complete(request: Request) -> HttpResponse:
     if "digest" not in request.query:
         raise RegistryError("DIGEST_INVALID", "completing an upload needs ?digest=sha256:<hex>")
     digest = names.parse_digest(request.query["digest"])

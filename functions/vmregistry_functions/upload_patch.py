@@ -7,14 +7,14 @@ for presigned PUT URLs to send the parts straight to storage.
 
 from __future__ import annotations
 
-from vmregistry.api import Endpoint, Request, Response, json_response
+from vmregistry.api import Endpoint, HttpResponse, Request, json_response
 from vmregistry.runtime import get_registry
 
 endpoint = Endpoint("upload_patch")
 
 
 @endpoint.handle
-def upload_patch(request: Request) -> Response:
+def upload_patch(request: Request) -> HttpResponse:
     parts = get_registry().uploads.put_parts(request.name, request.upload_id, request.query.get("part"), request.body)
     location = request.url(f"/v1/{request.name}/blobs/uploads/{request.upload_id}")
     return json_response(

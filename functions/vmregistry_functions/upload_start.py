@@ -9,11 +9,12 @@ is a monolithic upload of a small blob.
 from __future__ import annotations
 
 from vmregistry import names
-from vmregistry.api import Endpoint, Request, Response
+from vmregistry.api import Endpoint, HttpResponse, Request
 from vmregistry.api.access import may
 from vmregistry.errors import RegistryError
 from vmregistry.registry import BlobInfo
 from vmregistry.runtime import get_registry
+
 from vmregistry_functions._responses import blob_created, upload_status
 
 endpoint = Endpoint("upload_start")
@@ -28,7 +29,7 @@ def _size(raw: str | None) -> int | None:
 
 
 @endpoint.handle
-def upload_start(request: Request) -> Response:
+def upload_start(request: Request) -> HttpResponse:
     query = request.query
     digest = names.parse_digest(query["digest"]) if "digest" in query else None
     mount = names.parse_digest(query["mount"]) if "mount" in query else None

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from vmregistry.api import Endpoint, Request, Response
+from vmregistry.api import Endpoint, HttpResponse, Request
 from vmregistry.runtime import get_registry
+
 from vmregistry_functions._responses import upload_status as status_response
 
 endpoint = Endpoint("upload_status")
 
 
 @endpoint.handle
-def upload_status(request: Request) -> Response:
+def upload_status(request: Request) -> HttpResponse:
     status = get_registry().uploads.status(request.name, request.upload_id)
     return status_response(request, status, 200)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from vmregistry.api import Endpoint, Request, Response, json_response
+from vmregistry.api import Endpoint, HttpResponse, Request, json_response
 
 endpoint = Endpoint("version_check")
 
 
 @endpoint.handle
-def version_check(request: Request) -> Response:
+def version_check(request: Request) -> HttpResponse:
     return json_response(200, {}, {"VmRegistry-API-Version": "v1"})
 
 

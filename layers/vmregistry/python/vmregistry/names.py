@@ -56,9 +56,7 @@ def parse_name(name: str) -> str:
 
 def parse_tag(tag: str) -> str:
     if _TAG_RE.fullmatch(tag) is None:
-        raise RegistryError(
-            "TAG_INVALID", "tags match [A-Za-z0-9_][A-Za-z0-9._-]{0,127}", {"tag": tag[:300]}
-        )
+        raise RegistryError("TAG_INVALID", "tags match [A-Za-z0-9_][A-Za-z0-9._-]{0,127}", {"tag": tag[:300]})
     if tag in _RESERVED_TAGS:
         raise RegistryError("TAG_INVALID", f"the tag {tag!r} is reserved", {"tag": tag})
     return tag

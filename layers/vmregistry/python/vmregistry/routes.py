@@ -55,7 +55,8 @@ class Route:
     @cached_property
     def _regex(self) -> re.Pattern[str]:
         pattern = _PLACEHOLDER.sub(
-            lambda m: f"(?P<{m.group(1)}>{_PATTERNS[m.group(1)]})", re.escape(self.template).replace(r"\{", "{").replace(r"\}", "}")
+            lambda m: f"(?P<{m.group(1)}>{_PATTERNS[m.group(1)]})",
+            re.escape(self.template).replace(r"\{", "{").replace(r"\}", "}"),
         )
         return re.compile(pattern + ("/?" if self.trailing_slash else ""))
 
@@ -109,29 +110,66 @@ ROUTES: tuple[Route, ...] = (
     _route("blob_head", "HEAD", "/v1/{name}/blobs/{digest}", "pull", {"read"}, "Blob existence and size"),
     _route("blob_get", "GET", "/v1/{name}/blobs/{digest}", "pull", {"read"}, "Redirect to the blob's bytes"),
     _route("blob_put", "PUT", "/v1/{name}/blobs/{digest}", "push", {"read", "write"}, "Upload a small blob inline"),
-    _route("blob_delete", "DELETE", "/v1/{name}/blobs/{digest}", "delete", {"read", "delete"}, "Remove a blob from a repository"),
     _route(
-        "upload_start", "POST", "/v1/{name}/blobs/uploads", "push", {"read", "write"},
-        "Start an upload (or mount, or upload monolithically)", trailing_slash=True,
+        "blob_delete",
+        "DELETE",
+        "/v1/{name}/blobs/{digest}",
+        "delete",
+        {"read", "delete"},
+        "Remove a blob from a repository",
     ),
     _route(
-        "upload_patch", "PATCH", "/v1/{name}/blobs/uploads/{uuid}", "push", {"read", "write"},
+        "upload_start",
+        "POST",
+        "/v1/{name}/blobs/uploads",
+        "push",
+        {"read", "write"},
+        "Start an upload (or mount, or upload monolithically)",
+        trailing_slash=True,
+    ),
+    _route(
+        "upload_patch",
+        "PATCH",
+        "/v1/{name}/blobs/uploads/{uuid}",
+        "push",
+        {"read", "write"},
         "Upload a part inline or get presigned part URLs",
     ),
     _route("upload_status", "GET", "/v1/{name}/blobs/uploads/{uuid}", "push", {"read"}, "Upload progress, to resume"),
     _route(
-        "upload_complete", "PUT", "/v1/{name}/blobs/uploads/{uuid}", "push", {"read", "write", "delete"},
+        "upload_complete",
+        "PUT",
+        "/v1/{name}/blobs/uploads/{uuid}",
+        "push",
+        {"read", "write", "delete"},
         "Verify the digest and publish the blob",
     ),
     _route(
-        "upload_cancel", "DELETE", "/v1/{name}/blobs/uploads/{uuid}", "push", {"read", "write", "delete"},
+        "upload_cancel",
+        "DELETE",
+        "/v1/{name}/blobs/uploads/{uuid}",
+        "push",
+        {"read", "write", "delete"},
         "Abandon an upload",
     ),
-    _route("manifest_head", "HEAD", "/v1/{name}/manifests/{reference}", "pull", {"read"}, "Manifest existence and digest"),
-    _route("manifest_get", "GET", "/v1/{name}/manifests/{reference}", "pull", {"read"}, "Fetch a manifest"),
-    _route("manifest_put", "PUT", "/v1/{name}/manifests/{reference}", "push", {"read", "write"}, "Store a manifest by tag or digest"),
     _route(
-        "manifest_delete", "DELETE", "/v1/{name}/manifests/{reference}", "delete", {"read", "delete"},
+        "manifest_head", "HEAD", "/v1/{name}/manifests/{reference}", "pull", {"read"}, "Manifest existence and digest"
+    ),
+    _route("manifest_get", "GET", "/v1/{name}/manifests/{reference}", "pull", {"read"}, "Fetch a manifest"),
+    _route(
+        "manifest_put",
+        "PUT",
+        "/v1/{name}/manifests/{reference}",
+        "push",
+        {"read", "write"},
+        "Store a manifest by tag or digest",
+    ),
+    _route(
+        "manifest_delete",
+        "DELETE",
+        "/v1/{name}/manifests/{reference}",
+        "delete",
+        {"read", "delete"},
         "Delete a tag, or a manifest and its tags",
     ),
 )
@@ -143,7 +181,7 @@ def route_by_operation(operation: str) -> Route:
     return _BY_OPERATION[operation]
 
 
-def find_route(method: str, path: str) -> tuple[Route, dict[str, str]] | None | Literal[False]:
+def find_route(method: str, path: str) -> tuple[Route, dict[str, str]] | Literal[False] | None:
     """The route serving ``method path`` and its parameters.
 
     ``None`` when no route has that path, ``False`` when routes have the path

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from vmregistry.api.endpoint import Endpoint, Request, Response, json_response
+from vmregistry.api.endpoint import Endpoint, HttpResponse, Request, Response, json_response
 
-__all__ = ["Endpoint", "Request", "Response", "json_response"]
+__all__ = ["Endpoint", "HttpResponse", "Request", "Response", "json_response"]

@@ -22,16 +22,19 @@ from vmregistry.errors import RegistryError, error_body
 from vmregistry.routes import Route, route_by_operation
 from vmregistry.storage import StorageUnavailable
 
-__all__ = ["Endpoint", "Request", "Response", "json_response"]
+__all__ = ["Endpoint", "HttpResponse", "Request", "Response", "json_response"]
 
 JSON = "application/json"
 
+HttpResponse = Response[Any]
+"""What a handler returns (Powertools' Response, whatever the body type)."""
 
-def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
+
+def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> HttpResponse:
     return Response(status, JSON, json.dumps(body, separators=(",", ":")), dict(headers or {}))
 
 
-def error_response(error: RegistryError) -> Response:
+def error_response(error: RegistryError) -> HttpResponse:
     return Response(error.status, JSON, error_body(error), error.headers)
 
 
@@ -105,26 +108,26 @@ class Endpoint:
         self.app.not_found(self._not_found)
         self.lambda_handler = instrument(self.app.resolve)
 
-    def handle(self, function: Callable[[Request], Response]) -> Callable[[Request], Response]:
+    def handle(self, function: Callable[[Request], HttpResponse]) -> Callable[[Request], HttpResponse]:
         route = self.route
 
-        def resolved() -> Response:
+        def resolved() -> HttpResponse:
             return function(Request.parse(route, self.app.current_event.raw_event))
 
         self.app.route(route.rule, method=route.method)(resolved)
         return function
 
     @staticmethod
-    def _unavailable(exc: StorageUnavailable) -> Response:
+    def _unavailable(exc: StorageUnavailable) -> HttpResponse:
         logger.error("storage unavailable", extra={"error": str(exc)})
         return error_response(RegistryError("UNAVAILABLE", f"storage backend unavailable: {exc}; retry later"))
 
     @staticmethod
-    def _internal(exc: Exception) -> Response:
+    def _internal(exc: Exception) -> HttpResponse:
         logger.exception("unhandled error")
         return error_response(RegistryError("INTERNAL", "internal server error; the request id is in the logs"))
 
-    def _not_found(self, exc: Exception) -> Response:
+    def _not_found(self, exc: Exception) -> HttpResponse:
         return error_response(
             RegistryError("NOT_FOUND", f"this function serves {self.route.method} {self.route.template}")
         )

@@ -16,9 +16,7 @@ from vmregistry import __version__
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
-COMMAND_MODULES = (
-    "vmregistry.cli.serve",
-)
+COMMAND_MODULES = ("vmregistry.cli.serve",)
 
 
 def build_parser() -> argparse.ArgumentParser:

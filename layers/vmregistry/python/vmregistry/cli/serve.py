@@ -59,12 +59,25 @@ def register(subparsers: Any) -> None:
         " Stores under ./storage unless told otherwise.",
         allow_abbrev=False,
     )
-    serve.add_argument(*_flag("host"), dest="host", default=os.environ.get("VMREGISTRY_HOST", "127.0.0.1"),
-                       help="address to bind; 0.0.0.0 opens the server to the network [VMREGISTRY_HOST]")
-    serve.add_argument(*_flag("port"), dest="port", type=int, default=int(os.environ.get("VMREGISTRY_PORT", "8080")),
-                       help="TCP port; 0 picks a free one [VMREGISTRY_PORT]")
-    serve.add_argument(*_flag("public_url"), dest="public_url", metavar="URL",
-                       help=f"{SETTINGS_HELP['public_url']} [{env_name('public_url')}]")
+    serve.add_argument(
+        *_flag("host"),
+        dest="host",
+        default=os.environ.get("VMREGISTRY_HOST", "127.0.0.1"),
+        help="address to bind; 0.0.0.0 opens the server to the network [VMREGISTRY_HOST]",
+    )
+    serve.add_argument(
+        *_flag("port"),
+        dest="port",
+        type=int,
+        default=int(os.environ.get("VMREGISTRY_PORT", "8080")),
+        help="TCP port; 0 picks a free one [VMREGISTRY_PORT]",
+    )
+    serve.add_argument(
+        *_flag("public_url"),
+        dest="public_url",
+        metavar="URL",
+        help=f"{SETTINGS_HELP['public_url']} [{env_name('public_url')}]",
+    )
     add_storage_flags(serve)
     serve.set_defaults(func=run_serve)
 
@@ -96,8 +109,10 @@ def run_serve(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"vmregistry serve: {exc}", file=sys.stderr)
         return 2
-    where = f"filesystem at {os.path.abspath(settings.fs_path)}" if settings.storage == "filesystem" else (
-        f"s3 bucket {settings.s3_bucket}"
+    where = (
+        f"filesystem at {os.path.abspath(settings.fs_path)}"
+        if settings.storage == "filesystem"
+        else (f"s3 bucket {settings.s3_bucket}")
     )
     print(f"vmregistry listening on {server.url} (storage: {where})", file=sys.stderr, flush=True)
     try:

@@ -6,11 +6,17 @@ streams through one reused buffer and never lands in memory whole.
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import Protocol
 
 __all__ = ["BodyError", "ChunkedReader", "LengthReader", "read_all"]
 
 MAX_CHUNK_LINE = 1024
+
+
+class Stream(Protocol):
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+    def readline(self, size: int = -1, /) -> bytes: ...
 
 
 class BodyError(Exception):
@@ -18,7 +24,7 @@ class BodyError(Exception):
 
 
 class LengthReader:
-    def __init__(self, stream: BinaryIO, length: int) -> None:
+    def __init__(self, stream: Stream, length: int) -> None:
         self._stream = stream
         self.remaining = length
 
@@ -34,7 +40,7 @@ class LengthReader:
 
 
 class ChunkedReader:
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: Stream) -> None:
         self._stream = stream
         self._left = 0
         self._done = False

@@ -22,8 +22,7 @@ _FIELDS = ("method", "path", "status", "duration_ms", "bytes", "request_id", "cl
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -37,13 +36,13 @@ class JsonFormatter(logging.Formatter):
 class TerminalFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
-        if hasattr(record, "status"):
-            status = int(getattr(record, "status"))
+        fields = record.__dict__  # access-log fields arrive through ``extra=``
+        if "status" in fields:
+            status = int(fields["status"])
             colour = _STATUS_COLOURS.get(status // 100, "")
             return (
-                f"{_DIM}{stamp}{_RESET} {colour}{status}{_RESET} {getattr(record, 'method'):<6} "
-                f"{getattr(record, 'path')} {_DIM}{getattr(record, 'duration_ms'):.1f} ms"
-                f" {getattr(record, 'bytes')} B{_RESET}"
+                f"{_DIM}{stamp}{_RESET} {colour}{status}{_RESET} {fields['method']:<6} {fields['path']}"
+                f" {_DIM}{fields['duration_ms']:.1f} ms {fields['bytes']} B{_RESET}"
             )
         colour = _LEVEL_COLOURS.get(record.levelname, "")
         line = f"{_DIM}{stamp}{_RESET} {colour}{record.levelname.lower()}{_RESET} {record.getMessage()}"
@@ -52,7 +51,9 @@ class TerminalFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(stream: TextIO | None = None, *, json_lines: bool | None = None, level: int = logging.INFO) -> None:
+def configure_logging(
+    stream: TextIO | None = None, *, json_lines: bool | None = None, level: int = logging.INFO
+) -> None:
     """Send vmregistry's logs to ``stream`` (stderr), in the format that suits it."""
     stream = stream or sys.stderr
     use_json = (not stream.isatty()) if json_lines is None else json_lines

@@ -51,11 +51,11 @@ to put under ``requestContext.authorizer`` or raises a 401/403 RegistryError."""
 class _Exchange:
     """One data-plane request, as :class:`~vmregistry.local.dataplane.Exchange` sees it."""
 
-    def __init__(self, handler: _Handler, operation: str, query: dict[str, str]) -> None:
-        self.method = handler.command
-        self.operation = operation
-        self.query = query
-        self.headers = {k.lower(): v for k, v in handler.headers.items()}
+    def __init__(self, handler: _Handler, operation: str, query: Mapping[str, str]) -> None:
+        self.method: str = handler.command
+        self.operation: str = operation
+        self.query: Mapping[str, str] = query
+        self.headers: Mapping[str, str] = {k.lower(): v for k, v in handler.headers.items()}
         self._handler = handler
 
     def body_reader(self) -> LengthReader | ChunkedReader | None:
@@ -96,12 +96,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(status, headers, body)
         except RegistryError as error:
             self.close_connection = True  # the body may be unread: do not reuse the connection
-            self._send(error.status, [("Content-Type", "application/json"), *error.headers.items()],
-                       error_body(error).encode())
+            self._send(
+                error.status, [("Content-Type", "application/json"), *error.headers.items()], error_body(error).encode()
+            )
         except (BodyError, EOFError) as exc:
             self.close_connection = True
-            error = RegistryError("BLOB_UPLOAD_INVALID", f"the request body is incomplete: {exc}")
-            self._send(error.status, [("Content-Type", "application/json")], error_body(error).encode())
+            incomplete = RegistryError("BLOB_UPLOAD_INVALID", f"the request body is incomplete: {exc}")
+            self._send(incomplete.status, [("Content-Type", "application/json")], error_body(incomplete).encode())
         except (ConnectionError, TimeoutError):
             self.close_connection = True
             return
@@ -131,7 +132,9 @@ class _Handler(BaseHTTPRequestHandler):
         )
         if self.server.authorizer is not None:
             event["requestContext"]["authorizer"] = dict(self.server.authorizer(event))
-        response = self.server.handler_for(route)(event, LambdaContext(route.operation, event["requestContext"]["requestId"]))
+        response = self.server.handler_for(route)(
+            event, LambdaContext(route.operation, event["requestContext"]["requestId"])
+        )
         return split_response(response)
 
     def _read_body(self) -> bytes:

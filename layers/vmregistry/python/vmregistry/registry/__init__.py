@@ -10,7 +10,7 @@ from vmregistry.config import Settings
 from vmregistry.registry.blobs import BlobInfo, Blobs, Download
 from vmregistry.registry.listing import Page, paginate, parse_page_size
 from vmregistry.registry.manifests import Manifest, Manifests, accepts
-from vmregistry.registry.uploads import PartResult, UploadStatus, Uploads
+from vmregistry.registry.uploads import PartResult, Uploads, UploadStatus
 from vmregistry.storage import Storage
 
 __all__ = [

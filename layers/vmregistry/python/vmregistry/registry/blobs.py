@@ -85,9 +85,7 @@ class Blobs:
         try:
             self.storage.write(paths.blob_key(digest), data, sha256=digest.removeprefix("sha256:"))
         except ChecksumMismatch:
-            raise RegistryError(
-                "DIGEST_INVALID", detail={"expected": digest, "actual": sha256_digest(data)}
-            ) from None
+            raise RegistryError("DIGEST_INVALID", detail={"expected": digest, "actual": sha256_digest(data)}) from None
         return self.link(repository, digest, len(data))
 
     def delete(self, repository: str, digest: str) -> None:

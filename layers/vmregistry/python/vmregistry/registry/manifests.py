@@ -92,9 +92,7 @@ class Manifests:
         try:
             data = self.storage.read(paths.manifest_key(repository, reference))
         except ObjectNotFound:
-            raise RegistryError(
-                "MANIFEST_UNKNOWN", detail={"repository": repository, "reference": reference}
-            ) from None
+            raise RegistryError("MANIFEST_UNKNOWN", detail={"repository": repository, "reference": reference}) from None
         try:
             media_type = json.loads(data).get("mediaType", mediatypes.MANIFEST)
         except ValueError:
@@ -103,14 +101,13 @@ class Manifests:
 
     def put(self, repository: str, reference: str, data: bytes, content_type: str | None) -> Manifest:
         if len(data) > MAX_MANIFEST_SIZE:
-            raise RegistryError(
-                "TOO_LARGE", f"manifests are limited to {MAX_MANIFEST_SIZE} bytes", {"size": len(data)}
-            )
+            raise RegistryError("TOO_LARGE", f"manifests are limited to {MAX_MANIFEST_SIZE} bytes", {"size": len(data)})
         references = validate(data, content_type)
         digest = sha256_digest(data)
         if is_digest(reference) and reference != digest:
             raise RegistryError(
-                "DIGEST_INVALID", "the manifest does not hash to the digest in the URL",
+                "DIGEST_INVALID",
+                "the manifest does not hash to the digest in the URL",
                 {"expected": reference, "actual": digest},
             )
         unknown = []
@@ -119,11 +116,16 @@ class Manifests:
             if blob is None:
                 unknown.append(blob_digest)
             elif blob.size != size:
-                raise _invalid("a descriptor's size differs from the stored blob",
-                               digest=blob_digest, declared=size, stored=blob.size)
+                raise _invalid(
+                    "a descriptor's size differs from the stored blob",
+                    digest=blob_digest,
+                    declared=size,
+                    stored=blob.size,
+                )
         if unknown:
             raise RegistryError(
-                "MANIFEST_BLOB_UNKNOWN", "push every blob before the manifest that references it",
+                "MANIFEST_BLOB_UNKNOWN",
+                "push every blob before the manifest that references it",
                 {"digests": sorted(set(unknown))},
             )
         self.storage.write(paths.manifest_key(repository, digest), data)

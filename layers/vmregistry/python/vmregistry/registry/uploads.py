@@ -121,9 +121,7 @@ def parse_part_spec(spec: str) -> list[int]:
     if not 1 <= first <= last <= MAX_PARTS:
         raise RegistryError("BLOB_UPLOAD_INVALID", f"parts are numbered 1 to {MAX_PARTS}", {"part": spec})
     if last - first + 1 > MAX_PARTS_PER_REQUEST:
-        raise RegistryError(
-            "BLOB_UPLOAD_INVALID", f"at most {MAX_PARTS_PER_REQUEST} parts per request", {"part": spec}
-        )
+        raise RegistryError("BLOB_UPLOAD_INVALID", f"at most {MAX_PARTS_PER_REQUEST} parts per request", {"part": spec})
     return list(range(first, last + 1))
 
 
@@ -239,9 +237,7 @@ class Uploads:
             for number in parse_part_spec(spec):
                 request = self.storage.multipart_presign_part(key, multipart_id, number, self.settings.presign_expires)
                 if request is None:
-                    raise RegistryError(
-                        "UNSUPPORTED", "this storage backend cannot presign parts; send parts inline"
-                    )
+                    raise RegistryError("UNSUPPORTED", "this storage backend cannot presign parts; send parts inline")
                 results.append(PartResult(number, request=request))
             return results
         except ObjectNotFound:
@@ -263,7 +259,8 @@ class Uploads:
         key = paths.upload_data_key(upload_id)
         if session.digest is not None and session.digest != digest:
             raise RegistryError(
-                "DIGEST_INVALID", "the digest differs from the one the upload was started with",
+                "DIGEST_INVALID",
+                "the digest differs from the one the upload was started with",
                 {"started": session.digest, "completed": digest},
             )
         actual: str | None
@@ -284,7 +281,8 @@ class Uploads:
         if "sha256:" + actual != digest:
             self.cancel(repository, upload_id)
             raise RegistryError(
-                "DIGEST_INVALID", "the uploaded bytes do not hash to the digest; the upload was discarded",
+                "DIGEST_INVALID",
+                "the uploaded bytes do not hash to the digest; the upload was discarded",
                 {"expected": digest, "actual": "sha256:" + actual},
             )
         if session.size is not None and info.size != session.size:

@@ -27,6 +27,7 @@ checks for each of them:
 
 from __future__ import annotations
 
+import builtins  # the contract's list() method shadows the builtin inside the class
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -180,17 +181,15 @@ class Storage(ABC):
         """Store one part from memory (inline uploads). Raises :class:`ObjectNotFound`."""
 
     @abstractmethod
-    def multipart_presign_part(
-        self, key: str, upload_id: str, number: int, expires_in: int
-    ) -> PresignedRequest | None:
+    def multipart_presign_part(self, key: str, upload_id: str, number: int, expires_in: int) -> PresignedRequest | None:
         """A request that uploads part ``number`` straight to the data plane, or ``None``."""
 
     @abstractmethod
-    def multipart_list_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
+    def multipart_list_parts(self, key: str, upload_id: str) -> builtins.list[UploadedPart]:
         """The parts stored so far, by number. Raises :class:`ObjectNotFound`."""
 
     @abstractmethod
-    def multipart_complete(self, key: str, upload_id: str, parts: list[UploadedPart]) -> ObjectInfo:
+    def multipart_complete(self, key: str, upload_id: str, parts: builtins.list[UploadedPart]) -> ObjectInfo:
         """Join ``parts`` (in order) into ``key`` atomically and end the upload.
 
         Raises :class:`ObjectNotFound` for an unknown upload and ``ValueError``

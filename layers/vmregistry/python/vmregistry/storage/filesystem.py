@@ -15,6 +15,7 @@ plane's side: they stream a request body to disk, hashing as they go.
 
 from __future__ import annotations
 
+import builtins  # the contract's list() method shadows the builtin inside the class
 import contextlib
 import hashlib
 import os
@@ -119,9 +120,7 @@ class FilesystemStorage(Storage):
         self._publish(tmp, target)
         return _info(key, st, sha256)
 
-    def _receive(
-        self, key: str, target: Path, source: Readable, length: int | None, sha256: str | None
-    ) -> ObjectInfo:
+    def _receive(self, key: str, target: Path, source: Readable, length: int | None, sha256: str | None) -> ObjectInfo:
         """Stream ``source`` (``length`` bytes, or to its end when ``None``) into ``target``."""
         digest = hashlib.sha256()
         buffer = memoryview(bytearray(CHUNK))
@@ -170,7 +169,7 @@ class FilesystemStorage(Storage):
         # Walk only the directory the prefix names, then filter by the full prefix.
         directory, _, _ = prefix.rpartition("/")
         start = self.path(directory) if directory else self.root
-        found: list[str] = []
+        found: builtins.list[str] = []
         for dirpath, dirnames, filenames in os.walk(start):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             rel = os.path.relpath(dirpath, self.root)
@@ -265,26 +264,20 @@ class FilesystemStorage(Storage):
             info = self._finish(handle, tmp, target, key, None)
         return UploadedPart(number, info.size, info.etag or "")
 
-    def receive_part(
-        self, key: str, upload_id: str, number: int, source: Readable, length: int | None
-    ) -> UploadedPart:
+    def receive_part(self, key: str, upload_id: str, number: int, source: Readable, length: int | None) -> UploadedPart:
         """Stream one part from the data plane."""
         target = self._part_path(key, upload_id, number)
         info = self._receive(key, target, source, length, None)
         return UploadedPart(number, info.size, info.etag or "")
 
-    def multipart_presign_part(
-        self, key: str, upload_id: str, number: int, expires_in: int
-    ) -> PresignedRequest | None:
+    def multipart_presign_part(self, key: str, upload_id: str, number: int, expires_in: int) -> PresignedRequest | None:
         if self.signer is None:
             return None
         self._part_path(key, upload_id, number)
-        url, expires = self.signer.sign(
-            "part", {"key": key, "upload": upload_id, "part": str(number)}, expires_in
-        )
+        url, expires = self.signer.sign("part", {"key": key, "upload": upload_id, "part": str(number)}, expires_in)
         return PresignedRequest(url=url, method="PUT", expires_at=expires)
 
-    def multipart_list_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
+    def multipart_list_parts(self, key: str, upload_id: str) -> builtins.list[UploadedPart]:
         directory = self._part_path(key, upload_id, 1).parent
         parts = []
         for entry in sorted(os.scandir(directory), key=lambda e: e.name):
@@ -293,7 +286,7 @@ class FilesystemStorage(Storage):
                 parts.append(UploadedPart(int(entry.name), st.st_size, _etag(st)))
         return parts
 
-    def multipart_complete(self, key: str, upload_id: str, parts: list[UploadedPart]) -> ObjectInfo:
+    def multipart_complete(self, key: str, upload_id: str, parts: builtins.list[UploadedPart]) -> ObjectInfo:
         stored = {p.number: p for p in self.multipart_list_parts(key, upload_id)}
         for index, part in enumerate(parts):
             have = stored.get(part.number)
