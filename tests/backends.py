@@ -1,0 +1,47 @@
+"""Storage backends for the conformance suite: one constructor fixture per backend.
+
+Each backend comes with what its presigned URLs need to be fetched for real
+(the filesystem backend's data plane runs in a local server on a loopback
+port). Adding a backend is one more entry in :data:`BACKENDS` and a factory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import pytest
+from vmregistry.config import Settings
+from vmregistry.local.server import LocalServer
+from vmregistry.storage import Storage
+
+__all__ = ["BACKENDS", "backend"]
+
+
+@contextmanager
+def filesystem_backend(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Storage]:
+    server = LocalServer(Settings(fs_path=str(tmp_path / "root")), port=0)
+    server.start()
+    try:
+        yield server.storage
+        # Atomic writes leave no temporary file behind, even when they fail.
+        hidden = [p for p in (tmp_path / "root" / ".tmp").iterdir()]
+        hidden += [p for p in (tmp_path / "root" / ".multipart").iterdir()]
+        assert hidden == [], f"temporary files left behind: {hidden}"
+    finally:
+        server.shutdown()
+
+
+BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], AbstractContextManager[Storage]]] = {
+    "filesystem": filesystem_backend,
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    """A fresh, empty backend; the test fails if it leaves any object behind."""
+    with BACKENDS[request.param](tmp_path, request) as storage:
+        yield storage
+        leftovers = list(storage.list(""))
+        assert leftovers == [], f"the test left objects behind: {leftovers[:10]}"

@@ -1,0 +1,281 @@
+"""The storage contract, checked the same way against every backend.
+
+Every test cleans up what it writes: the ``backend`` fixture fails a test that
+leaves objects behind. Presigned URLs are fetched over real HTTP and the bytes
+compared, as distribution's driver test suite does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import pytest
+from vmregistry.storage import (
+    MIN_PART_SIZE,
+    ChecksumMismatch,
+    ObjectNotFound,
+    PresignedRequest,
+    Storage,
+    UploadedPart,
+)
+
+from tests.backends import backend
+from tests.httpclient import request
+
+__all__ = ["backend"]
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def send(presigned: PresignedRequest, body: bytes) -> int:
+    return request(presigned.method, presigned.url, body, dict(presigned.headers)).status
+
+
+def tamper(url: str) -> str:
+    """Change the signed object in a URL while keeping its signature."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(k == "key" for k, _ in query):  # local data plane: the key is a parameter
+        query = [(k, v + "x" if k == "key" else v) for k, v in query]
+        return urlunsplit(parts._replace(query=urlencode(query)))
+    return urlunsplit(parts._replace(path=parts.path + "x"))
+
+
+# -- objects -------------------------------------------------------------------------
+
+
+def test_write_then_read_stat_and_delete(backend: Storage) -> None:
+    # GIVEN an object written under a nested key
+    data = os.urandom(1000)
+    info = backend.write("a/b/c", data)
+    # THEN it reads back whole and in slices, and stat reports its size
+    assert info.size == 1000
+    assert backend.read("a/b/c") == data
+    assert backend.read("a/b/c", 10, 20) == data[10:30]
+    stat = backend.stat("a/b/c")
+    assert stat is not None and stat.size == 1000
+    # WHEN it is deleted THEN it is gone, and deleting again reports False
+    assert backend.delete("a/b/c") is True
+    assert backend.stat("a/b/c") is None
+    assert backend.delete("a/b/c") is False
+
+
+def test_missing_objects(backend: Storage) -> None:
+    assert backend.stat("nope/nothing") is None
+    with pytest.raises(ObjectNotFound):
+        backend.read("nope/nothing")
+    with pytest.raises(ObjectNotFound):
+        backend.open("nope/nothing")
+    with pytest.raises(ObjectNotFound):
+        backend.move("nope/nothing", "nope/else")
+
+
+def test_overwrite_replaces_whole_object(backend: Storage) -> None:
+    backend.write("k", b"first version, longer than the second")
+    backend.write("k", b"second")
+    assert backend.read("k") == b"second"
+    backend.delete("k")
+
+
+def test_write_with_checksum(backend: Storage) -> None:
+    # GIVEN an existing object
+    backend.write("sum", b"original")
+    # WHEN a write claims a digest the data does not have
+    with pytest.raises(ChecksumMismatch):
+        backend.write("sum", b"tampered", sha256=sha(b"something else"))
+    # THEN nothing changed
+    assert backend.read("sum") == b"original"
+    # AND a write with the right digest goes through
+    backend.write("sum", b"verified", sha256=sha(b"verified"))
+    assert backend.read("sum") == b"verified"
+    backend.delete("sum")
+
+
+def test_failed_checksum_on_new_key_stores_nothing(backend: Storage) -> None:
+    with pytest.raises(ChecksumMismatch):
+        backend.write("fresh/key", b"data", sha256=sha(b"other"))
+    assert backend.stat("fresh/key") is None
+
+
+def test_list_is_recursive_sorted_and_prefix_exact(backend: Storage) -> None:
+    keys = ["p/b/2", "p/a", "p/b/1", "pp/x", "q"]
+    for key in keys:
+        backend.write(key, key.encode())
+    assert list(backend.list("p/")) == ["p/a", "p/b/1", "p/b/2"]
+    assert list(backend.list("p/b")) == ["p/b/1", "p/b/2"]
+    assert list(backend.list("p")) == ["p/a", "p/b/1", "p/b/2", "pp/x"]
+    assert list(backend.list("none/")) == []
+    assert backend.delete_prefix("p") == 4
+    assert list(backend.list("")) == ["q"]
+    backend.delete("q")
+
+
+def test_move(backend: Storage) -> None:
+    data = os.urandom(5000)
+    backend.write("from/here", data)
+    backend.write("to/there", b"old")
+    backend.move("from/here", "to/there")
+    assert backend.read("to/there") == data
+    assert backend.stat("from/here") is None
+    backend.delete("to/there")
+
+
+def test_open_streams_large_objects(backend: Storage) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    backend.write("big", data)
+    stream = backend.open("big")
+    try:
+        received = b"".join(iter(lambda: stream.read(256 * 1024), b""))
+    finally:
+        stream.close()
+    assert received == data
+    backend.delete("big")
+
+
+def test_concurrent_writers_leave_one_whole_object(backend: Storage) -> None:
+    # GIVEN eight writers racing on one key, each with distinct content
+    bodies = [bytes([i]) * (256 * 1024) for i in range(8)]
+    threads = [threading.Thread(target=backend.write, args=("race", body)) for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # THEN the object is exactly one writer's content, never a mixture
+    assert backend.read("race") in bodies
+    backend.delete("race")
+
+
+@pytest.mark.parametrize("key", ["../escape", "a/../../b", "/absolute", "a//b", "", "a/./b", "a/"])
+def test_keys_that_could_escape_are_refused(backend: Storage, key: str) -> None:
+    with pytest.raises(ValueError, match="key"):
+        backend.write(key, b"x")
+
+
+# -- presigned URLs ----------------------------------------------------------------------
+
+
+def test_presigned_get_serves_bytes_and_ranges(backend: Storage) -> None:
+    data = os.urandom(2 * 1024 * 1024 + 3)
+    backend.write("blob", data)
+    url = backend.presign_get("blob", 60)
+    if url is None:
+        pytest.skip(f"{backend.name} cannot redirect")
+    # WHEN the URL is fetched THEN it serves the object
+    whole = request("GET", url)
+    assert whole.status == 200 and whole.body == data
+    # AND a Range is honoured with 206
+    part = request("GET", url, headers={"Range": "bytes=1000-1999"})
+    assert part.status == 206 and part.body == data[1000:2000]
+    assert part.header("Content-Range") == f"bytes 1000-1999/{len(data)}"
+    suffix = request("GET", url, headers={"Range": "bytes=-10"})
+    assert suffix.status == 206 and suffix.body == data[-10:]
+    # AND a URL altered to name another object is refused
+    assert request("GET", tamper(url)).status == 403
+    backend.delete("blob")
+
+
+def test_presigned_get_expires(backend: Storage) -> None:
+    backend.write("short-lived", b"data")
+    url = backend.presign_get("short-lived", 1)
+    if url is None:
+        pytest.skip(f"{backend.name} cannot redirect")
+    time.sleep(2.1)
+    assert request("GET", url).status == 403
+    backend.delete("short-lived")
+
+
+def test_presigned_put_binds_the_digest(backend: Storage) -> None:
+    data = os.urandom(300_000)
+    presigned = backend.presign_put("incoming", 60, sha256=sha(data), size=len(data))
+    if presigned is None:
+        pytest.skip(f"{backend.name} cannot presign uploads")
+    # WHEN a different body is sent THEN it is refused and nothing appears
+    wrong = os.urandom(300_000)
+    assert send(presigned, wrong) == 400
+    assert backend.stat("incoming") is None
+    # WHEN the right body is sent THEN the object holds exactly it
+    assert send(presigned, data) == 200
+    assert backend.read("incoming") == data
+    backend.delete("incoming")
+
+
+def test_presigned_put_refuses_altered_url(backend: Storage) -> None:
+    data = b"payload"
+    presigned = backend.presign_put("target", 60, sha256=sha(data))
+    if presigned is None:
+        pytest.skip(f"{backend.name} cannot presign uploads")
+    altered = PresignedRequest(tamper(presigned.url), presigned.method, presigned.expires_at, presigned.headers)
+    assert send(altered, data) == 403
+    assert backend.stat("target") is None
+    assert backend.stat("targetx") is None
+
+
+# -- multipart --------------------------------------------------------------------------
+
+
+def test_multipart_inline_and_presigned_parts(backend: Storage) -> None:
+    # GIVEN a multipart upload with part 1 inline and part 2 through a presigned URL
+    first, second = os.urandom(MIN_PART_SIZE), os.urandom(1234)
+    upload = backend.multipart_create("mp/object")
+    backend.multipart_put_part("mp/object", upload, 1, first)
+    presigned = backend.multipart_presign_part("mp/object", upload, 2, 60)
+    if presigned is None:
+        backend.multipart_put_part("mp/object", upload, 2, second)
+    else:
+        assert send(presigned, second) == 200
+    # WHEN its parts are listed and completed
+    parts = backend.multipart_list_parts("mp/object", upload)
+    assert [(p.number, p.size) for p in parts] == [(1, MIN_PART_SIZE), (2, 1234)]
+    assert backend.stat("mp/object") is None  # nothing visible before completion
+    info = backend.multipart_complete("mp/object", upload, parts)
+    # THEN the object is the concatenation, and a computed digest (if any) is right
+    assert info.size == MIN_PART_SIZE + 1234
+    assert info.sha256 in (None, sha(first + second))
+    assert backend.read("mp/object") == first + second
+    with pytest.raises(ObjectNotFound):
+        backend.multipart_list_parts("mp/object", upload)
+    backend.delete("mp/object")
+
+
+def test_multipart_refuses_small_middle_parts(backend: Storage) -> None:
+    upload = backend.multipart_create("mp/small")
+    backend.multipart_put_part("mp/small", upload, 1, b"too small")
+    backend.multipart_put_part("mp/small", upload, 2, b"last")
+    parts = backend.multipart_list_parts("mp/small", upload)
+    with pytest.raises(ValueError, match="small|part"):
+        backend.multipart_complete("mp/small", upload, parts)
+    assert backend.stat("mp/small") is None
+    backend.multipart_abort("mp/small", upload)
+
+
+def test_multipart_refuses_changed_part(backend: Storage) -> None:
+    upload = backend.multipart_create("mp/changed")
+    backend.multipart_put_part("mp/changed", upload, 1, b"v1")
+    stale = backend.multipart_list_parts("mp/changed", upload)
+    backend.multipart_put_part("mp/changed", upload, 1, b"version two")
+    with pytest.raises(ValueError, match="part"):
+        backend.multipart_complete("mp/changed", upload, [UploadedPart(1, stale[0].size, stale[0].etag)])
+    backend.multipart_abort("mp/changed", upload)
+
+
+def test_multipart_abort_discards_everything(backend: Storage) -> None:
+    upload = backend.multipart_create("mp/aborted")
+    backend.multipart_put_part("mp/aborted", upload, 1, b"data")
+    backend.multipart_abort("mp/aborted", upload)
+    with pytest.raises(ObjectNotFound):
+        backend.multipart_list_parts("mp/aborted", upload)
+    with pytest.raises(ObjectNotFound):
+        backend.multipart_put_part("mp/aborted", upload, 2, b"more")
+    backend.multipart_abort("mp/aborted", upload)  # idempotent
+    assert backend.stat("mp/aborted") is None
+
+
+def test_unknown_multipart_upload(backend: Storage) -> None:
+    with pytest.raises(ObjectNotFound):
+        backend.multipart_list_parts("mp/none", "0" * 32)
