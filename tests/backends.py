@@ -26,8 +26,8 @@ def filesystem_backend(tmp_path: Path, request: pytest.FixtureRequest) -> Iterat
     try:
         yield server.storage
         # Atomic writes leave no temporary file behind, even when they fail.
-        hidden = [p for p in (tmp_path / "root" / ".tmp").iterdir()]
-        hidden += [p for p in (tmp_path / "root" / ".multipart").iterdir()]
+        hidden = list((tmp_path / "root" / ".tmp").iterdir())
+        hidden += list((tmp_path / "root" / ".multipart").iterdir())
         assert hidden == [], f"temporary files left behind: {hidden}"
     finally:
         server.shutdown()
