@@ -1,0 +1,128 @@
+"""The authorizer's decision: a REQUEST authorizer event in, an IAM policy out.
+
+This is everything the Lambda authorizer does, minus the Lambda plumbing
+(``vmregistry_functions.authorizer`` is three lines around it), so the same
+code runs in the cloud and, through :mod:`vmregistry.local.gateway_auth`, in
+local mode.
+
+* No acceptable token -> :class:`Unauthorized`, whose message is exactly
+  ``"Unauthorized"``: the one error API Gateway turns into a 401.
+* A valid token -> a policy for exactly this request's method ARN: Allow when
+  the token grants the action the route table says the operation needs on
+  the request's repository, Deny (403) otherwise. Routes without an action
+  (version check, catalog) need only a valid token.
+* A repository name outside the grammar is never allowed.
+
+Any other failure also becomes :class:`Unauthorized` (logged): an authorizer
+that raises something else makes API Gateway answer 500.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from vmregistry.auth.policy import build_policy
+from vmregistry.auth.scopes import AccessSet
+from vmregistry.auth.tokens import Identity, TokenError, Verifier, bearer_token
+from vmregistry.names import is_valid_name
+from vmregistry.routes import Action, Route, find_route
+
+__all__ = [
+    "CONTEXT_GRANTS",
+    "CONTEXT_REASON",
+    "CONTEXT_SUBJECT",
+    "Unauthorized",
+    "authorize",
+    "context_for",
+    "decide",
+    "grants_of",
+    "required_access",
+]
+
+CONTEXT_GRANTS = "grants"
+"""Authorizer context key: the token's grants, :meth:`AccessSet.to_json`."""
+CONTEXT_SUBJECT = "sub"
+CONTEXT_REASON = "reason"
+
+
+class Unauthorized(Exception):
+    """Raised for a 401. ``str(exc)`` is always ``"Unauthorized"``; ``reason`` explains."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("Unauthorized")
+        self.reason = reason
+
+
+def _header(event: Mapping[str, Any], name: str) -> str | None:
+    for source in ("headers", "multiValueHeaders"):
+        for key, value in (event.get(source) or {}).items():
+            if key.lower() == name.lower():
+                if isinstance(value, list):
+                    return str(value[-1]) if value else None
+                return str(value) if value is not None else None
+    return None
+
+
+def required_access(event: Mapping[str, Any]) -> tuple[Route, str, Action | None] | None:
+    """(route, repository, action) the request needs; None when no route serves it."""
+    found = find_route(str(event.get("httpMethod") or ""), str(event.get("path") or ""))
+    if not found:
+        return None
+    route, params = found
+    return route, params.get("name", ""), route.action
+
+
+def decide(event: Mapping[str, Any], identity: Identity) -> tuple[bool, str]:
+    """(allowed, reason) for a verified identity."""
+    needed = required_access(event)
+    if needed is None:
+        return False, "no route serves this method and path"
+    _route, repository, action = needed
+    if action is None:
+        return True, "any valid token"
+    if not is_valid_name(repository):
+        return False, "the repository name is outside the name grammar"
+    if identity.access.allows(repository, action):
+        return True, f"{action} granted on {repository}"
+    return False, f"the token does not grant {action} on {repository}"
+
+
+def context_for(identity: Identity, reason: str) -> dict[str, str]:
+    return {
+        CONTEXT_SUBJECT: identity.subject,
+        CONTEXT_GRANTS: identity.access.to_json(),
+        CONTEXT_REASON: reason,
+    }
+
+
+def authorize(event: Mapping[str, Any], verifier: Verifier) -> dict[str, Any]:
+    """The authorizer response for one REQUEST event; raises :class:`Unauthorized` for 401."""
+    method_arn = event.get("methodArn")
+    if not isinstance(method_arn, str) or not method_arn:
+        raise Unauthorized("the authorizer event has no methodArn")
+    try:
+        identity = verifier.verify(bearer_token(_header(event, "Authorization")))
+    except TokenError as exc:
+        raise Unauthorized(exc.reason) from None
+    allowed, reason = decide(event, identity)
+    return build_policy(identity.subject, "Allow" if allowed else "Deny", method_arn, context_for(identity, reason))
+
+
+def grants_of(context: Mapping[str, Any] | None) -> AccessSet | None:
+    """The grants an authorizer context carries; None when it has no grants key (no token ran)."""
+    if not context:
+        return None
+    raw = context.get(CONTEXT_GRANTS)
+    if not isinstance(raw, str):
+        return None
+    return _parse_grants(raw)
+
+
+@functools.lru_cache(maxsize=64)  # the catalog asks once per repository
+def _parse_grants(raw: str) -> AccessSet:
+    try:
+        return AccessSet.from_json(raw)
+    except ValueError:
+        return AccessSet()  # a context with unreadable grants grants nothing
