@@ -38,15 +38,15 @@ def start_server(
     log = tmp / f"server-{time.monotonic_ns()}.log"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("VMREGISTRY_")}
     environ.update(env or {})
-    handle = open(log, "w")  # noqa: SIM115 - owned by the child process
-    process = subprocess.Popen(
-        [VMREGISTRY, "serve", "-port", "0", "-fs-path", str(storage), *args],
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=environ,
-        cwd=tmp,
-    )
+    with open(log, "w") as handle:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [VMREGISTRY, "serve", "-port", "0", "-fs-path", str(storage), *args],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=environ,
+            cwd=tmp,
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         found = re.search(r"listening on (http://\S+)", log.read_text())

@@ -9,6 +9,7 @@ backend's data plane (:mod:`vmregistry.local.dataplane`). Nothing else is served
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -40,6 +41,9 @@ log = logging.getLogger("vmregistry.local.server")
 
 # API Gateway refuses request payloads over 10 MB before any Lambda runs.
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
+# An error answered before the body was read: read (and drop) up to this much of
+# it first, so the client sees the answer instead of a reset connection.
+DRAIN_LIMIT = 64 * 1024 * 1024
 UPLOAD_MAX_AGE = 24 * 3600
 SWEEP_INTERVAL = 3600
 
@@ -72,20 +76,36 @@ class _Handler(BaseHTTPRequestHandler):
         """Silence the stdlib's stderr lines: every request is logged once, in :meth:`_finish`."""
 
     def body_reader(self) -> LengthReader | ChunkedReader | None:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return ChunkedReader(self.rfile)
-        raw = self.headers.get("Content-Length")
-        if raw is None:
-            return None
-        if not raw.isascii() or not raw.strip().isdigit():
-            raise RegistryError("BAD_REQUEST", "Content-Length must be a non-negative integer")
-        return LengthReader(self.rfile, int(raw))
+        if self._reader is None:
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                self._reader = ChunkedReader(self.rfile)
+            else:
+                raw = self.headers.get("Content-Length")
+                if raw is None:
+                    return None
+                if not raw.isascii() or not raw.strip().isdigit():
+                    raise RegistryError("BAD_REQUEST", "Content-Length must be a non-negative integer")
+                self._reader = LengthReader(self.rfile, int(raw))
+        return self._reader
+
+    def _drain(self) -> None:
+        """Read and drop what is left of a bounded body, so the error reaches the client."""
+        try:
+            reader = self.body_reader()
+        except RegistryError:
+            return
+        if isinstance(reader, LengthReader) and 0 < reader.remaining <= DRAIN_LIMIT:
+            buffer = memoryview(bytearray(1024 * 1024))
+            with contextlib.suppress(BodyError, OSError):
+                while reader.readinto(buffer):
+                    pass
 
     def _dispatch(self) -> None:
         started = time.perf_counter()
         split = urlsplit(self.path)
         path = unquote(split.path)
         self._sent = 0
+        self._reader: LengthReader | ChunkedReader | None = None
         try:
             if path.startswith("/_data/") and self.server.dataplane is not None:
                 query = dict(parse_qsl(split.query, keep_blank_values=True))
@@ -95,7 +115,8 @@ class _Handler(BaseHTTPRequestHandler):
                 status, headers, body = self._invoke(path, split.query)
                 self._send(status, headers, body)
         except RegistryError as error:
-            self.close_connection = True  # the body may be unread: do not reuse the connection
+            self._drain()
+            self.close_connection = True  # the body may be partly unread: do not reuse the connection
             self._send(
                 error.status, [("Content-Type", "application/json"), *error.headers.items()], error_body(error).encode()
             )

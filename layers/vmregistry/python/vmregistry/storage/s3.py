@@ -1,0 +1,383 @@
+"""The S3 backend: the storage contract on one bucket, for AWS S3 and S3-compatible stores.
+
+Why it looks the way it does:
+
+* Bytes never pass through Lambda. Downloads are presigned GETs (``Range``
+  works on them as on any GET); uploads are presigned PUTs or presigned
+  UploadPart requests. A single PUT signs ``x-amz-checksum-sha256`` (the
+  base64 of the expected digest), so S3 itself refuses a body with another
+  digest (400 ``BadDigest``) and nothing lands.
+* Multipart uploads have no whole-object SHA-256 in S3, so
+  :meth:`multipart_complete` returns ``sha256=None`` and the domain streams
+  :meth:`open` through hashlib before the object is moved under its digest.
+* :meth:`move` is a server-side copy, then a delete: CopyObject up to
+  :data:`COPY_SINGLE_LIMIT`, above it a multipart copy whose parts run in
+  parallel (CopyObject stops at 5 GiB, and parallel parts keep a large copy
+  inside one API request). A copy is atomic: the destination never holds
+  a partial object.
+* Every boto3 failure goes through :mod:`vmregistry.storage.s3_client`, which
+  turns it into the contract's exceptions; retries with backoff are
+  botocore's.
+* boto3 is imported here and in ``s3_client`` only, and the factory imports
+  this module only for ``-storage s3``: filesystem processes and cold starts
+  that never touch S3 do not pay for it.
+
+Object ETags are stored without their quotes (``UploadedPart.etag`` travels in
+JSON to clients); they are quoted again when S3 needs them.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import hashlib
+import math
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from vmregistry.config import Settings
+from vmregistry.storage.base import (
+    MAX_PART_SIZE,
+    MAX_PARTS,
+    MAX_SINGLE_PUT_SIZE,
+    MIN_PART_SIZE,
+    ChecksumMismatch,
+    ObjectInfo,
+    ObjectNotFound,
+    PresignedRequest,
+    Storage,
+    UploadedPart,
+)
+from vmregistry.storage.s3_client import error_code, log, make_client, s3_errors, translate
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+__all__ = ["COPY_PART_SIZE", "COPY_SINGLE_LIMIT", "S3Storage"]
+
+COPY_SINGLE_LIMIT = 512 * 1024 * 1024
+"""Objects up to this size move with one CopyObject; larger ones with parallel UploadPartCopy."""
+COPY_PART_SIZE = 256 * 1024 * 1024
+COPY_THREADS = 8
+DELETE_BATCH = 1000
+
+
+def _unquote(etag: str | None) -> str | None:
+    return etag.strip('"') if etag is not None else None
+
+
+def _hex_to_b64(sha256: str) -> str:
+    return base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
+
+
+def _b64_to_hex(value: str | None) -> str | None:
+    """A full-object ``ChecksumSHA256`` as hex; ``None`` for composite (``...-N``) or absent ones."""
+    if not value or "-" in value:
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except ValueError:
+        return None
+    return raw.hex() if len(raw) == 32 else None
+
+
+class _Body:
+    """A GetObject body whose read errors are the contract's, not botocore's."""
+
+    def __init__(self, body: Any, bucket: str, key: str) -> None:
+        self._body = body
+        self._bucket = bucket
+        self._key = key
+
+    def read(self, size: int = -1, /) -> bytes:
+        try:
+            data: bytes = self._body.read(None if size < 0 else size)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "GetObject", self._bucket, self._key) from exc
+        return data
+
+    def close(self) -> None:
+        self._body.close()
+
+
+class S3Storage(Storage):
+    name = "s3"
+
+    def __init__(
+        self, client: S3Client, bucket: str, *, create_bucket: bool = False, region: str = "us-east-1"
+    ) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.region = region
+        if create_bucket:
+            self.ensure_bucket()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S3Storage:
+        if not settings.s3_bucket:
+            raise ValueError("-s3-bucket (VMREGISTRY_S3_BUCKET) is required with -storage s3")
+        client = make_client(
+            region=settings.s3_region,
+            endpoint=settings.s3_endpoint,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key,
+        )
+        return cls(
+            client, settings.s3_bucket, create_bucket=not settings.s3_skip_bucket_creation, region=settings.s3_region
+        )
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist (``-s3-skip-bucket-creation`` skips this)."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+            return
+        except ClientError as exc:
+            if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+                raise translate(exc, "HeadBucket", self.bucket) from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "HeadBucket", self.bucket) from exc
+        log.info("creating S3 bucket %s in %s", self.bucket, self.region)
+        try:
+            if self.region == "us-east-1":
+                self.client.create_bucket(Bucket=self.bucket)
+            else:
+                self.client.create_bucket(
+                    Bucket=self.bucket,
+                    CreateBucketConfiguration={"LocationConstraint": self.region},  # type: ignore[typeddict-item]
+                )
+        except ClientError as exc:
+            if error_code(exc) != "BucketAlreadyOwnedByYou":
+                raise translate(exc, "CreateBucket", self.bucket) from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "CreateBucket", self.bucket) from exc
+
+    # -- reading -----------------------------------------------------------------
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            with s3_errors("HeadObject", self.bucket, key):
+                head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        except ObjectNotFound:
+            return None
+        return ObjectInfo(
+            key=key,
+            size=head["ContentLength"],
+            modified=head["LastModified"].timestamp(),
+            etag=_unquote(head.get("ETag")),
+            sha256=_b64_to_hex(head.get("ChecksumSHA256")),
+        )
+
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        if length == 0:
+            if self.stat(key) is None:
+                raise ObjectNotFound(key)
+            return b""
+        extra: dict[str, str] = {}
+        if offset or length is not None:
+            end = "" if length is None else str(offset + length - 1)
+            extra["Range"] = f"bytes={offset}-{end}"
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key, **extra)  # type: ignore[arg-type]
+        except ClientError as exc:
+            if error_code(exc) == "InvalidRange":  # offset at or past the end, as a file read gives b""
+                if self.stat(key) is None:
+                    raise ObjectNotFound(key) from None
+                return b""
+            raise translate(exc, "GetObject", self.bucket, key) from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "GetObject", self.bucket, key) from exc
+        body = _Body(response["Body"], self.bucket, key)
+        try:
+            return body.read()
+        finally:
+            body.close()
+
+    def open(self, key: str) -> _Body:
+        with s3_errors("GetObject", self.bucket, key):
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+        return _Body(response["Body"], self.bucket, key)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        with s3_errors("ListObjectsV2", self.bucket, prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield item["Key"]
+
+    # -- writing -----------------------------------------------------------------
+
+    def write(self, key: str, data: bytes, *, sha256: str | None = None) -> ObjectInfo:
+        actual = hashlib.sha256(data).hexdigest()
+        if sha256 is not None and actual != sha256:
+            raise ChecksumMismatch(f"expected sha256:{sha256}, received sha256:{actual}")
+        with s3_errors("PutObject", self.bucket, key):
+            # The checksum also guards the bytes in transit: S3 refuses them if they changed.
+            response = self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ChecksumSHA256=_hex_to_b64(actual)
+            )
+        return ObjectInfo(key, len(data), time.time(), _unquote(response.get("ETag")), actual)
+
+    def delete(self, key: str) -> bool:
+        if self.stat(key) is None:
+            return False
+        with s3_errors("DeleteObject", self.bucket, key):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        return True
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = list(self.list(prefix))
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start : start + DELETE_BATCH]
+            with s3_errors("DeleteObjects", self.bucket, prefix):
+                response = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+                )
+            errors = response.get("Errors", [])
+            if errors:
+                first = errors[0]
+                raise translate(
+                    ClientError({"Error": {"Code": first.get("Code", ""), "Message": first.get("Message", "")}},
+                                "DeleteObjects"),
+                    "DeleteObjects", self.bucket, first.get("Key"),
+                )
+        return len(keys)
+
+    def move(self, source: str, destination: str) -> None:
+        info = self.stat(source)
+        if info is None:
+            raise ObjectNotFound(source)
+        if info.size <= COPY_SINGLE_LIMIT:
+            with s3_errors("CopyObject", self.bucket, destination):
+                self.client.copy_object(
+                    Bucket=self.bucket, Key=destination, CopySource={"Bucket": self.bucket, "Key": source}
+                )
+        else:
+            self._copy_multipart(source, destination, info.size)
+        with s3_errors("DeleteObject", self.bucket, source):
+            self.client.delete_object(Bucket=self.bucket, Key=source)
+
+    def _copy_multipart(self, source: str, destination: str, size: int) -> None:
+        """Copy a large object with parallel UploadPartCopy; the destination appears only at the end."""
+        part_size = max(COPY_PART_SIZE, math.ceil(size / MAX_PARTS))
+        ranges = [(n + 1, start, min(start + part_size, size) - 1) for n, start in enumerate(range(0, size, part_size))]
+        upload_id = self.multipart_create(destination)
+
+        def copy(spec: tuple[int, int, int]) -> CompletedPartTypeDef:
+            number, first, last = spec
+            with s3_errors("UploadPartCopy", self.bucket, destination):
+                response = self.client.upload_part_copy(
+                    Bucket=self.bucket, Key=destination, UploadId=upload_id, PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": source}, CopySourceRange=f"bytes={first}-{last}",
+                )
+            return {"PartNumber": number, "ETag": response["CopyPartResult"].get("ETag", "")}
+
+        try:
+            with ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="s3-copy") as pool:
+                parts = list(pool.map(copy, ranges))
+            with s3_errors("CompleteMultipartUpload", self.bucket, destination):
+                self.client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=destination, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                )
+        except BaseException:
+            self.multipart_abort(destination, upload_id)
+            raise
+
+    # -- redirects -----------------------------------------------------------------
+
+    def presign_get(self, key: str, expires_in: int) -> str | None:
+        with s3_errors("presign GetObject", self.bucket, key):
+            return self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
+            )
+
+    def presign_put(
+        self, key: str, expires_in: int, *, sha256: str, size: int | None = None
+    ) -> PresignedRequest | None:
+        if size is not None and size > MAX_SINGLE_PUT_SIZE:
+            return None
+        checksum = _hex_to_b64(sha256)
+        with s3_errors("presign PutObject", self.bucket, key):
+            url = self.client.generate_presigned_url(
+                "put_object",
+                Params={"Bucket": self.bucket, "Key": key, "ChecksumSHA256": checksum},
+                ExpiresIn=expires_in,
+            )
+        # Signed, so the client must send it unchanged; S3 checks the body against it.
+        return PresignedRequest(
+            url=url, method="PUT", expires_at=int(time.time()) + expires_in,
+            headers={"x-amz-checksum-sha256": checksum},
+        )
+
+    # -- multipart -----------------------------------------------------------------
+
+    def multipart_create(self, key: str) -> str:
+        with s3_errors("CreateMultipartUpload", self.bucket, key):
+            return self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+
+    @staticmethod
+    def _check_number(number: int) -> None:
+        if not 1 <= number <= MAX_PARTS:
+            raise ValueError(f"part numbers run from 1 to {MAX_PARTS}")
+
+    def multipart_put_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+        self._check_number(number)
+        if len(data) > MAX_PART_SIZE:
+            raise ValueError(f"a part is at most {MAX_PART_SIZE} bytes")
+        with s3_errors("UploadPart", self.bucket, key):
+            response = self.client.upload_part(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+            )
+        return UploadedPart(number, len(data), _unquote(response.get("ETag")) or "")
+
+    def multipart_presign_part(
+        self, key: str, upload_id: str, number: int, expires_in: int
+    ) -> PresignedRequest | None:
+        self._check_number(number)
+        with s3_errors("presign UploadPart", self.bucket, key):
+            url = self.client.generate_presigned_url(
+                "upload_part",
+                Params={"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": number},
+                ExpiresIn=expires_in,
+            )
+        return PresignedRequest(url=url, method="PUT", expires_at=int(time.time()) + expires_in)
+
+    def multipart_list_parts(self, key: str, upload_id: str) -> builtins.list[UploadedPart]:
+        paginator = self.client.get_paginator("list_parts")
+        parts: builtins.list[UploadedPart] = []
+        with s3_errors("ListParts", self.bucket, key):
+            for page in paginator.paginate(Bucket=self.bucket, Key=key, UploadId=upload_id):
+                parts.extend(
+                    UploadedPart(p["PartNumber"], p["Size"], _unquote(p.get("ETag")) or "")
+                    for p in page.get("Parts", [])
+                )
+        return sorted(parts, key=lambda p: p.number)
+
+    def multipart_complete(self, key: str, upload_id: str, parts: builtins.list[UploadedPart]) -> ObjectInfo:
+        stored = {p.number: p for p in self.multipart_list_parts(key, upload_id)}
+        for index, part in enumerate(parts):
+            have = stored.get(part.number)
+            if have is None or have.etag != part.etag:
+                raise ValueError(f"part {part.number} is missing or changed")
+            if index < len(parts) - 1 and have.size < MIN_PART_SIZE:
+                raise ValueError(f"part {part.number} is smaller than {MIN_PART_SIZE} bytes")
+        with s3_errors("CompleteMultipartUpload", self.bucket, key):
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": f'"{p.etag}"'} for p in parts]},
+            )
+        info = self.stat(key)
+        if info is None:  # pragma: no cover - S3 is strongly consistent after a write
+            raise ObjectNotFound(key)
+        return info
+
+    def multipart_abort(self, key: str, upload_id: str) -> None:
+        try:
+            with s3_errors("AbortMultipartUpload", self.bucket, key):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except ObjectNotFound:
+            pass

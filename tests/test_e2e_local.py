@@ -1,0 +1,241 @@
+"""End to end: a real ``vmregistry serve`` process on the filesystem backend, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from vmregistry import mediatypes
+from vmregistry.storage import MIN_PART_SIZE
+
+from tests.conftest import RunningServer
+from tests.httpclient import request
+from tests.registry_flows import (
+    digest_of,
+    make_manifest,
+    pull_blob,
+    push_inline,
+    push_multipart,
+    push_single,
+    put_manifest,
+    send_parts,
+    start_multipart,
+)
+
+CONFIG = json.dumps({"cpus": 2, "memoryMiB": 2048, "bootloader": "uefi"}).encode()
+
+
+def test_version_check(server: RunningServer) -> None:
+    reply = request("GET", f"{server.url}/v1/")
+    assert reply.status == 200
+    assert reply.json() == {}
+    assert reply.header("VmRegistry-API-Version") == "v1"
+
+
+def test_inline_blob_round_trip_with_range(server: RunningServer) -> None:
+    # GIVEN a 3 MiB blob pushed inline into a nested repository
+    data = os.urandom(3 * 1024 * 1024)
+    digest = push_inline(server.url, "team/ubuntu", data)
+    # WHEN it is inspected with HEAD THEN size and digest are reported
+    head = request("HEAD", f"{server.url}/v1/team/ubuntu/blobs/{digest}")
+    assert head.status == 200
+    assert head.header("Content-Length") == str(len(data))
+    assert head.header("Docker-Content-Digest") == digest
+    # WHEN it is pulled through the redirect THEN the bytes match, whole and by range
+    assert pull_blob(server.url, "team/ubuntu", digest).body == data
+    ranged = pull_blob(server.url, "team/ubuntu", digest, "bytes=100-199")
+    assert ranged.status == 206
+    assert ranged.body == data[100:200]
+
+
+def test_single_put_flow_and_blob_scoping(server: RunningServer) -> None:
+    # GIVEN a 9 MiB blob pushed through the presigned single PUT
+    data = os.urandom(9 * 1024 * 1024)
+    digest = push_single(server.url, "vm/debian", data)
+    assert pull_blob(server.url, "vm/debian", digest).body == data
+    # THEN it is not visible from a repository that never received it
+    assert request("HEAD", f"{server.url}/v1/other/repo/blobs/{digest}").status == 404
+    # AND a cross-repository mount links it where asked
+    mounted = request("POST", f"{server.url}/v1/other/repo/blobs/uploads/?mount={digest}&from=vm/debian")
+    assert mounted.status == 201
+    assert request("HEAD", f"{server.url}/v1/other/repo/blobs/{digest}").status == 200
+
+
+def test_multipart_push_resume_and_pull(server: RunningServer) -> None:
+    # GIVEN a 12 MiB disk image uploaded in three parts, the second "lost" by an interrupted client
+    data = os.urandom(2 * MIN_PART_SIZE + 2 * 1024 * 1024)
+    chunks = [data[:MIN_PART_SIZE], data[MIN_PART_SIZE : 2 * MIN_PART_SIZE], data[2 * MIN_PART_SIZE :]]
+    session = start_multipart(server.url, "images/fedora")
+    urls = request("PATCH", f"{server.url}{session['location']}?part=1-3").json()["parts"]
+    for index in (0, 2):
+        assert request("PUT", urls[index]["url"], chunks[index]).status == 200
+    # WHEN the client asks what the session holds
+    status = request("GET", f"{server.url}{session['location']}")
+    assert status.status == 200
+    held = {p["number"]: p["size"] for p in status.json()["parts"]}
+    assert held == {1: MIN_PART_SIZE, 3: len(chunks[2])}
+    # AND completing now fails because part 2 is missing
+    digest = digest_of(data)
+    early = request("PUT", f"{server.url}{session['location']}?digest={digest}")
+    assert early.status == 400
+    assert early.json()["errors"][0]["detail"]["missing"] == [2]
+    # WHEN it resumes by sending only the missing part, and completes
+    again = request("PATCH", f"{server.url}{session['location']}?part=2").json()["parts"][0]
+    assert request("PUT", again["url"], chunks[1]).status == 200
+    done = request("PUT", f"{server.url}{session['location']}?digest={digest}")
+    assert done.status == 201
+    # THEN the blob pulls back byte for byte, and the session is gone
+    assert pull_blob(server.url, "images/fedora", digest).body == data
+    assert request("GET", f"{server.url}{session['location']}").status == 404
+
+
+def test_inline_part_then_complete(server: RunningServer) -> None:
+    # GIVEN a small blob sent as one inline part (no presigned URL needed)
+    data = os.urandom(100_000)
+    session = start_multipart(server.url, "small/chunks")
+    patched = request("PATCH", f"{server.url}{session['location']}", data)
+    assert patched.status == 202
+    assert patched.json()["parts"] == [{"number": 1, "size": len(data), "etag": patched.json()["parts"][0]["etag"]}]
+    # WHEN it is completed THEN the blob is whole
+    done = request("PUT", f"{server.url}{session['location']}?digest={digest_of(data)}")
+    assert done.status == 201
+    assert pull_blob(server.url, "small/chunks", digest_of(data)).body == data
+
+
+def test_small_parts_before_the_last_are_refused(server: RunningServer) -> None:
+    # GIVEN two inline chunks, the first smaller than S3's 5 MiB minimum part
+    data = os.urandom(100_000)
+    session = start_multipart(server.url, "small/parts")
+    assert request("PATCH", f"{server.url}{session['location']}", data[:60_000]).status == 202
+    # WHEN the rest arrives with the completing PUT
+    done = request("PUT", f"{server.url}{session['location']}?digest={digest_of(data)}", data[60_000:])
+    # THEN it is refused with the parts named, as S3 would refuse it
+    assert done.status == 400
+    assert done.error_codes == ["BLOB_UPLOAD_INVALID"]
+    assert done.json()["errors"][0]["detail"] == {"parts": [1]}
+    assert request("HEAD", f"{server.url}/v1/small/parts/blobs/{digest_of(data)}").status == 404
+
+
+def test_wrong_digest_never_becomes_visible(server: RunningServer) -> None:
+    # GIVEN a multipart upload of some bytes
+    data = os.urandom(200_000)
+    claimed = digest_of(b"something else entirely")
+    session = start_multipart(server.url, "trap/repo")
+    send_parts(server.url, session, [data])
+    # WHEN it is completed under a digest the bytes do not have
+    reply = request("PUT", f"{server.url}{session['location']}?digest={claimed}")
+    # THEN it is refused, nothing is visible under either digest, and the session is discarded
+    assert reply.status == 400
+    assert reply.error_codes == ["DIGEST_INVALID"]
+    assert request("HEAD", f"{server.url}/v1/trap/repo/blobs/{claimed}").status == 404
+    assert request("HEAD", f"{server.url}/v1/trap/repo/blobs/{digest_of(data)}").status == 404
+    assert not (server.storage / "blobs" / "sha256" / claimed.removeprefix("sha256:")).exists()
+    assert request("GET", f"{server.url}{session['location']}").status == 404
+
+
+def test_single_put_with_wrong_body_is_refused_by_the_data_plane(server: RunningServer) -> None:
+    data = os.urandom(50_000)
+    digest = digest_of(data)
+    started = request("POST", f"{server.url}/v1/trap/single/blobs/uploads/?digest={digest}&size={len(data)}").json()
+    wrong = request("PUT", started["upload"]["url"], os.urandom(50_000))
+    assert wrong.status == 400
+    assert wrong.error_codes == ["DIGEST_INVALID"]
+    incomplete = request("PUT", f"{server.url}{started['location']}?digest={digest}")
+    assert incomplete.status == 400
+    assert request("HEAD", f"{server.url}/v1/trap/single/blobs/{digest}").status == 404
+
+
+def test_manifest_lifecycle(server: RunningServer) -> None:
+    # GIVEN a config and a disk in a repository
+    repo = "team/web-server"
+    config = push_inline(server.url, repo, CONFIG)
+    disk_data = os.urandom(64 * 1024)
+    disk = push_inline(server.url, repo, disk_data)
+    body = make_manifest((config, len(CONFIG)), [(disk, len(disk_data))])
+    # WHEN the manifest is pushed under a tag
+    put = put_manifest(server.url, repo, "v1.0", body)
+    # THEN it is stored by digest and tag
+    assert put.status == 201
+    digest = digest_of(body)
+    assert put.header("Docker-Content-Digest") == digest
+    assert put.header("Location") == f"/v1/{repo}/manifests/{digest}"
+    for reference in ("v1.0", digest):
+        got = request("GET", f"{server.url}/v1/{repo}/manifests/{reference}", headers={"Accept": mediatypes.MANIFEST})
+        assert got.status == 200
+        assert got.body == body
+        assert got.header("Content-Type") == mediatypes.MANIFEST
+        assert got.header("Docker-Content-Digest") == digest
+        head = request("HEAD", f"{server.url}/v1/{repo}/manifests/{reference}")
+        assert head.status == 200
+        assert head.header("Content-Length") == str(len(body))
+    # AND an Accept header that excludes its type is refused
+    refused = request("GET", f"{server.url}/v1/{repo}/manifests/v1.0", headers={"Accept": "text/html"})
+    assert refused.status == 406
+    # WHEN more tags are added THEN tags list pages through them with a Link header
+    for tag in ("v1.1", "latest"):
+        assert put_manifest(server.url, repo, tag, body).status == 201
+    first = request("GET", f"{server.url}/v1/{repo}/tags/list?n=2")
+    assert first.json() == {"name": repo, "tags": ["latest", "v1.0"]}
+    assert first.header("Link") == f'</v1/{repo}/tags/list?n=2&last=v1.0>; rel="next"'
+    second = request("GET", f"{server.url}/v1/{repo}/tags/list?n=2&last=v1.0")
+    assert second.json()["tags"] == ["v1.1"]
+    assert second.header("Link") is None
+    # AND the catalog lists the repository
+    assert repo in request("GET", f"{server.url}/v1/_catalog").json()["repositories"]
+    # WHEN a tag is deleted THEN only that tag goes
+    assert request("DELETE", f"{server.url}/v1/{repo}/manifests/latest").status == 202
+    assert request("GET", f"{server.url}/v1/{repo}/tags/list").json()["tags"] == ["v1.0", "v1.1"]
+    # WHEN the manifest is deleted by digest THEN its tags go with it
+    assert request("DELETE", f"{server.url}/v1/{repo}/manifests/{digest}").status == 202
+    assert request("GET", f"{server.url}/v1/{repo}/manifests/v1.0").status == 404
+    assert request("GET", f"{server.url}/v1/{repo}/tags/list").status == 404
+    assert repo not in request("GET", f"{server.url}/v1/_catalog").json()["repositories"]
+
+
+def test_manifest_by_digest_reference(server: RunningServer) -> None:
+    repo = "bydigest/img"
+    config = push_inline(server.url, repo, CONFIG)
+    body = make_manifest((config, len(CONFIG)), [])
+    assert put_manifest(server.url, repo, digest_of(body), body).status == 201
+    assert request("GET", f"{server.url}/v1/{repo}/tags/list").json()["tags"] == []
+
+
+def test_catalog_pagination(server: RunningServer) -> None:
+    config = CONFIG
+    for name in ("page/a", "page/b", "page/c"):
+        digest = push_inline(server.url, name, config)
+        assert put_manifest(server.url, name, "t", make_manifest((digest, len(config)), [])).status == 201
+    names: list[str] = []
+    last = ""
+    while True:
+        reply = request("GET", f"{server.url}/v1/_catalog?n=1" + (f"&last={last}" if last else ""))
+        names += reply.json()["repositories"]
+        if reply.header("Link") is None:
+            break
+        last = names[-1]
+    assert [n for n in names if n.startswith("page/")] == ["page/a", "page/b", "page/c"]
+    assert names == sorted(set(names))
+
+
+def test_blob_delete(server: RunningServer) -> None:
+    digest = push_inline(server.url, "del/repo", b"bytes to delete")
+    assert request("DELETE", f"{server.url}/v1/del/repo/blobs/{digest}").status == 202
+    assert request("HEAD", f"{server.url}/v1/del/repo/blobs/{digest}").status == 404
+    assert request("DELETE", f"{server.url}/v1/del/repo/blobs/{digest}").status == 404
+
+
+def test_upload_cancel(server: RunningServer) -> None:
+    session = start_multipart(server.url, "cancel/repo")
+    send_parts(server.url, session, [os.urandom(1000)])
+    assert request("DELETE", f"{server.url}{session['location']}").status == 204
+    assert request("GET", f"{server.url}{session['location']}").status == 404
+    assert not (server.storage / "uploads" / session["uuid"]).exists()
+
+
+def test_multipart_blob_pulled_with_ranges(server: RunningServer) -> None:
+    data = os.urandom(MIN_PART_SIZE + 4096)
+    digest = push_multipart(server.url, "ranges/repo", data, MIN_PART_SIZE)
+    tail = pull_blob(server.url, "ranges/repo", digest, f"bytes={MIN_PART_SIZE}-")
+    assert tail.status == 206
+    assert tail.body == data[MIN_PART_SIZE:]
+    assert tail.header("Content-Range") == f"bytes {MIN_PART_SIZE}-{len(data) - 1}/{len(data)}"
