@@ -11,7 +11,7 @@ PYTHON ?= $(shell for p in $(HOME)/.pyenv/versions/3.13*/bin/python3.13 python3.
 	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null && { echo $$p; break; }; \
 	done)
 
-.PHONY: install run test lint typecheck clean
+.PHONY: install localstack run test lint typecheck clean
 
 install: $(STAMP)
 
@@ -22,10 +22,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# LocalStack's S3 for the tests, in its own venv (it needs Python >= 3.12 and pins
+# libraries the registry must not share); tests/localstack.py starts it on the host.
+LOCALSTACK_VENV := .localstack-venv
+LOCALSTACK_PYTHON ?= $(HOME)/.pyenv/versions/3.13.0/bin/python3.13
+LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed
+
+localstack: $(LOCALSTACK_STAMP)
+
+$(LOCALSTACK_STAMP):
+	test -x $(LOCALSTACK_VENV)/bin/python || $(LOCALSTACK_PYTHON) -m venv $(LOCALSTACK_VENV)
+	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet 'localstack-core[runtime]==2026.3.0' 'cbor2<6' \
+		'pyopenssl<25' 'cryptography<45'
+	touch $@
+
 run: install
 	$(BIN)/vmregistry serve
 
-test: install
+test: install localstack
 	$(BIN)/python -m pytest
 
 lint: install
@@ -36,4 +50,4 @@ typecheck: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) build cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCALSTACK_VENV) build cdk.out .pytest_cache .mypy_cache .ruff_cache
