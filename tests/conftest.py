@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests import localstack as localstack_process
 from tests.httpclient import request
+from tests.localstack import LocalStack, new_bucket_name, s3_env
 
 ROOT = Path(__file__).resolve().parent.parent
 VMREGISTRY = str(Path(sys.executable).with_name("vmregistry"))
@@ -72,6 +74,33 @@ def stop_server(server: RunningServer) -> None:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """A filesystem-backed local registry, shared by the tests of one module."""
     running = start_server(tmp_path_factory.mktemp("server"))
+    assert request("GET", running.url + "/v1/").status == 200
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def localstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """LocalStack's S3 with signature validation on, one per session (``make localstack`` installs it)."""
+    if not localstack_process.LOCALSTACK_PYTHON.exists():
+        pytest.skip(f"{localstack_process.LOCALSTACK_PYTHON} is missing: run `make localstack`")
+    running = localstack_process.start(tmp_path_factory.mktemp("localstack"))
+    try:
+        yield running
+    finally:
+        localstack_process.stop(running)
+
+
+@pytest.fixture
+def s3_settings(localstack: LocalStack) -> dict[str, str]:
+    """``VMREGISTRY_*`` variables for a fresh, not yet created bucket on LocalStack."""
+    return s3_env(localstack.endpoint, new_bucket_name())
+
+
+@pytest.fixture(scope="module")
+def s3_server(localstack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """``vmregistry serve -storage s3`` on its own bucket in LocalStack, shared by one module's tests."""
+    running = start_server(tmp_path_factory.mktemp("s3-server"), env=s3_env(localstack.endpoint, new_bucket_name()))
     assert request("GET", running.url + "/v1/").status == 200
     yield running
     stop_server(running)

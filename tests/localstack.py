@@ -40,6 +40,8 @@ __all__ = [
     "new_bucket_name",
     "running_localstack",
     "s3_env",
+    "start",
+    "stop",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,9 +107,7 @@ def start(workdir: Path) -> LocalStack:
     endpoint = f"http://127.0.0.1:{port}"
     volume = workdir / "volume"
     volume.mkdir(parents=True, exist_ok=True)
-    environ = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VMREGISTRY_", "LOCALSTACK_"))
-    }
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VMREGISTRY_", "LOCALSTACK_"))}
     environ.update(
         {
             "GATEWAY_LISTEN": f"127.0.0.1:{port}",

@@ -241,9 +241,12 @@ class S3Storage(Storage):
             if errors:
                 first = errors[0]
                 raise translate(
-                    ClientError({"Error": {"Code": first.get("Code", ""), "Message": first.get("Message", "")}},
-                                "DeleteObjects"),
-                    "DeleteObjects", self.bucket, first.get("Key"),
+                    ClientError(
+                        {"Error": {"Code": first.get("Code", ""), "Message": first.get("Message", "")}}, "DeleteObjects"
+                    ),
+                    "DeleteObjects",
+                    self.bucket,
+                    first.get("Key"),
                 )
         return len(keys)
 
@@ -271,8 +274,12 @@ class S3Storage(Storage):
             number, first, last = spec
             with s3_errors("UploadPartCopy", self.bucket, destination):
                 response = self.client.upload_part_copy(
-                    Bucket=self.bucket, Key=destination, UploadId=upload_id, PartNumber=number,
-                    CopySource={"Bucket": self.bucket, "Key": source}, CopySourceRange=f"bytes={first}-{last}",
+                    Bucket=self.bucket,
+                    Key=destination,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": source},
+                    CopySourceRange=f"bytes={first}-{last}",
                 )
             return {"PartNumber": number, "ETag": response["CopyPartResult"].get("ETag", "")}
 
@@ -309,7 +316,9 @@ class S3Storage(Storage):
             )
         # Signed, so the client must send it unchanged; S3 checks the body against it.
         return PresignedRequest(
-            url=url, method="PUT", expires_at=int(time.time()) + expires_in,
+            url=url,
+            method="PUT",
+            expires_at=int(time.time()) + expires_in,
             headers={"x-amz-checksum-sha256": checksum},
         )
 
@@ -334,9 +343,7 @@ class S3Storage(Storage):
             )
         return UploadedPart(number, len(data), _unquote(response.get("ETag")) or "")
 
-    def multipart_presign_part(
-        self, key: str, upload_id: str, number: int, expires_in: int
-    ) -> PresignedRequest | None:
+    def multipart_presign_part(self, key: str, upload_id: str, number: int, expires_in: int) -> PresignedRequest | None:
         self._check_number(number)
         with s3_errors("presign UploadPart", self.bucket, key):
             url = self.client.generate_presigned_url(
@@ -367,7 +374,9 @@ class S3Storage(Storage):
                 raise ValueError(f"part {part.number} is smaller than {MIN_PART_SIZE} bytes")
         with s3_errors("CompleteMultipartUpload", self.bucket, key):
             self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id,
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
                 MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": f'"{p.etag}"'} for p in parts]},
             )
         info = self.stat(key)

@@ -48,11 +48,29 @@ BAD_CHECKSUM = frozenset({"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismat
 BAD_ASSEMBLY = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "MalformedXML"})
 NO_BUCKET = frozenset({"NoSuchBucket"})
 DENIED = frozenset(
-    {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-     "AllAccessDisabled", "AccountProblem"}
+    {
+        "AccessDenied",
+        "403",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "AllAccessDisabled",
+        "AccountProblem",
+    }
 )
-THROTTLED = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "503",
-                       "ServiceUnavailable", "RequestTimeout", "TooManyRequests"})
+THROTTLED = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "503",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "TooManyRequests",
+    }
+)
 
 
 class AssemblyError(ValueError):
@@ -117,8 +135,7 @@ def translate(exc: Exception, operation: str, bucket: str, key: str | None = Non
             text = f"S3 denied {operation} on {where} ({code}): check the credentials and the bucket policy"
         elif code in THROTTLED:
             text = (
-                f"S3 is throttling or unavailable ({code}) for {operation} on {where}"
-                f" after {RETRY_ATTEMPTS} attempts"
+                f"S3 is throttling or unavailable ({code}) for {operation} on {where} after {RETRY_ATTEMPTS} attempts"
             )
         else:
             text = f"S3 {operation} on {where} failed: {code}: {message}"
