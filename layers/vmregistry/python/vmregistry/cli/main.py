@@ -16,7 +16,10 @@ from vmregistry import __version__
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
-COMMAND_MODULES = ("vmregistry.cli.serve",)
+COMMAND_MODULES = (
+    "vmregistry.cli.serve",
+    "vmregistry.cli.tokens",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

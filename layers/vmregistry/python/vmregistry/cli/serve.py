@@ -78,6 +78,11 @@ def register(subparsers: Any) -> None:
         metavar="URL",
         help=f"{SETTINGS_HELP['public_url']} [{env_name('public_url')}]",
     )
+    auth = serve.add_argument_group("authentication (default key: ./auth.pub if it exists; see docs/auth.md)")
+    for setting, metavar in _AUTH_FLAGS:
+        auth.add_argument(
+            *_flag(setting), dest=setting, metavar=metavar, help=f"{SETTINGS_HELP[setting]} [{env_name(setting)}]"
+        )
     add_storage_flags(serve)
     serve.set_defaults(func=run_serve)
 
@@ -93,11 +98,13 @@ def register(subparsers: Any) -> None:
     sweep.set_defaults(func=run_sweep)
 
 
-_SERVE_SETTINGS = tuple(s for s, _ in _STORAGE_FLAGS) + ("public_url",)
+_AUTH_FLAGS = [("auth_public_key", "PEM"), ("auth_issuer", "ISS"), ("auth_audience", "AUD")]
+_SERVE_SETTINGS = (*(s for s, _ in _STORAGE_FLAGS), "public_url", *(s for s, _ in _AUTH_FLAGS))
 
 
 def run_serve(args: argparse.Namespace) -> int:
     from vmregistry.config import Settings
+    from vmregistry.local.gateway_auth import local_authorizer
     from vmregistry.local.logs import configure_logging
     from vmregistry.local.server import LocalServer
 
@@ -105,7 +112,7 @@ def run_serve(args: argparse.Namespace) -> int:
     settings_from_args(args, _SERVE_SETTINGS)
     try:
         settings = Settings.from_env()
-        server = LocalServer(settings, args.host, args.port)
+        server = LocalServer(settings, args.host, args.port, authorizer=local_authorizer(settings))
     except (ValueError, OSError) as exc:
         print(f"vmregistry serve: {exc}", file=sys.stderr)
         return 2
