@@ -19,6 +19,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 COMMAND_MODULES = (
     "vmregistry.cli.serve",
     "vmregistry.cli.tokens",
+    "vmregistry.cli.client",
 )
 
 
