@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.metrics import MetricUnit
 
 from vmregistry import names
 from vmregistry.api import access
-from vmregistry.api.observability import instrument, logger
+from vmregistry.api.observability import instrument, logger, metrics, metrics_enabled
 from vmregistry.errors import RegistryError, error_body
 from vmregistry.routes import Route, route_by_operation
 from vmregistry.storage import StorageUnavailable
@@ -106,7 +107,19 @@ class Endpoint:
         self.app.exception_handler(StorageUnavailable)(self._unavailable)
         self.app.exception_handler(Exception)(self._internal)
         self.app.not_found(self._not_found)
-        self.lambda_handler = instrument(self.app.resolve)
+        self.lambda_handler = instrument(self._entry)
+
+    def _entry(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """Resolve, then count the request and its outcome (CloudWatch EMF, per operation)."""
+        response = self.app.resolve(event, context)
+        if not metrics_enabled():
+            return response
+        status = int(response.get("statusCode", 500))
+        metrics.add_dimension(name="operation", value=self.route.operation)
+        metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+        if status >= 400:
+            metrics.add_metric(name="ServerErrors" if status >= 500 else "ClientErrors", unit=MetricUnit.Count, value=1)
+        return response
 
     def handle(self, function: Callable[[Request], HttpResponse]) -> Callable[[Request], HttpResponse]:
         route = self.route

@@ -15,7 +15,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 
-__all__ = ["instrument", "logger", "metrics", "tracer"]
+__all__ = ["instrument", "logger", "metrics", "metrics_enabled", "tracer"]
 
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "vmregistry")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "VmRegistry")
@@ -27,8 +27,18 @@ metrics = Metrics()
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
+def metrics_enabled() -> bool:
+    """Metrics go to CloudWatch from Lambda; the local server switches them off."""
+    return os.environ.get("POWERTOOLS_METRICS_DISABLED", "").strip().lower() not in {"1", "true", "yes", "on"}
+
+
 def instrument(handler: Handler) -> Handler:
     """Apply the standard Powertools decorators to a Lambda entry point."""
-    handler = metrics.log_metrics(handler)
-    handler = tracer.capture_lambda_handler(handler)
-    return logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)(handler)
+    measured = metrics.log_metrics(handler)
+
+    def entry(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        # Without metrics there is nothing to flush, and log_metrics would warn on every call.
+        return measured(event, context) if metrics_enabled() else handler(event, context)
+
+    traced = tracer.capture_lambda_handler(entry)
+    return logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)(traced)

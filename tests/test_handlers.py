@@ -1,0 +1,197 @@
+"""Each Lambda handler, invoked in-process with the event API Gateway (REST, proxy) sends.
+
+These are the handlers as Lambda runs them: ``lambda_handler(event, context)``
+and the response dict API Gateway turns into HTTP. Events come from
+:func:`vmregistry.local.events.build_event`, the adapter the local server uses.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from vmregistry import mediatypes, runtime
+from vmregistry.config import Settings
+from vmregistry.local.events import LambdaContext, build_event
+from vmregistry.registry import Registry
+from vmregistry.routes import ROUTES, find_route
+from vmregistry.storage import StorageUnavailable
+from vmregistry.storage.filesystem import FilesystemStorage
+from vmregistry.storage.signing import UrlSigner
+
+from tests.registry_flows import digest_of, make_manifest
+
+
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
+    monkeypatch.setenv("VMREGISTRY_AUTH", "none")
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    storage = FilesystemStorage(tmp_path, UrlSigner("http://data.test"))
+    registry = Registry(storage, Settings(fs_path=str(tmp_path)))
+    runtime.configure(registry)
+    yield registry
+    runtime.reset()
+
+
+def invoke(
+    method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None, query: str = ""
+) -> dict[str, Any]:
+    found = find_route(method, path)
+    assert found, f"no route for {method} {path}"
+    route, params = found
+    event = build_event(route, params, method, path, query, (headers or {}).items(), body)
+    handler = importlib.import_module(route.module).lambda_handler
+    response: dict[str, Any] = handler(event, LambdaContext(route.operation, "req-1"))
+    return response
+
+
+def body_of(response: dict[str, Any]) -> bytes:
+    raw = response.get("body") or ""
+    return base64.b64decode(raw) if response["isBase64Encoded"] else raw.encode()
+
+
+def header(response: dict[str, Any], name: str) -> str | None:
+    values = response.get("multiValueHeaders", {}).get(name)
+    return values[-1] if values else None
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.operation)
+def test_every_route_has_a_handler_module(route: Any) -> None:
+    module = importlib.import_module(route.module)
+    assert callable(module.lambda_handler)
+    assert module.endpoint.route is route
+
+
+def test_blob_put_head_get(registry: Registry) -> None:
+    # GIVEN a blob sent in a base64-encoded body, as API Gateway delivers binary media
+    data = b"\x00\x01binary\xff" * 100
+    digest = digest_of(data)
+    put = invoke("PUT", f"/v1/team/vm/blobs/{digest}", data)
+    assert put["statusCode"] == 201
+    assert header(put, "Location") == f"/v1/team/vm/blobs/{digest}"
+    # WHEN HEAD and GET run THEN size/digest are reported and GET redirects to the data plane
+    head = invoke("HEAD", f"/v1/team/vm/blobs/{digest}")
+    assert head["statusCode"] == 200
+    assert header(head, "Content-Length") == str(len(data))
+    got = invoke("GET", f"/v1/team/vm/blobs/{digest}")
+    assert got["statusCode"] == 307
+    location = header(got, "Location")
+    assert location is not None
+    assert location.startswith("http://data.test/_data/get?")
+
+
+def test_blob_served_inline_when_backend_cannot_redirect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a backend without a data plane (presign_get returns None)
+    monkeypatch.setenv("VMREGISTRY_AUTH", "none")
+    runtime.configure(Registry(FilesystemStorage(tmp_path), Settings()))
+    try:
+        data = bytes(range(256)) * 10
+        digest = digest_of(data)
+        assert invoke("PUT", f"/v1/a/blobs/{digest}", data)["statusCode"] == 201
+        # WHEN the blob is fetched THEN the handler returns the bytes, honouring Range
+        whole = invoke("GET", f"/v1/a/blobs/{digest}")
+        assert whole["statusCode"] == 200
+        assert body_of(whole) == data
+        part = invoke("GET", f"/v1/a/blobs/{digest}", headers={"Range": "bytes=10-19"})
+        assert part["statusCode"] == 206
+        assert body_of(part) == data[10:20]
+        beyond = invoke("GET", f"/v1/a/blobs/{digest}", headers={"Range": "bytes=99999-"})
+        assert beyond["statusCode"] == 416
+        assert header(beyond, "Content-Range") == f"bytes */{len(data)}"
+    finally:
+        runtime.reset()
+
+
+def test_manifest_round_trip_is_byte_exact(registry: Registry) -> None:
+    config = b'{"cpus": 4}'
+    invoke("PUT", f"/v1/r/blobs/{digest_of(config)}", config)
+    body = make_manifest((digest_of(config), len(config)), [])
+    put = invoke("PUT", "/v1/r/manifests/latest", body, {"Content-Type": mediatypes.MANIFEST})
+    assert put["statusCode"] == 201
+    got = invoke("GET", "/v1/r/manifests/latest")
+    assert got["statusCode"] == 200
+    assert body_of(got) == body
+    assert header(got, "Content-Type") == mediatypes.MANIFEST
+    assert header(got, "Docker-Content-Digest") == digest_of(body)
+
+
+def test_errors_are_json_with_the_table_status(registry: Registry) -> None:
+    response = invoke("GET", "/v1/Bad/tags/list")
+    assert response["statusCode"] == 400
+    assert header(response, "Content-Type") == "application/json"
+    assert json.loads(body_of(response))["errors"][0]["code"] == "NAME_INVALID"
+
+
+def test_locations_keep_the_stage_prefix(registry: Registry) -> None:
+    # GIVEN a request through a default API Gateway endpoint, whose URL carries the stage
+    data = b"staged"
+    digest = digest_of(data)
+    found = find_route("PUT", f"/v1/x/blobs/{digest}")
+    assert found
+    route, params = found
+    event = build_event(route, params, "PUT", f"/v1/x/blobs/{digest}", body=data)
+    event["requestContext"]["path"] = f"/prod/v1/x/blobs/{digest}"
+    # WHEN the handler answers THEN Location is a path the client can use as is
+    response = importlib.import_module(route.module).lambda_handler(event, LambdaContext("blob_put", "r"))
+    assert header(response, "Location") == f"/prod/v1/x/blobs/{digest}"
+
+
+def test_storage_outage_is_503_not_a_traceback(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unavailable(*args: object, **kwargs: object) -> bytes:
+        raise StorageUnavailable("connection refused by the storage endpoint")
+
+    monkeypatch.setattr(registry.storage, "read", unavailable)
+    response = invoke("HEAD", f"/v1/r/blobs/{digest_of(b'x')}")
+    assert response["statusCode"] == 503
+    response = invoke("GET", "/v1/r/manifests/latest")
+    assert json.loads(body_of(response))["errors"][0]["code"] == "UNAVAILABLE"
+
+
+def test_unexpected_failure_is_a_json_500(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> bytes:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(registry.storage, "read", broken)
+    response = invoke("GET", "/v1/r/manifests/latest")
+    assert response["statusCode"] == 500
+    assert json.loads(body_of(response))["errors"][0]["code"] == "INTERNAL"
+
+
+def test_metrics_are_published_per_operation(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN metrics switched on, as in Lambda
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    # WHEN two invocations run, one failing with a client error
+    invoke("GET", "/v1/", b"")
+    invoke("GET", "/v1/Bad/tags/list")
+    # THEN each prints one EMF document with its operation and outcome
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [d["operation"] for d in documents] == ["version_check", "tags_list"]
+    assert documents[0]["Requests"] == [1.0] or documents[0]["Requests"] == 1.0
+    assert "ClientErrors" in documents[1]
+    assert "ClientErrors" not in documents[0]
+
+
+def test_event_shape_matches_api_gateway(registry: Registry) -> None:
+    # GIVEN the event for a nested repository
+    found = find_route("GET", "/v1/a/b/c/manifests/v1")
+    assert found
+    route, params = found
+    event = build_event(route, params, "GET", "/v1/a/b/c/manifests/v1", "n=1&n=2", [("Accept", "x"), ("Accept", "y")])
+    # THEN the resource and path parameters are those the stack declares for depth 3
+    assert event["resource"] == "/v1/{name1}/{name2}/{name3}/manifests/{reference}"
+    assert event["pathParameters"] == {"name1": "a", "name2": "b", "name3": "c", "reference": "v1"}
+    assert event["multiValueHeaders"]["Accept"] == ["x", "y"]
+    assert event["headers"]["Accept"] == "y"
+    assert event["queryStringParameters"] == {"n": "2"}
+    assert event["multiValueQueryStringParameters"] == {"n": ["1", "2"]}
+    assert event["requestContext"]["resourcePath"] == event["resource"]
+    assert event["body"] is None
+    assert event["isBase64Encoded"] is False
