@@ -71,6 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     # Large socket reads: the data plane pulls multi-GB bodies through readinto.
     rbufsize = 1024 * 1024
+    _reader: LengthReader | ChunkedReader | None = None
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Silence the stdlib's stderr lines: every request is logged once, in :meth:`_finish`."""
@@ -105,7 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         path = unquote(split.path)
         self._sent = 0
-        self._reader: LengthReader | ChunkedReader | None = None
+        self._reader = None
         try:
             if path.startswith("/_data/") and self.server.dataplane is not None:
                 query = dict(parse_qsl(split.query, keep_blank_values=True))
