@@ -33,8 +33,26 @@ def filesystem_backend(tmp_path: Path, request: pytest.FixtureRequest) -> Iterat
         server.shutdown()
 
 
+@contextmanager
+def s3_backend(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Storage]:
+    """A fresh bucket on the session's LocalStack (signature validation on); presigned URLs go to it."""
+    from vmregistry.storage.s3 import S3Storage
+    from vmregistry.storage.s3_client import make_client
+
+    from tests.localstack import ACCESS_KEY, REGION, SECRET_KEY, LocalStack, new_bucket_name
+
+    localstack: LocalStack = request.getfixturevalue("localstack")
+    client = make_client(region=REGION, endpoint=localstack.endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+    storage = S3Storage(client, new_bucket_name("conf"), create_bucket=True, region=REGION)
+    yield storage
+    # Multipart uploads are invisible to list(): a test must not leave one open either.
+    open_uploads = client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", [])
+    assert open_uploads == [], f"multipart uploads left open: {[u.get('Key') for u in open_uploads]}"
+
+
 BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], AbstractContextManager[Storage]]] = {
     "filesystem": filesystem_backend,
+    "s3": s3_backend,
 }
 
 
