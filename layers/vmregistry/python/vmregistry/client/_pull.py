@@ -256,6 +256,7 @@ def _download_chunks(
             future.result()
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+        client.transport.release_finished_threads()
 
 
 def fetch_blob_bytes(client: RegistryClient, repository: str, digest: str, limit: int = 16 * MiB) -> bytes:

@@ -301,6 +301,7 @@ class _Uploader:
         finally:
             # On failure, parts not yet started are dropped; the saved state resumes them later.
             executor.shutdown(wait=True, cancel_futures=True)
+            self.client.transport.release_finished_threads()
 
 
 def push_blob(

@@ -74,6 +74,7 @@ class RegistryClient:
             client = cls(reading.registry, token, retries=retries)
             if client.is_registry():
                 return client, reading
+            client.close()
         raise UsageError(
             f"no vmregistry /v1 API found under any prefix of {text!r}: check the URL (and the API's stage)"
         )
@@ -102,6 +103,12 @@ class RegistryClient:
 
     def close(self) -> None:
         self.transport.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- manifests --------------------------------------------------------------
 

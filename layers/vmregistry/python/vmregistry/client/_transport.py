@@ -86,6 +86,9 @@ class Transport:
         self.token = token
         self.timeout = timeout
         self._local = threading.local()
+        # Every thread's pool, so connections of finished worker threads can be closed.
+        self._pools: dict[threading.Thread, dict[tuple[str, str], http.client.HTTPConnection]] = {}
+        self._pools_lock = threading.Lock()
         self._ssl = ssl.create_default_context()
 
     # -- connections ------------------------------------------------------------
@@ -94,6 +97,8 @@ class Transport:
         pool: dict[tuple[str, str], http.client.HTTPConnection] | None = getattr(self._local, "pool", None)
         if pool is None:
             pool = self._local.pool = {}
+            with self._pools_lock:
+                self._pools[threading.current_thread()] = pool
         return pool
 
     def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
@@ -114,11 +119,20 @@ class Transport:
         if connection is not None:
             connection.close()
 
+    def release_finished_threads(self) -> None:
+        """Close the connections of threads that have ended (a finished pool of workers)."""
+        with self._pools_lock:
+            for thread in [t for t in self._pools if not t.is_alive()]:
+                for connection in self._pools.pop(thread).values():
+                    connection.close()
+
     def close(self) -> None:
-        """Close this thread's connections (other threads' close when they end)."""
-        for connection in self._connections().values():
-            connection.close()
-        self._connections().clear()
+        """Close every connection this transport opened, in any thread."""
+        with self._pools_lock:
+            for pool in self._pools.values():
+                for connection in pool.values():
+                    connection.close()
+                pool.clear()
 
     # -- requests ---------------------------------------------------------------
 
