@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 from vmregistry import mediatypes
 from vmregistry.storage import MIN_PART_SIZE
@@ -239,3 +240,44 @@ def test_multipart_blob_pulled_with_ranges(server: RunningServer) -> None:
     assert tail.status == 206
     assert tail.body == data[MIN_PART_SIZE:]
     assert tail.header("Content-Range") == f"bytes {MIN_PART_SIZE}-{len(data) - 1}/{len(data)}"
+
+
+def test_concurrent_uploads_of_one_blob_are_safe(server: RunningServer) -> None:
+    # GIVEN six clients pushing the same 6 MiB blob at once, through both upload modes
+    data = os.urandom(6 * 1024 * 1024)
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def push(index: int) -> None:
+        try:
+            if index % 2:
+                results.append(push_single(server.url, "race/blob", data))
+            else:
+                results.append(push_multipart(server.url, "race/blob", data, MIN_PART_SIZE))
+        except BaseException as exc:  # reported below, in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=push, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # THEN every push succeeded, and the stored blob is exactly the data
+    assert errors == []
+    assert results == [digest_of(data)] * 6
+    assert pull_blob(server.url, "race/blob", digest_of(data)).body == data
+    assert not list((server.storage / ".tmp").iterdir())
+
+
+def test_every_request_is_logged_as_json(server: RunningServer) -> None:
+    # GIVEN a request with a recognisable path
+    request("GET", f"{server.url}/v1/log/probe/tags/list")
+    # THEN the server's (non-terminal) output has a JSON access line for it
+    lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
+    entries = [e for e in lines if e.get("path") == "/v1/log/probe/tags/list"]
+    assert entries, "the request was not logged"
+    entry = entries[-1]
+    assert entry["method"] == "GET"
+    assert entry["status"] == 404
+    assert entry["duration_ms"] >= 0
+    assert entry["logger"] == "vmregistry.local.access"

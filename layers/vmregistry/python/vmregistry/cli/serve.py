@@ -8,6 +8,7 @@ default. Flags are accepted with one dash or two (``-port`` or ``--port``).
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from typing import Any
@@ -108,6 +109,10 @@ def run_serve(args: argparse.Namespace) -> int:
     from vmregistry.local.logs import configure_logging
     from vmregistry.local.server import LocalServer
 
+    # Handler logs (Powertools, stdout) and access logs (stderr) must leave whole lines
+    # promptly, or a collector reading both from one pipe sees them spliced mid-line.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     configure_logging()
     settings_from_args(args, _SERVE_SETTINGS)
     try:
