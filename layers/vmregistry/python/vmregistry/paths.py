@@ -23,6 +23,7 @@ from __future__ import annotations
 
 __all__ = [
     "BLOBS_PREFIX",
+    "LINKS_PREFIX",
     "MANIFESTS_PREFIX",
     "UPLOADS_PREFIX",
     "blob_key",

@@ -98,6 +98,18 @@ def register(subparsers: Any) -> None:
     add_storage_flags(sweep)
     sweep.set_defaults(func=run_sweep)
 
+    gc = subparsers.add_parser(
+        "gc",
+        help="free the bytes of blobs no repository holds",
+        description="Delete blobs that no repository links (DELETE on a blob only unlinks it from one"
+        " repository). Blobs younger than --grace hours are spared: they may belong to an upload in flight.",
+        allow_abbrev=False,
+    )
+    gc.add_argument("-grace", "--grace", dest="grace", type=float, default=1.0, metavar="HOURS")
+    gc.add_argument("-dry-run", "--dry-run", dest="dry_run", action="store_true", help="report, delete nothing")
+    add_storage_flags(gc)
+    gc.set_defaults(func=run_gc)
+
 
 _AUTH_FLAGS = [("auth_public_key", "PEM"), ("auth_issuer", "ISS"), ("auth_audience", "AUD")]
 _SERVE_SETTINGS = (*(s for s, _ in _STORAGE_FLAGS), "public_url", *(s for s, _ in _AUTH_FLAGS))
@@ -143,4 +155,21 @@ def run_sweep(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     swept = Registry(open_storage(settings), settings).uploads.sweep(args.older_than * 3600)
     print(f"discarded {swept} upload session(s) older than {args.older_than:g} hours")
+    return 0
+
+
+def run_gc(args: argparse.Namespace) -> int:
+    from vmregistry.config import Settings
+    from vmregistry.registry.gc import collect_garbage
+    from vmregistry.storage.factory import open_storage
+
+    settings_from_args(args, _SERVE_SETTINGS)
+    report = collect_garbage(open_storage(Settings.from_env()), grace=args.grace * 3600, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    for digest in report.deleted:
+        print(f"{verb} {digest}")
+    print(
+        f"{verb} {len(report.deleted)} blob(s), {report.freed_bytes} bytes; kept {report.kept} linked;"
+        f" spared {report.young} younger than {args.grace:g} h"
+    )
     return 0
