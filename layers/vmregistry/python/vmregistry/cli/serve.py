@@ -8,6 +8,7 @@ default. Flags are accepted with one dash or two (``-port`` or ``--port``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import sys
@@ -139,10 +140,8 @@ def run_serve(args: argparse.Namespace) -> int:
         else (f"s3 bucket {settings.s3_bucket}")
     )
     print(f"vmregistry listening on {server.url} (storage: {where})", file=sys.stderr, flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
