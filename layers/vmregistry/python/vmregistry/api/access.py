@@ -31,6 +31,7 @@ from vmregistry.auth.policy import challenge
 from vmregistry.auth.scopes import format_scope
 from vmregistry.config import Settings
 from vmregistry.errors import RegistryError
+from vmregistry.names import is_valid_name
 from vmregistry.routes import Action, Route
 
 __all__ = ["AUTH_ENV", "auth_required", "check", "may"]
@@ -57,7 +58,8 @@ def may(authorizer: Mapping[str, Any] | None, repository: str, action: Action) -
 
 def _challenge(route: Route, repository: str, error: str | None = None) -> dict[str, str]:
     settings = Settings.from_env()
-    scope = format_scope(repository, [route.action]) if repository and route.action else None
+    # Only names of the grammar go into a header: they are ASCII, nothing else is.
+    scope = format_scope(repository, [route.action]) if route.action and is_valid_name(repository) else None
     return {"WWW-Authenticate": challenge(settings.auth_realm, settings.auth_service, scope, error)}
 
 

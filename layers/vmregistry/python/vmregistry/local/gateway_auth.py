@@ -43,6 +43,7 @@ from vmregistry.auth.tokens import load_public_key
 from vmregistry.config import Settings, env_name
 from vmregistry.errors import RegistryError
 from vmregistry.local.events import LambdaContext
+from vmregistry.names import is_valid_name
 
 __all__ = ["DEFAULT_KEY_FILE", "GatewayAuthorizer", "authorizer_event", "identity_key", "local_authorizer"]
 
@@ -133,7 +134,8 @@ class GatewayAuthorizer:
         if needed is None:
             return None, "", None
         _route, repository, action = needed
-        scope = format_scope(repository, [action]) if repository and action else None
+        # Only names of the grammar go into a header: they are ASCII, nothing else is.
+        scope = format_scope(repository, [action]) if action and is_valid_name(repository) else None
         return scope, repository, action
 
     def _unauthorized(self, event: Mapping[str, Any], reason: str) -> RegistryError:
