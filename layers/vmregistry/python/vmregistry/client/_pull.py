@@ -206,7 +206,18 @@ def _download_chunks(
     source = _Source(client, repository, digest)
     lock = threading.Lock()
 
+    stop = threading.Event()
+
     def fetch(index: int) -> None:
+        if stop.is_set():
+            return
+        try:
+            fetch_chunk(index)
+        except BaseException:
+            stop.set()  # a failed chunk ends the pull: workers take no new chunks
+            raise
+
+    def fetch_chunk(index: int) -> None:
         start = index * chunk_size
         end = min(size, start + chunk_size)
         got = 0

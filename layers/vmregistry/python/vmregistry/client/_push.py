@@ -276,7 +276,18 @@ class _Uploader:
                                 else self._part_urls(uuid, [number]))
                 return urls[number]
 
+        stop = threading.Event()
+
         def upload(number: int) -> None:
+            if stop.is_set():
+                return
+            try:
+                upload_part(number)
+            except BaseException:
+                stop.set()  # a failed part ends the push: workers take no new parts
+                raise
+
+        def upload_part(number: int) -> None:
             offset, length = span(number)
             part = url_for(number)
             try:
