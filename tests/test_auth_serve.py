@@ -259,3 +259,19 @@ def test_keygen_token_and_a_key_named_by_flag(tmp_path: Path) -> None:
         assert other.status == 403
     finally:
         stop_server(running)
+
+
+def test_mount_needs_pull_on_the_source_repository(secured: RunningServer, keys: Keys) -> None:
+    # GIVEN a blob in mnt/src, pushed by an admin
+    data = b"mountable bytes"
+    digest = digest_of(data)
+    assert call(secured, "PUT", f"/v1/mnt/src/blobs/{digest}", keys.bearer("repository:**:*"), data).status == 201
+    mount = f"/v1/mnt/dst/blobs/uploads/?mount={digest}&from=mnt/src"
+    # WHEN a token that may push mnt/dst but not pull mnt/src asks to mount THEN no mount: a fresh session
+    refused = call(secured, "POST", mount, keys.bearer("repository:mnt/dst:push"))
+    assert refused.status == 202, refused.body
+    assert call(secured, "HEAD", f"/v1/mnt/dst/blobs/{digest}", keys.bearer("repository:mnt/dst:pull")).status == 404
+    # WHEN the token may also pull mnt/src THEN the blob is mounted
+    mounted = call(secured, "POST", mount, keys.bearer("repository:mnt/dst:push", "repository:mnt/src:pull"))
+    assert mounted.status == 201, mounted.body
+    assert call(secured, "HEAD", f"/v1/mnt/dst/blobs/{digest}", keys.bearer("repository:mnt/dst:pull")).status == 200
