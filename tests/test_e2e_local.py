@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 
 from vmregistry import mediatypes
 from vmregistry.storage import MIN_PART_SIZE
@@ -273,8 +274,13 @@ def test_every_request_is_logged_as_json(server: RunningServer) -> None:
     # GIVEN a request with a recognisable path
     request("GET", f"{server.url}/v1/log/probe/tags/list")
     # THEN the server's (non-terminal) output has a JSON access line for it
-    lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
-    entries = [e for e in lines if e.get("path") == "/v1/log/probe/tags/list"]
+    # (written just after the response is sent, so wait for it a little)
+    entries: list[dict[str, object]] = []
+    deadline = time.monotonic() + 10
+    while not entries and time.monotonic() < deadline:
+        lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
+        entries = [e for e in lines if e.get("path") == "/v1/log/probe/tags/list"]
+        time.sleep(0.05)
     assert entries, "the request was not logged"
     entry = entries[-1]
     assert entry["method"] == "GET"
