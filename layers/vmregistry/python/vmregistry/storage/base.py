@@ -202,6 +202,20 @@ class Storage(ABC):
 
     # -- conveniences built on the contract ------------------------------------
 
+    def check_parts(self, key: str, upload_id: str, parts: builtins.list[UploadedPart]) -> None:
+        """Refuse (``ValueError``) a completion whose parts are missing, changed or too small.
+
+        Backends call this first in :meth:`multipart_complete`, so every backend
+        refuses the same completions, whatever its store would have accepted.
+        """
+        stored = {p.number: p for p in self.multipart_list_parts(key, upload_id)}
+        for index, part in enumerate(parts):
+            have = stored.get(part.number)
+            if have is None or have.etag != part.etag:
+                raise ValueError(f"part {part.number} is missing or changed")
+            if index < len(parts) - 1 and have.size < MIN_PART_SIZE:
+                raise ValueError(f"part {part.number} is smaller than {MIN_PART_SIZE} bytes")
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object below ``prefix``; returns how many were removed."""
         return sum(1 for key in list(self.list(prefix)) if self.delete(key))

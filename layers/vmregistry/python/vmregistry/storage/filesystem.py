@@ -29,7 +29,6 @@ from typing import BinaryIO, Protocol
 
 from vmregistry.storage.base import (
     MAX_PARTS,
-    MIN_PART_SIZE,
     ChecksumMismatch,
     ObjectInfo,
     ObjectNotFound,
@@ -287,13 +286,7 @@ class FilesystemStorage(Storage):
         return parts
 
     def multipart_complete(self, key: str, upload_id: str, parts: builtins.list[UploadedPart]) -> ObjectInfo:
-        stored = {p.number: p for p in self.multipart_list_parts(key, upload_id)}
-        for index, part in enumerate(parts):
-            have = stored.get(part.number)
-            if have is None or have.etag != part.etag:
-                raise ValueError(f"part {part.number} is missing or changed")
-            if index < len(parts) - 1 and have.size < MIN_PART_SIZE:
-                raise ValueError(f"part {part.number} is smaller than {MIN_PART_SIZE} bytes")
+        self.check_parts(key, upload_id, parts)
         directory = self._upload_dir(upload_id)
         digest = hashlib.sha256()
         buffer = memoryview(bytearray(8 * CHUNK))

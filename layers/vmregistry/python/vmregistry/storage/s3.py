@@ -45,7 +45,6 @@ from vmregistry.storage.base import (
     MAX_PART_SIZE,
     MAX_PARTS,
     MAX_SINGLE_PUT_SIZE,
-    MIN_PART_SIZE,
     ChecksumMismatch,
     ObjectInfo,
     ObjectNotFound,
@@ -387,13 +386,7 @@ class S3Storage(Storage):
         return sorted(parts, key=lambda p: p.number)
 
     def multipart_complete(self, key: str, upload_id: str, parts: builtins.list[UploadedPart]) -> ObjectInfo:
-        stored = {p.number: p for p in self.multipart_list_parts(key, upload_id)}
-        for index, part in enumerate(parts):
-            have = stored.get(part.number)
-            if have is None or have.etag != part.etag:
-                raise ValueError(f"part {part.number} is missing or changed")
-            if index < len(parts) - 1 and have.size < MIN_PART_SIZE:
-                raise ValueError(f"part {part.number} is smaller than {MIN_PART_SIZE} bytes")
+        self.check_parts(key, upload_id, parts)
         with s3_errors("CompleteMultipartUpload", self.bucket, key):
             self.client.complete_multipart_upload(
                 Bucket=self.bucket,
