@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from vmregistry.errors import ERROR_CODES
+
 __all__ = [
     "HINTS",
     "ClientError",
@@ -42,9 +44,10 @@ HINTS: dict[str, str] = {
     "NOT_ACCEPTABLE": "the manifest has a media type this client does not ask for: upgrade the client",
     "PAGINATION_NUMBER_INVALID": "use a page size between 1 and the registry's maximum",
     "BAD_REQUEST": "the registry did not understand the request: upgrade the client or report a bug",
-    "UNAUTHORIZED": "pass a token with --token, VMREGISTRY_TOKEN or the credentials file"
-    " (see 'vmregistry push --help')",
-    "DENIED": "your token does not grant this action on this repository: get one that does",
+    "UNAUTHORIZED": "pass a token that grants this scope with --token, VMREGISTRY_TOKEN or the credentials"
+    " file (~/.config/vmregistry/credentials.json); tokens come from your Auth Server, or from"
+    " 'vmregistry token' for a local registry",
+    "DENIED": "your token does not grant this scope: get one that does (or check the repository name)",
     "SIGNATURE_INVALID": "a presigned URL expired or was altered: re-run the command (URLs are requested afresh)",
     "NOT_FOUND": "the URL is not a vmregistry /v1 API: check the registry address and its base path"
     " (API Gateway URLs end with the stage, e.g. https://host/prod)",
@@ -142,11 +145,12 @@ def from_response(status: int, body: bytes, headers: dict[str, str], url: str) -
         code, message, detail = str(first["code"]), str(first.get("message", "")), first.get("detail") or None
     except (ValueError, KeyError, IndexError, TypeError):
         # Not a registry error body: S3's XML, API Gateway's {"message": ...}, a proxy's HTML.
-        text = body[:300].decode("utf-8", "replace").strip()
-        message = text or f"HTTP {status}"
+        # A HEAD answer has no body at all.
         code = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 429: "TOO_MANY_REQUESTS"}.get(
             status, "INTERNAL" if status >= 500 else "BAD_REQUEST"
         )
+        text = body[:300].decode("utf-8", "replace").strip()
+        message = text or f"HTTP {status}: {ERROR_CODES[code].message}"
     retry_after = headers.get("retry-after", "")
     return RegistryAPIError(
         status, code, message, detail,

@@ -64,7 +64,9 @@ class Task:
         total = max(self.total, 1)
         fraction = min(1.0, self.done_bytes / total)
         rate = self.rate()
-        if self.finished is not None:
+        if self.finished is not None and self.done_bytes < self.total:
+            tail = f"{self.finished} after {format_bytes(self.done_bytes)} of {format_bytes(self.total)}"
+        elif self.finished is not None:
             tail = f"{self.finished} {format_bytes(self.total)} in {_duration(time.monotonic() - self.started)}"
         else:
             eta = _duration((self.total - self.done_bytes) / rate) if rate > 0 else "--:--"
@@ -139,8 +141,12 @@ class Progress:
                 self._draw(force=True)
             elif self.mode == "lines":
                 elapsed = time.monotonic() - task.started
-                rate = f" ({format_bytes(task.total / elapsed)}/s)" if outcome == "done" and elapsed > 0 else ""
-                self._print(f"{task.label}: {outcome} {format_bytes(task.total)} in {elapsed:.1f}s{rate}")
+                if task.done_bytes >= task.total:
+                    rate = f" ({format_bytes(task.total / elapsed)}/s)" if elapsed > 0 else ""
+                    self._print(f"{task.label}: {outcome} {format_bytes(task.total)} in {elapsed:.1f}s{rate}")
+                else:
+                    self._print(f"{task.label}: {outcome} after {format_bytes(task.done_bytes)}"
+                                f" of {format_bytes(task.total)}")
 
     def _clear(self) -> None:
         if self.mode == "bars" and self._drawn:
