@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import threading
 import time
 
 from vmregistry import mediatypes
 from vmregistry.storage import MIN_PART_SIZE
 
-from tests.conftest import RunningServer
+from tests.conftest import VMREGISTRY, RunningServer
 from tests.httpclient import request
 from tests.registry_flows import (
     digest_of,
@@ -287,3 +288,26 @@ def test_every_request_is_logged_as_json(server: RunningServer) -> None:
     assert entry["status"] == 404
     assert entry["duration_ms"] >= 0
     assert entry["logger"] == "vmregistry.local.access"
+
+
+def test_sweep_discards_stale_sessions_and_orphaned_data(server: RunningServer) -> None:
+    # GIVEN an open session, and upload data whose session was cancelled before the PUT landed
+    data = os.urandom(10_000)
+    digest = digest_of(data)
+    stale = start_multipart(server.url, "sweep/repo")
+    send_parts(server.url, stale, [data])
+    late = request("POST", f"{server.url}/v1/sweep/repo/blobs/uploads/?digest={digest}&size={len(data)}").json()
+    assert request("DELETE", f"{server.url}{late['location']}").status == 204
+    assert request("PUT", late["upload"]["url"], data).status == 200
+    assert (server.storage / "uploads" / late["uuid"] / "data").exists()
+    # WHEN uploads older than zero hours are swept
+    swept = subprocess.run(
+        [VMREGISTRY, "sweep-uploads", "-older-than", "0", "-fs-path", str(server.storage)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # THEN both are gone, and the session reads as unknown
+    assert "discarded 2 upload session(s)" in swept.stdout
+    assert not (server.storage / "uploads").exists()
+    assert request("GET", f"{server.url}{stale['location']}").status == 404

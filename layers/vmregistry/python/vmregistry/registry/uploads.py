@@ -350,17 +350,30 @@ class Uploads:
         self.storage.delete_prefix(paths.upload_prefix(session.uuid))
 
     def sweep(self, older_than: float) -> int:
-        """Discard sessions started more than ``older_than`` seconds ago; returns how many."""
+        """Discard sessions started more than ``older_than`` seconds ago; returns how many.
+
+        Also removes upload data that lost its session (a presigned PUT that
+        arrived after the session was cancelled), once it is as old.
+        """
         cutoff = time.time() - older_than
         swept = 0
-        for key in list(self.storage.list(paths.UPLOADS_PREFIX)):
-            if not key.endswith("/session.json"):
+        by_upload: dict[str, list[str]] = {}
+        for key in self.storage.list(paths.UPLOADS_PREFIX):
+            by_upload.setdefault(key.removeprefix(paths.UPLOADS_PREFIX).split("/", 1)[0], []).append(key)
+        for upload_id, keys in by_upload.items():
+            session_key = paths.upload_session_key(upload_id)
+            if session_key in keys:
+                try:
+                    session = Session(**json.loads(self.storage.read(session_key)))
+                except (ObjectNotFound, ValueError, TypeError):
+                    continue
+                if session.created < cutoff:
+                    self._discard(session)
+                    swept += 1
                 continue
-            try:
-                session = Session(**json.loads(self.storage.read(key)))
-            except (ObjectNotFound, ValueError, TypeError):
-                continue
-            if session.created < cutoff:
-                self._discard(session)
+            stats = [self.storage.stat(key) for key in keys]
+            if all(info is None or info.modified < cutoff for info in stats):
+                for key in keys:
+                    self.storage.delete(key)
                 swept += 1
         return swept
