@@ -119,6 +119,22 @@ def test_push_then_pull_round_trips_a_multipart_disk_sparsely(
     assert not list((tmp_path / "out").glob("*.partial*"))
 
 
+def test_a_blob_of_one_part_goes_through_the_presigned_single_put(
+    any_server: RunningServer, tmp_path: Path, connect: Connect
+) -> None:
+    # GIVEN a disk over the inline limit but within one part
+    disk = make_disk(tmp_path / "one-part.img", [("random", 5 * MiB)])
+    client, ref = connect(f"{any_server.url}/client/single:v1")
+
+    # WHEN it is pushed and pulled back
+    pushed = push_image(client, ref.repository, "v1", [disk], options=PushOptions(part_size=5 * MiB))
+    pull_image(client, ref.repository, pushed.digest, tmp_path / "out")
+
+    # THEN it went through one presigned PUT and came back intact
+    assert list(pushed.outcomes.values()) == ["single", "inline"]
+    assert (tmp_path / "out" / "one-part.img").read_bytes() == disk.read_bytes()
+
+
 def test_second_push_skips_blobs_the_registry_already_holds(
     server: RunningServer, tmp_path: Path, connect: Connect
 ) -> None:
