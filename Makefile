@@ -49,5 +49,12 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# Benchmarks against CNCF distribution (docs/bench.md); not part of `make test`.
+bench: install
+	@command -v docker-registry >/dev/null && command -v wrk >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq docker-registry wrk; }
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) $(LOCALSTACK_VENV) build cdk.out .pytest_cache .mypy_cache .ruff_cache

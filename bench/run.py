@@ -1,0 +1,231 @@
+"""``python -m bench``: run every measurement, write ``bench/results/`` and ``docs/bench.md``.
+
+Sections run in order (throughput, control plane, Lambda costs, memory, S3)
+and each records the machine's load average before it starts: the machine
+may be shared, and a figure means little without the load it ran under.
+``--quick`` is the smoke run (tiny sizes, one run, our server only unless
+distribution is installed) that ``tests/test_bench_smoke.py`` uses; it never
+touches ``docs/bench.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import control, memory, report, throughput
+from bench.servers import Server, distribution_version, start_distribution, start_vmregistry
+from bench.throughput import MIB
+
+__all__ = ["main", "parse_size"]
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DOCS = ROOT / "docs" / "bench.md"
+SECTIONS = ("throughput", "control", "lambda", "memory", "s3")
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def parse_size(text: str) -> int:
+    found = re.fullmatch(r"(\d+)([KMG]?)(?:i?B)?", text.strip(), re.IGNORECASE)
+    if found is None:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 64M, 1G)")
+    return int(found.group(1)) * {"": 1, "K": 1024, "M": MIB, "G": 1024 * MIB}[found.group(2).upper()]
+
+
+def _sizes(text: str) -> list[int]:
+    return [parse_size(part) for part in text.split(",") if part]
+
+
+def _version(command: list[str]) -> str | None:
+    if shutil.which(command[0]) is None:
+        return None
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    return ((done.stdout or done.stderr).strip().splitlines() or [""])[0] or None
+
+
+def machine() -> dict[str, Any]:
+    cpu = "?"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "distribution": distribution_version(),
+        "curl": _version(["curl", "--version"]),
+        "wrk": _version(["wrk", "--version"]),
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=_sizes, default=_sizes("64M,1G"), help="blob sizes for throughput")
+    parser.add_argument("--runs", type=int, default=5, help="runs per throughput figure")
+    parser.add_argument("--memory-sizes", type=_sizes, default=_sizes("64M,4G"), help="blob sizes for peak RSS")
+    parser.add_argument("--control-seconds", type=float, default=5.0, help="wrk duration per case")
+    parser.add_argument("--import-runs", type=int, default=5)
+    parser.add_argument("--iterations", type=int, default=2000, help="warm invocations per handler")
+    parser.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
+    parser.add_argument("--skip", nargs="*", choices=SECTIONS, default=[], help="skip these sections")
+    parser.add_argument("--no-distribution", action="store_true", help="measure vmregistry alone")
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, one run, nothing to docs/")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for latest.{json,md,png}")
+    parser.add_argument("--workdir", type=Path, help="scratch directory (default: a fresh temporary one)")
+    parser.add_argument("--render", action="store_true", help="only re-render the tables and chart from latest.json")
+    return parser
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.render:
+        _write(json.loads((args.out / "latest.json").read_text()), args.out, docs=not args.quick)
+        return 0
+    if args.quick:
+        args.sizes, args.runs, args.memory_sizes = [MIB], 1, [MIB, 4 * MIB]
+        args.control_seconds, args.import_runs, args.iterations = 1.0, 1, 20
+    sections = [s for s in (args.only or SECTIONS) if s not in args.skip]
+    use_distribution = not args.no_distribution and distribution_version() is not None
+    if not use_distribution and not args.quick and not args.no_distribution:
+        print("docker-registry is not installed (make bench installs it)", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="vmregistry-bench-", dir=args.workdir))
+    started = time.time()
+    result: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)),
+        "mode": "quick (smoke)" if args.quick else "full",
+        "machine": machine(),
+        "load": {},
+        "settings": {
+            "sizes_mib": [s // MIB for s in args.sizes],
+            "runs": args.runs,
+            "memory_sizes_mib": [s // MIB for s in args.memory_sizes],
+            "control_seconds": args.control_seconds,
+            "iterations": args.iterations,
+        },
+    }
+    try:
+        _run(sections, args, use_distribution, work, result)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result["load"]["end"] = _load()
+    result["elapsed_s"] = round(time.time() - started)
+    _write(result, args.out, docs=not args.quick)
+    print(report.render_markdown(result))
+    return 0
+
+
+def _servers(work: Path, use_distribution: bool) -> list[Server]:
+    home = work / "servers"
+    home.mkdir(exist_ok=True)
+    servers = [start_vmregistry(home)]
+    if use_distribution:
+        servers.append(start_distribution(home))
+    return servers
+
+
+def _run(
+    sections: list[str], args: argparse.Namespace, use_distribution: bool, work: Path, result: dict[str, Any]
+) -> None:
+    def log(message: str) -> None:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {message} (load {_load()})", file=sys.stderr, flush=True)
+
+    if "throughput" in sections or "control" in sections:
+        servers = _servers(work, use_distribution)
+        try:
+            if "throughput" in sections:
+                result["load"]["throughput"] = _load()
+                result["throughput"] = {}
+                for size in args.sizes:
+                    log(f"throughput {size // MIB} MiB")
+                    source, digest = throughput.make_blob(work, size)
+                    if size == max(args.sizes):
+                        result["limits"] = throughput.machine_limits(source, size, args.runs)
+                    result["throughput"][str(size // MIB)] = throughput.measure_throughput(
+                        servers, source, digest, size, args.runs, work
+                    )
+                    source.unlink()
+            if "control" in sections:
+                log("control plane")
+                result["load"]["control"] = _load()
+                result["control"] = control.measure_control_plane(
+                    servers, args.control_seconds, 0.0 if args.quick else 1.0
+                )
+        finally:
+            for server in servers:
+                server.stop()
+    if "lambda" in sections:
+        log("lambda costs")
+        result["load"]["lambda"] = _load()
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.lambda_costs",
+                "--import-runs",
+                str(args.import_runs),
+                "--iterations",
+                str(args.iterations),
+                # The smoke run times two imports; a full run times every handler's.
+                *(["--import-only", "blob_head", "manifest_put"] if args.quick else []),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
+        )
+        result["lambda"] = json.loads(done.stdout.strip().splitlines()[-1])
+    if "memory" in sections:
+        log("memory")
+        result["load"]["memory"] = _load()
+        starters: dict[str, Callable[[Path], Server]] = {"vmregistry": start_vmregistry}
+        if use_distribution:
+            starters["distribution"] = start_distribution
+        result["memory"] = memory.measure_memory(starters, args.memory_sizes, work)
+    if "s3" in sections:
+        log("s3")
+        result["load"]["s3"] = _load()
+        try:
+            from bench import s3  # type: ignore[attr-defined,unused-ignore]
+        except ImportError as exc:
+            result["s3"] = {"skipped": f"the S3 benchmark is not available: {exc}"}
+        else:
+            result["s3"] = s3.measure(args.sizes, args.runs, work)
+    log("done")
+
+
+def _write(result: dict[str, Any], out: Path, docs: bool) -> None:
+    (out / "latest.json").write_text(json.dumps(result, indent=1) + "\n")
+    chart = report.render_chart(result, out / "latest.png")
+    table = report.render_markdown(result)
+    if chart:
+        table += "\n![Throughput and control plane](latest.png)\n"
+    (out / "latest.md").write_text("# Benchmark results (generated by `make bench`)\n\n" + table)
+    if docs and DOCS.exists():
+        text = DOCS.read_text()
+        if BEGIN in text and END in text:
+            head, _, rest = text.partition(BEGIN)
+            _, _, tail = rest.partition(END)
+            shown = table.replace("](latest.png)", "](../bench/results/latest.png)")
+            DOCS.write_text(f"{head}{BEGIN}\n{shown}\n{END}{tail}")

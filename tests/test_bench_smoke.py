@@ -1,0 +1,57 @@
+"""The benchmark harness still runs: ``python -m bench --quick`` against our own server.
+
+GIVEN the harness with tiny sizes (1 MiB blobs, one run) and vmregistry alone
+(distribution and wrk are installed by ``make bench`` only), WHEN it runs the
+throughput, Lambda-cost and memory sections, THEN it writes JSON and Markdown
+with a figure for each, and every pulled blob hashed to its digest (the
+harness raises otherwise). The figures themselves are not checked: a shared
+test machine makes them meaningless here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def test_quick_bench_writes_results(tmp_path: Path) -> None:
+    # GIVEN / WHEN
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--no-distribution",
+            "--skip",
+            "control",
+            "s3",
+            "--out",
+            str(tmp_path),
+            "--workdir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    # THEN
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "latest.json").read_text())
+    assert result["throughput"]["1"]["push"]["vmregistry"]["median"] > 0
+    assert result["throughput"]["1"]["pull"]["vmregistry"]["median"] > 0
+    assert result["limits"]["sha256"]["median"] > 0
+    assert result["lambda"]["import"]["blob_head"]["ms"] > 0
+    assert all("p50_ms" in entry for entry in result["lambda"]["invoke"].values())
+    assert all(200 <= entry["status"] < 300 or entry["status"] == 307 for entry in result["lambda"]["invoke"].values())
+    assert result["memory"]["vmregistry"]["4"]["peak_mib"] > 0
+    table = (tmp_path / "latest.md").read_text()
+    assert "## Blob throughput" in table
+    assert "## Lambda costs" in table
