@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from vmregistry import mediatypes
-from vmregistry.client._errors import ClientError, DigestMismatch, RegistryAPIError
+from vmregistry.client._errors import ClientError, DigestMismatch, RegistryAPIError, TransientError
 from vmregistry.client._image import disk_file_name
 from vmregistry.client._progress import Progress, Task
 from vmregistry.client._registry import FetchedManifest, RegistryClient, sha256_digest
@@ -238,8 +238,6 @@ def _download_chunks(
             )
             got += received or 0
             if start + got < end:
-                from vmregistry.client._errors import TransientError
-
                 raise TransientError(f"connection closed after {got} of {end - start} bytes; resuming")
 
         while True:
