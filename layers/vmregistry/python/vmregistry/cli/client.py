@@ -26,17 +26,28 @@ _AUTH_HELP = (
 def _common(parser: argparse.ArgumentParser, *, transfer: bool = False) -> None:
     parser.add_argument("--token", help=_AUTH_HELP)
     parser.add_argument("--insecure", action="store_true", help="allow plain http to hosts other than loopback")
-    parser.add_argument("--retries", type=int, default=5, metavar="N",
-                        help="retries of each request on connection errors, 5xx and 429 (default 5)")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=5,
+        metavar="N",
+        help="retries of each request on connection errors, 5xx and 429 (default 5)",
+    )
     if transfer:
         parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-        parser.add_argument("--concurrency", type=int, default=4, metavar="N",
-                            help="parallel part uploads / ranged downloads per blob (default 4)")
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=4,
+            metavar="N",
+            help="parallel part uploads / ranged downloads per blob (default 4)",
+        )
 
 
 def register(subparsers: Any) -> None:
     push = subparsers.add_parser(
-        "push", help="push a VM image (disks + config) to a registry",
+        "push",
+        help="push a VM image (disks + config) to a registry",
         description="Push disks as one image: each --disk becomes a layer; a config blob records CPUs, memory,"
         " bootloader and the disks' formats and sizes. Prints the manifest digest. An interrupted push"
         " resumes from the parts already uploaded when run again.",
@@ -49,22 +60,26 @@ def register(subparsers: Any) -> None:
     push.add_argument("--memory", metavar="SIZE", help="memory: MiB, or a size like 2G or 512M")
     push.add_argument("--bootloader", help="e.g. uefi or bios")
     push.add_argument("--arch", help="CPU architecture, e.g. x86_64 or aarch64")
-    push.add_argument("--part-size", type=int, default=64, metavar="MIB",
-                      help="multipart part size in MiB (at least 5; default 64)")
+    push.add_argument(
+        "--part-size", type=int, default=64, metavar="MIB", help="multipart part size in MiB (at least 5; default 64)"
+    )
     _common(push, transfer=True)
     push.set_defaults(func=run_push)
 
     pull = subparsers.add_parser(
-        "pull", help="pull a VM image into a directory",
+        "pull",
+        help="pull a VM image into a directory",
         description="Download manifest.json, config.json and the disks into -o DIR, verifying every digest."
         " An interrupted pull resumes from its .partial files.",
         allow_abbrev=False,
     )
     pull.add_argument("reference", metavar="REGISTRY/REPO:TAG|@DIGEST")
-    pull.add_argument("-o", "--output", metavar="DIR", help="output directory (default: the repository's last"
-                      " name component)")
-    pull.add_argument("--chunk-size", type=int, default=32, metavar="MIB",
-                      help="size of each ranged GET in MiB (default 32)")
+    pull.add_argument(
+        "-o", "--output", metavar="DIR", help="output directory (default: the repository's last name component)"
+    )
+    pull.add_argument(
+        "--chunk-size", type=int, default=32, metavar="MIB", help="size of each ranged GET in MiB (default 32)"
+    )
     _common(pull, transfer=True)
     pull.set_defaults(func=run_pull)
 
@@ -85,7 +100,9 @@ def register(subparsers: Any) -> None:
     inspect.set_defaults(func=run_inspect)
 
     rm = subparsers.add_parser(
-        "rm", help="delete a tag, or a manifest (and its tags) by digest", allow_abbrev=False,
+        "rm",
+        help="delete a tag, or a manifest (and its tags) by digest",
+        allow_abbrev=False,
     )
     rm.add_argument("reference", metavar="REGISTRY/REPO:TAG|@DIGEST")
     _common(rm)
@@ -117,8 +134,7 @@ def _guard(run: Any) -> Any:
 def _connect(args: argparse.Namespace) -> tuple[Any, Any]:
     from vmregistry.client import RegistryClient
 
-    return RegistryClient.for_reference(args.reference, token=args.token, insecure=args.insecure,
-                                        retries=args.retries)
+    return RegistryClient.for_reference(args.reference, token=args.token, insecure=args.insecure, retries=args.retries)
 
 
 def _progress(args: argparse.Namespace) -> Any:
@@ -145,7 +161,10 @@ def run_push(args: argparse.Namespace) -> int:
         if not disk.is_file():
             raise UsageError(f"{disk}: not a file")
     result = push_image(
-        client, ref.repository, ref.tag or "latest", disks,
+        client,
+        ref.repository,
+        ref.tag or "latest",
+        disks,
         user_config=load_user_config(args.config) if args.config else None,
         cpus=args.cpus,
         memory_mib=parse_memory(args.memory) if args.memory else None,
@@ -165,7 +184,10 @@ def run_pull(args: argparse.Namespace) -> int:
     client, ref = _connect(args)
     directory = Path(args.output or ref.repository.rsplit("/", 1)[-1])
     result = pull_image(
-        client, ref.repository, ref.reference, directory,
+        client,
+        ref.repository,
+        ref.reference,
+        directory,
         options=PullOptions(concurrency=args.concurrency, chunk_size=max(1, args.chunk_size) * 1024 * 1024),
         progress=_progress(args),
     )
@@ -215,8 +237,12 @@ def run_inspect(args: argparse.Namespace) -> int:
     print(f"Image:       {ref}")
     print(f"Digest:      {manifest.digest}")
     print(f"Media type:  {manifest.media_type}")
-    for label, key in (("CPUs", "cpus"), ("Memory", "memoryMiB"), ("Bootloader", "bootloader"),
-                       ("Arch", "architecture")):
+    for label, key in (
+        ("CPUs", "cpus"),
+        ("Memory", "memoryMiB"),
+        ("Bootloader", "bootloader"),
+        ("Arch", "architecture"),
+    ):
         if key in config:
             value = f"{config[key]} MiB" if key == "memoryMiB" else config[key]
             print(f"{label + ':':<12} {value}")
@@ -229,8 +255,10 @@ def run_inspect(args: argparse.Namespace) -> int:
         disk = by_digest.get(layer.get("digest"), {})
         title = (layer.get("annotations") or {}).get("org.opencontainers.image.title", "?")
         virtual = f" (virtual {format_bytes(disk['virtualSize'])})" if disk.get("virtualSize") else ""
-        print(f"  {title:<24} {disk.get('format', '?'):<6} {format_bytes(layer.get('size', 0)):>10}{virtual}"
-              f"  {layer.get('digest')}")
+        print(
+            f"  {title:<24} {disk.get('format', '?'):<6} {format_bytes(layer.get('size', 0)):>10}{virtual}"
+            f"  {layer.get('digest')}"
+        )
     return 0
 
 

@@ -153,7 +153,10 @@ def from_response(status: int, body: bytes, headers: dict[str, str], url: str) -
         message = text or f"HTTP {status}: {ERROR_CODES[code].message}"
     retry_after = headers.get("retry-after", "")
     return RegistryAPIError(
-        status, code, message, detail,
+        status,
+        code,
+        message,
+        detail,
         scope=_scope(headers.get("www-authenticate")),
         url=url.split("?")[0],
         retry_after=float(retry_after) if retry_after.isdigit() else None,

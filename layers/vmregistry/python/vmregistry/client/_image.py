@@ -55,7 +55,10 @@ class DiskInfo:
 
     def config_entry(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
-            "name": self.path.name, "format": self.format, "size": self.size, "digest": self.digest,
+            "name": self.path.name,
+            "format": self.format,
+            "size": self.size,
+            "digest": self.digest,
         }
         if self.virtual_size is not None:
             entry["virtualSize"] = self.virtual_size
@@ -127,8 +130,12 @@ def build_config(
     """
     config: dict[str, Any] = {"cpus": 1, "memoryMiB": 1024, "bootloader": "uefi"}
     config.update(user_config or {})
-    for key, value in (("cpus", cpus), ("memoryMiB", memory_mib), ("bootloader", bootloader),
-                       ("architecture", architecture)):
+    for key, value in (
+        ("cpus", cpus),
+        ("memoryMiB", memory_mib),
+        ("bootloader", bootloader),
+        ("architecture", architecture),
+    ):
         if value is not None:
             config[key] = value
     if not isinstance(config["cpus"], int) or isinstance(config["cpus"], bool) or config["cpus"] < 1:

@@ -33,8 +33,10 @@ def format_bytes(n: float) -> str:
 
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else (
-        f"{seconds // 60}:{seconds % 60:02d}"
+    return (
+        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
+        else (f"{seconds // 60}:{seconds % 60:02d}")
     )
 
 
@@ -145,8 +147,9 @@ class Progress:
                     rate = f" ({format_bytes(task.total / elapsed)}/s)" if elapsed > 0 else ""
                     self._print(f"{task.label}: {outcome} {format_bytes(task.total)} in {elapsed:.1f}s{rate}")
                 else:
-                    self._print(f"{task.label}: {outcome} after {format_bytes(task.done_bytes)}"
-                                f" of {format_bytes(task.total)}")
+                    self._print(
+                        f"{task.label}: {outcome} after {format_bytes(task.done_bytes)} of {format_bytes(task.total)}"
+                    )
 
     def _clear(self) -> None:
         if self.mode == "bars" and self._drawn:

@@ -98,8 +98,7 @@ class _Source:
     def refresh(self) -> None:
         def attempt() -> tuple[str, bool]:
             registry_url = self.client.blob_url(self.repository, self.digest)
-            reply, _ = self.client.transport.stream("GET", registry_url, lambda r: None,
-                                                    headers={"Range": "bytes=0-0"})
+            reply, _ = self.client.transport.stream("GET", registry_url, lambda r: None, headers={"Range": "bytes=0-0"})
             if reply.status in (301, 302, 303, 307, 308) and reply.headers.get("location"):
                 return self.client.resolve(reply.headers["location"]), False
             return registry_url, True
@@ -179,8 +178,7 @@ def pull_blob(
             progress.note(f"{label}: resuming, {len(done)} of {count} chunks already downloaded")
         missing = [i for i in range(count) if i not in done]
         if missing and size:
-            _download_chunks(client, repository, digest, size, chunk_size, missing, done, fd, state_path,
-                             options, task)
+            _download_chunks(client, repository, digest, size, chunk_size, missing, done, fd, state_path, options, task)
         os.fsync(fd)
     except BaseException:
         task.finish("failed")
@@ -200,8 +198,17 @@ def pull_blob(
 
 
 def _download_chunks(
-    client: RegistryClient, repository: str, digest: str, size: int, chunk_size: int,
-    missing: list[int], done: set[int], fd: int, state_path: Path, options: PullOptions, task: Task,
+    client: RegistryClient,
+    repository: str,
+    digest: str,
+    size: int,
+    chunk_size: int,
+    missing: list[int],
+    done: set[int],
+    fd: int,
+    state_path: Path,
+    options: PullOptions,
+    task: Task,
 ) -> None:
     source = _Source(client, repository, digest)
     lock = threading.Lock()
@@ -252,8 +259,9 @@ def _download_chunks(
                 source.refresh()
         with lock:
             done.add(index)
-            atomic_write_json(state_path, {"digest": digest, "size": size, "chunkSize": chunk_size,
-                                           "done": sorted(done)})
+            atomic_write_json(
+                state_path, {"digest": digest, "size": size, "chunkSize": chunk_size, "done": sorted(done)}
+            )
         if options.on_chunk is not None:
             options.on_chunk(digest, index)
 
@@ -288,8 +296,10 @@ def fetch_blob_bytes(client: RegistryClient, repository: str, digest: str, limit
 
 
 def _descriptor(value: Any, where: str) -> tuple[str, int]:
-    if not isinstance(value, dict) or not isinstance(value.get("digest"), str) or not isinstance(
-        value.get("size"), int
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("digest"), str)
+        or not isinstance(value.get("size"), int)
     ):
         raise ClientError(f"the manifest's {where} is not a descriptor with digest and size")
     return str(value["digest"]), int(value["size"])
@@ -317,8 +327,7 @@ def pull_image(
         raise ClientError("the manifest has no layers list")
     directory.mkdir(parents=True, exist_ok=True)
     result = PullResult(manifest.digest, directory)
-    pull_blob(client, repository, config_digest, config_size, directory / "config.json", options, progress,
-              "config")
+    pull_blob(client, repository, config_digest, config_size, directory / "config.json", options, progress, "config")
     result.files[config_digest] = directory / "config.json"
     taken: set[str] = set()
     for index, layer in enumerate(layers):

@@ -178,9 +178,12 @@ class _Uploader:
     # -- the routes -------------------------------------------------------------
 
     def inline(self) -> str:
-        self.client.call("PUT", self.client.blob_url(self.repository, self.blob.digest),
-                         headers={"Content-Type": "application/octet-stream"},
-                         body=self.blob.read(0, self.blob.size))
+        self.client.call(
+            "PUT",
+            self.client.blob_url(self.repository, self.blob.digest),
+            headers={"Content-Type": "application/octet-stream"},
+            body=self.blob.read(0, self.blob.size),
+        )
         return "inline"
 
     def start(self, query: str) -> dict[str, Any]:
@@ -196,8 +199,9 @@ class _Uploader:
             self.client.call("DELETE", self._upload_url(started["uuid"]))
             return None
         upload = started["upload"]
-        self._send(upload.get("method", "PUT"), upload["url"], dict(upload.get("headers") or {}),
-                   0, self.blob.size, task)
+        self._send(
+            upload.get("method", "PUT"), upload["url"], dict(upload.get("headers") or {}), 0, self.blob.size, task
+        )
         self._complete(started["uuid"])
         return "single"
 
@@ -258,9 +262,7 @@ class _Uploader:
                 urls[int(part["number"])] = part
         return urls
 
-    def _upload_parts(
-        self, uuid: str, numbers: list[int], span: Callable[[int], tuple[int, int]], task: Task
-    ) -> None:
+    def _upload_parts(self, uuid: str, numbers: list[int], span: Callable[[int], tuple[int, int]], task: Task) -> None:
         if not numbers:
             return
         lock = threading.Lock()
@@ -272,8 +274,11 @@ class _Uploader:
                 if fresh or number not in urls:
                     # Fetch URLs for this part and the next ones in line, a batch at a time.
                     index = pending.index(number)
-                    urls.update(self._part_urls(uuid, pending[index : index + URLS_PER_REQUEST]) if not fresh
-                                else self._part_urls(uuid, [number]))
+                    urls.update(
+                        self._part_urls(uuid, pending[index : index + URLS_PER_REQUEST])
+                        if not fresh
+                        else self._part_urls(uuid, [number])
+                    )
                 return urls[number]
 
         stop = threading.Event()
@@ -291,15 +296,17 @@ class _Uploader:
             offset, length = span(number)
             part = url_for(number)
             try:
-                self._send(part.get("method", "PUT"), part["url"], dict(part.get("headers") or {}),
-                           offset, length, task)
+                self._send(
+                    part.get("method", "PUT"), part["url"], dict(part.get("headers") or {}), offset, length, task
+                )
             except RegistryAPIError as exc:
                 if exc.status != 403:
                     raise
                 # An expired presigned URL: ask for a new one, once.
                 part = url_for(number, fresh=True)
-                self._send(part.get("method", "PUT"), part["url"], dict(part.get("headers") or {}),
-                           offset, length, task)
+                self._send(
+                    part.get("method", "PUT"), part["url"], dict(part.get("headers") or {}), offset, length, task
+                )
             if self.options.on_part is not None:
                 self.options.on_part(self.blob.digest, number)
 
@@ -315,9 +322,7 @@ class _Uploader:
             self.client.transport.release_finished_threads()
 
 
-def push_blob(
-    client: RegistryClient, repository: str, blob: Blob, options: PushOptions, progress: Progress
-) -> str:
+def push_blob(client: RegistryClient, repository: str, blob: Blob, options: PushOptions, progress: Progress) -> str:
     """Make sure ``repository`` holds ``blob``; returns how it got there."""
     if client.blob_size(repository, blob.digest) == blob.size:
         progress.note(f"{blob.label}: already in the registry ({blob.digest[:19]})")
@@ -376,8 +381,14 @@ def push_image(
     options = options or PushOptions()
     progress = progress or Progress(mode="quiet")
     measured = measure_disks(disks, progress, DigestCache(options.state_root))
-    config = build_config(measured, user_config=user_config, cpus=cpus, memory_mib=memory_mib,
-                          bootloader=bootloader, architecture=architecture)
+    config = build_config(
+        measured,
+        user_config=user_config,
+        cpus=cpus,
+        memory_mib=memory_mib,
+        bootloader=bootloader,
+        architecture=architecture,
+    )
     manifest = build_manifest(config, measured)
     result = PushResult("", manifest)
     for disk in measured:

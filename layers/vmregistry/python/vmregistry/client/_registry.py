@@ -117,7 +117,8 @@ class RegistryClient:
 
     def get_manifest(self, repository: str, reference: str) -> FetchedManifest:
         reply = self.call(
-            "GET", self._manifest_url(repository, reference),
+            "GET",
+            self._manifest_url(repository, reference),
             headers={"Accept": f"{mediatypes.MANIFEST}, application/json;q=0.5"},
         )
         digest = sha256_digest(reply.body)
@@ -128,8 +129,10 @@ class RegistryClient:
 
     def put_manifest(self, repository: str, reference: str, data: bytes) -> str:
         reply = self.call(
-            "PUT", self._manifest_url(repository, reference),
-            headers={"Content-Type": mediatypes.MANIFEST}, body=data,
+            "PUT",
+            self._manifest_url(repository, reference),
+            headers={"Content-Type": mediatypes.MANIFEST},
+            body=data,
         )
         digest = sha256_digest(data)
         returned = reply.headers.get("docker-content-digest")

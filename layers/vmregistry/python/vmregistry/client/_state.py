@@ -74,8 +74,9 @@ class DigestCache:
         try:
             if not isinstance(entry, dict) or any(entry.get(k) != v for k, v in self._identity(path).items()):
                 return None
-            return DiskInfo(path, int(entry["size"]), str(entry["digest"]), str(entry["format"]),
-                            entry.get("virtualSize"))
+            return DiskInfo(
+                path, int(entry["size"]), str(entry["digest"]), str(entry["format"]), entry.get("virtualSize")
+            )
         except (OSError, KeyError, ValueError):
             return None
 
@@ -84,7 +85,9 @@ class DigestCache:
             entries = _read_json(self.path)
             entries = entries if isinstance(entries, dict) else {}
             entry: dict[str, Any] = self._identity(info.path) | {
-                "digest": info.digest, "format": info.format, "virtualSize": info.virtual_size,
+                "digest": info.digest,
+                "format": info.format,
+                "virtualSize": info.virtual_size,
             }
             entries[str(info.path.resolve())] = entry
             atomic_write_json(self.path, entries)
