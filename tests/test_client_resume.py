@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +21,7 @@ from pathlib import Path
 import pytest
 from vmregistry.client import PullOptions, PushOptions, RegistryClient, pull_image, push_image
 
-from tests.conftest import RunningServer
+from tests.conftest import VMREGISTRY, RunningServer
 
 MiB = 1024 * 1024
 
@@ -169,3 +172,78 @@ def test_interrupted_pull_resumes_with_range_requests_for_the_rest(
     assert (out / "disk.img").read_bytes() == disk.read_bytes()
     assert not (out / "disk.img.partial").exists()
     assert not (out / "disk.img.partial.json").exists()
+
+
+_KILLED_MIDWAY = """
+import os, signal, sys
+from pathlib import Path
+from vmregistry.client import PullOptions, PushOptions, RegistryClient, pull_image, push_image
+
+mode, url, disk, out = sys.argv[1:5]
+MiB = 1024 * 1024
+
+def die(digest, number):
+    if digest == sys.argv[5]:
+        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no finally: like a crash or kill -9
+
+client = RegistryClient.connect(url)
+if mode == "push":
+    push_image(client, "resume/killed", "v1", [Path(disk)],
+               options=PushOptions(part_size=5 * MiB, concurrency=1, on_part=die))
+else:
+    pull_image(client, "resume/killed", "v1", Path(out),
+               options=PullOptions(chunk_size=4 * MiB, concurrency=1, on_chunk=die))
+"""
+
+
+def test_a_killed_process_resumes_through_the_cli(server: RunningServer, tmp_path: Path) -> None:
+    # GIVEN a push process killed with SIGKILL right after its first part was stored
+    disk = make_disk(tmp_path / "disk.img")
+    digest = "sha256:" + hashlib.sha256(disk.read_bytes()).hexdigest()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMREGISTRY_")}
+    env |= {"VMREGISTRY_CACHE_DIR": str(tmp_path / "cache"), "VMREGISTRY_CREDENTIALS": str(tmp_path / "none")}
+    mark = log_mark(server)
+    script = [sys.executable, "-c", _KILLED_MIDWAY]
+    push = subprocess.run([*script, "push", server.url, str(disk), "", digest], env=env, timeout=60, check=False)
+    assert push.returncode == -signal.SIGKILL
+    assert requests_since(server, mark, "PUT", "/_data/part", 1) == 1
+
+    # WHEN `vmregistry push` runs with the same cache
+    mark = log_mark(server)
+    registry = server.url.removeprefix("http://")
+    pushed = subprocess.run(
+        [VMREGISTRY, "push", f"{registry}/resume/killed:v1", "--disk", str(disk), "--part-size", "5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    # THEN it resumed and sent only the two other parts
+    assert pushed.returncode == 0, pushed.stderr
+    assert "resuming, 1 of 3 parts already stored" in pushed.stderr
+    assert requests_since(server, mark, "PUT", "/_data/part", 2) == 2
+
+    # GIVEN a pull process killed right after its first chunk
+    out = tmp_path / "out"
+    pull = subprocess.run([*script, "pull", server.url, "", str(out), digest], env=env, timeout=60, check=False)
+    assert pull.returncode == -signal.SIGKILL
+    assert (out / "disk.img.partial").exists()
+
+    # WHEN `vmregistry pull` runs into the same directory
+    mark = log_mark(server)
+    pulled = subprocess.run(
+        [VMREGISTRY, "pull", f"{registry}/resume/killed:v1", "-o", str(out), "--chunk-size", "4"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    # THEN it fetched only the two missing ranges, and the disk is whole
+    assert pulled.returncode == 0, pulled.stderr
+    assert "resuming, 1 of 3 chunks already downloaded" in pulled.stderr
+    assert requests_since(server, mark, "GET", "/_data/get", 2) == 2
+    assert (out / "disk.img").read_bytes() == disk.read_bytes()
