@@ -43,6 +43,7 @@ __all__ = ["Blob", "PushOptions", "PushResult", "push_blob", "push_image"]
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB
 MAX_PARTS = 10_000
+MAX_PART_SIZE = 5 * 1024 * MiB
 URLS_PER_REQUEST = 100
 
 
@@ -134,8 +135,10 @@ class _Slice:
 
 
 def choose_part_size(size: int, wanted: int) -> int:
-    """``wanted``, raised to S3's minimum and enough to stay within 10,000 parts, rounded to MiB."""
-    part = max(wanted, MIN_PART_SIZE, math.ceil(size / MAX_PARTS))
+    """``wanted`` within S3's limits (5 MiB to 5 GiB, at most 10,000 parts), rounded up to MiB."""
+    part = max(min(wanted, MAX_PART_SIZE), MIN_PART_SIZE, math.ceil(size / MAX_PARTS))
+    if part > MAX_PART_SIZE:
+        raise ClientError(f"{size} bytes do not fit in {MAX_PARTS} parts of at most {MAX_PART_SIZE} bytes")
     return math.ceil(part / MiB) * MiB
 
 
