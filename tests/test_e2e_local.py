@@ -311,3 +311,19 @@ def test_sweep_discards_stale_sessions_and_orphaned_data(server: RunningServer) 
     assert "discarded 2 upload session(s)" in swept.stdout
     assert not (server.storage / "uploads").exists()
     assert request("GET", f"{server.url}{stale['location']}").status == 404
+
+
+def test_presigned_urls_use_the_address_the_client_used(server: RunningServer) -> None:
+    # GIVEN a server with no configured public URL, reached under another name
+    digest = push_inline(server.url, "origin/repo", b"where am I")
+    port = server.url.rsplit(":", 1)[1]
+    # WHEN a client asks for the blob through that name
+    aliased = request("GET", f"{server.url}/v1/origin/repo/blobs/{digest}", headers={"Host": f"localhost:{port}"})
+    # THEN the redirect sends it to the same name, and the URL works there
+    location = aliased.header("Location")
+    assert location is not None
+    assert location.startswith(f"http://localhost:{port}/_data/get?")
+    assert request("GET", location).body == b"where am I"
+    # AND a Host header that is not a host falls back to the server's own URL
+    odd = request("GET", f"{server.url}/v1/origin/repo/blobs/{digest}", headers={"Host": "evil/../x"})
+    assert (odd.header("Location") or "").startswith(server.url + "/_data/")

@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -33,7 +34,7 @@ from vmregistry.runtime import configure
 from vmregistry.storage import StorageError
 from vmregistry.storage.factory import open_storage
 from vmregistry.storage.filesystem import FilesystemStorage
-from vmregistry.storage.signing import UrlSigner
+from vmregistry.storage.signing import UrlSigner, request_origin
 
 __all__ = ["API_GATEWAY_MAX_BODY", "Authorizer", "LocalServer"]
 
@@ -46,6 +47,9 @@ API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 DRAIN_LIMIT = 64 * 1024 * 1024
 UPLOAD_MAX_AGE = 24 * 3600
 SWEEP_INTERVAL = 3600
+
+# host[:port] as a client may put it in the Host header (names, IPv4, bracketed IPv6).
+_HOST_RE = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 Authorizer = Callable[[dict[str, Any]], Mapping[str, Any]]
 """Runs API Gateway's REQUEST authorizer step on an event: returns the context
@@ -152,6 +156,9 @@ class _Handler(BaseHTTPRequestHandler):
         event = build_event(
             route, params, self.command, path, query, self.headers.items(), body, self.client_address[0]
         )
+        if self.server.origin_from_host:
+            host = self.headers.get("Host", "")
+            request_origin.set(f"http://{host}" if _HOST_RE.fullmatch(host) else None)
         if self.server.authorizer is not None:
             event["requestContext"]["authorizer"] = dict(self.server.authorizer(event))
         response = self.server.handler_for(route)(
@@ -218,6 +225,7 @@ class _HTTPServer(ThreadingHTTPServer):
     ) -> None:
         self.dataplane = dataplane
         self.authorizer = authorizer
+        self.origin_from_host = False
         self._handlers: dict[str, Callable[..., dict[str, Any]]] = {}
         super().__init__(address, _Handler)
 
@@ -257,6 +265,8 @@ class LocalServer:
         self.storage = open_storage(settings, signer)
         if isinstance(self.storage, FilesystemStorage):
             self.httpd.dataplane = DataPlane(self.storage, signer)
+        # Without a configured public URL, answer each client on the address it used.
+        self.httpd.origin_from_host = settings.public_url is None
         self.registry = Registry(self.storage, settings)
         configure(self.registry)
         self._stop = threading.Event()

@@ -14,9 +14,18 @@ import hmac
 import secrets
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from urllib.parse import urlencode
 
-__all__ = ["SignatureInvalid", "UrlSigner"]
+__all__ = ["SignatureInvalid", "UrlSigner", "request_origin"]
+
+request_origin: ContextVar[str | None] = ContextVar("request_origin", default=None)
+"""The origin (``http://host:port``) the current client used, when no public URL is configured.
+
+The local server sets it per request from the ``Host`` header, so a server bound to
+``0.0.0.0`` hands each client URLs on the address that client already reaches. The
+origin is not part of the signature: it only decides where the client sends the request.
+"""
 
 _EXPIRES = "X-Vmr-Expires"
 _SIGNATURE = "X-Vmr-Signature"
@@ -45,7 +54,8 @@ class UrlSigner:
         query = dict(params)
         query[_EXPIRES] = str(expires)
         query[_SIGNATURE] = self._mac(operation, params, expires)
-        return f"{self.base_url}/_data/{operation}?{urlencode(query)}", expires
+        base = request_origin.get() or self.base_url
+        return f"{base}/_data/{operation}?{urlencode(query)}", expires
 
     def verify(self, method: str, operation: str, query: Mapping[str, str]) -> dict[str, str]:
         """The signed parameters of a request, or :class:`SignatureInvalid`."""
