@@ -7,7 +7,6 @@ import json
 from collections.abc import Iterator
 
 import pytest
-
 from vmregistry.local.logs import access_log, configure_logging
 
 FIELDS = {"method": "PUT", "path": "/v1/a/blobs/x", "status": 201, "duration_ms": 1.5, "bytes": 42, "client": "::1"}
