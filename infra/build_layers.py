@@ -1,0 +1,137 @@
+"""Build the Lambda layers' folders with pip, without Docker.
+
+CDK's usual answer to "install my requirements for Lambda" is Docker bundling,
+and this machine (like many CI runners) has no Docker engine. pip can do the
+same job on its own: ``--platform manylinux2014_aarch64 --implementation cp
+--python-version 3.14 --only-binary=:all:`` picks exactly the wheels the
+Lambda runtime can load, whatever machine runs the build. Every dependency
+ships such wheels (cryptography as abi3), so no compiler is involved.
+
+Layout (everything under ``build/``, never on a test's ``sys.path``: foreign
+architecture wheels there would shadow the venv's own compiled modules)::
+
+    build/layers/
+    ├── deps/python/...          third-party packages  -> /opt/python on Lambda
+    ├── deps.stamp               what deps/ was built from (rebuild when it changes)
+    └── authkey/vmregistry-auth/public.pem
+                                 the Auth Server's public key -> /opt/vmregistry-auth/public.pem
+
+The shared package needs no build: ``layers/vmregistry`` already has the
+``python/`` folder a layer wants. Run ``python -m infra.build_layers`` to build
+by hand; the CDK app calls :func:`ensure_deps_layer` itself before synth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from infra.config import LAMBDA_PLATFORM, PYTHON_VERSION, ROOT
+
+__all__ = [
+    "AUTH_KEY_LAMBDA_PATH",
+    "LAMBDA_UNZIPPED_LIMIT",
+    "REQUIREMENTS",
+    "build_auth_key_layer",
+    "build_deps_layer",
+    "ensure_deps_layer",
+    "tree_size",
+]
+
+REQUIREMENTS = ROOT / "layers" / "deps" / "requirements.txt"
+BUILD_DIR = ROOT / "build" / "layers"
+AUTH_KEY_FOLDER = "vmregistry-auth"
+AUTH_KEY_LAMBDA_PATH = f"/opt/{AUTH_KEY_FOLDER}/public.pem"
+"""Where a function finds the public key: the value of ``VMREGISTRY_AUTH_PUBLIC_KEY``."""
+
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+"""Lambda's limit on a function's code plus all its layers, unzipped."""
+
+# Neither is imported at run time; dropping them keeps the layer lean.
+_PRUNE = ("bin", "__pycache__")
+
+
+def build_deps_layer(
+    target: Path,
+    *,
+    platform: str | None = LAMBDA_PLATFORM,
+    python_version: str | None = PYTHON_VERSION,
+    requirements: Path = REQUIREMENTS,
+) -> Path:
+    """Install ``requirements`` into ``target/python`` for a platform; return that folder.
+
+    ``platform=None`` builds for the machine running the build (its own wheels
+    and Python), which is what an import test wants.
+    """
+    site = target / "python"
+    if target.exists():
+        shutil.rmtree(target)
+    site.mkdir(parents=True)
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--disable-pip-version-check"]
+    if platform is not None:
+        command += ["--platform", platform, "--implementation", "cp", "--only-binary=:all:"]
+        command += ["--python-version", python_version or PYTHON_VERSION]
+    command += ["--target", str(site), "-r", str(requirements)]
+    env = {**os.environ, "PIP_NO_INPUT": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"pip could not build the dependency layer:\n{result.stdout}\n{result.stderr}")
+    for pruned in _PRUNE:
+        for path in site.rglob(pruned):
+            if path.is_dir():
+                shutil.rmtree(path)
+    return site
+
+
+def _fingerprint(requirements: Path, platform: str, python_version: str) -> str:
+    digest = hashlib.sha256(requirements.read_bytes())
+    digest.update(f"\0{platform}\0{python_version}".encode())
+    return digest.hexdigest()
+
+
+def ensure_deps_layer(build_dir: Path = BUILD_DIR, requirements: Path = REQUIREMENTS) -> Path:
+    """The Lambda dependency layer's asset folder, built unless it is up to date."""
+    target = build_dir / "deps"
+    stamp = build_dir / "deps.stamp"
+    wanted = _fingerprint(requirements, LAMBDA_PLATFORM, PYTHON_VERSION)
+    if not (stamp.is_file() and stamp.read_text() == wanted and (target / "python").is_dir()):
+        build_deps_layer(target, requirements=requirements)
+        stamp.write_text(wanted)
+    return target
+
+
+def build_auth_key_layer(public_key: Path, build_dir: Path = BUILD_DIR) -> Path:
+    """A layer folder holding only the public key, so functions read it as a file, like local mode."""
+    target = build_dir / "authkey"
+    if target.exists():
+        shutil.rmtree(target)
+    (target / AUTH_KEY_FOLDER).mkdir(parents=True)
+    shutil.copyfile(public_key, target / AUTH_KEY_FOLDER / "public.pem")
+    return target
+
+
+def tree_size(path: Path) -> int:
+    """Bytes of every file under ``path``: what Lambda counts against its unzipped limit."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the dependency layer for Lambda with pip (no Docker).")
+    parser.add_argument("--host", action="store_true", help="build for this machine instead of Lambda")
+    parser.add_argument("--target", type=Path, help="output folder (default: build/layers/deps)")
+    args = parser.parse_args(argv)
+    if args.host:
+        site = build_deps_layer(args.target or BUILD_DIR / "deps-host", platform=None)
+    else:
+        site = build_deps_layer(args.target) if args.target else ensure_deps_layer() / "python"
+    print(f"{site}: {tree_size(site) / 1e6:.1f} MB unzipped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,144 @@
+"""Deployment parameters: CDK context values, read once into one typed object.
+
+Every knob of the stack is a context value, so ``cdk.json`` holds the defaults,
+``npx cdk deploy -c maxRepositoryDepth=6`` overrides one, and a test builds
+exactly the template ``cdk synth`` builds by handing the same context to
+``cdk.App(context=...)`` (``cdk.App()`` in a test does not read ``cdk.json``:
+:func:`cdk_json_context` does it for them). Values arrive as strings from the
+command line and as JSON values from ``cdk.json``; :meth:`DeploymentConfig.from_context`
+accepts both and refuses nonsense early, at synth, with the context key named.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ARCHITECTURE",
+    "CONTEXT_KEYS",
+    "LAMBDA_PLATFORM",
+    "MAX_SUPPORTED_DEPTH",
+    "PYTHON_VERSION",
+    "ROOT",
+    "ConfigError",
+    "DeploymentConfig",
+    "cdk_json_context",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The repository root: assets (``functions/``, ``layers/``, ``build/``) are found from here."""
+
+PYTHON_VERSION = "3.14"
+"""The Lambda runtime's Python: the newest CDK offers (a test fails when CDK offers a newer one).
+The dependency layer's wheels are chosen for this version."""
+
+ARCHITECTURE = "arm64"
+"""Graviton: cheaper per GB-second than x86_64, and every dependency ships aarch64 wheels."""
+
+LAMBDA_PLATFORM = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}[ARCHITECTURE]
+
+MAX_SUPPORTED_DEPTH = 8
+"""Each repository depth adds ~10 API Gateway resources and ~15 methods to one template;
+beyond this the stack nears CloudFormation's 500-resource limit."""
+
+
+class ConfigError(ValueError):
+    """A context value the stack cannot be built from."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentConfig:
+    """What a deployment may choose; each field is the context key in camelCase."""
+
+    max_repository_depth: int = 4
+    public_key_file: str = "auth.pub"
+    auth_issuer: str = ""
+    auth_audience: str = ""
+    auth_leeway: int = 30
+    auth_realm: str = "vmregistry"
+    auth_service: str = "vmregistry"
+    bucket_name: str = ""
+    retain_bucket: bool = True
+    presign_expires: int = 900
+    upload_expiry_days: int = 3
+    log_retention_days: int = 30
+    memory_size: int = 512
+    stage_name: str = "registry"
+    throttle_rate_limit: int = 100
+    throttle_burst_limit: int = 200
+    alarm_email: str = ""
+
+    @classmethod
+    def from_context(cls, get: Mapping[str, Any] | Any) -> DeploymentConfig:
+        """Build from a mapping or from ``node.try_get_context`` (anything callable with a key)."""
+        lookup = get.get if isinstance(get, Mapping) else get
+        defaults = cls()
+        values: dict[str, Any] = {}
+        for field_name, key in CONTEXT_KEYS.items():
+            raw = lookup(key)
+            default = getattr(defaults, field_name)
+            values[field_name] = default if raw is None else _coerce(key, raw, type(default))
+        config = cls(**values)
+        config._validate()
+        return config
+
+    def _validate(self) -> None:
+        if not 1 <= self.max_repository_depth <= MAX_SUPPORTED_DEPTH:
+            raise ConfigError(f"maxRepositoryDepth must be between 1 and {MAX_SUPPORTED_DEPTH}")
+        if not 60 <= self.presign_expires <= 7 * 24 * 3600:
+            raise ConfigError("presignExpires must be between 60 s and 7 days (SigV4's limit)")
+        if self.upload_expiry_days < 1:
+            raise ConfigError("uploadExpiryDays must be at least 1")
+        if not 128 <= self.memory_size <= 10240:
+            raise ConfigError("memorySize must be between 128 and 10240 MB")
+        if self.throttle_rate_limit < 1 or self.throttle_burst_limit < 1:
+            raise ConfigError("throttleRateLimit and throttleBurstLimit must be positive")
+        if not self.stage_name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError("stageName may hold letters, digits, '-' and '_'")
+
+    def public_key_path(self, root: Path = ROOT) -> Path:
+        """The PEM file of the Auth Server's public key; relative paths are from the repository root."""
+        path = Path(self.public_key_file).expanduser()
+        path = path if path.is_absolute() else root / path
+        if not path.is_file():
+            raise ConfigError(
+                f"publicKeyFile {self.public_key_file!r} not found: pass the Auth Server's RSA public key "
+                "(PEM) with -c publicKeyFile=<path>; a registry without it would be open to anyone"
+            )
+        return path
+
+
+CONTEXT_KEYS: dict[str, str] = {
+    name: name.split("_")[0] + "".join(part.title() for part in name.split("_")[1:])
+    for name in DeploymentConfig.__dataclass_fields__
+}
+"""Field name -> context key (``max_repository_depth`` -> ``maxRepositoryDepth``)."""
+
+
+def _coerce(key: str, raw: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in {"true", "1", "yes"}:
+            return True
+        if text in {"false", "0", "no"}:
+            return False
+        raise ConfigError(f"{key} must be true or false, not {raw!r}")
+    if kind is int:
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be an integer, not {raw!r}") from None
+    return str(raw)
+
+
+def cdk_json_context(root: Path = ROOT) -> dict[str, Any]:
+    """The ``context`` of ``cdk.json``: what ``cdk synth`` passes to the app, for tests to pass too."""
+    data = json.loads((root / "cdk.json").read_text())
+    context: dict[str, Any] = data.get("context", {})
+    return context
