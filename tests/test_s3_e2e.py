@@ -338,3 +338,11 @@ def test_sweep_uploads_aborts_abandoned_multipart_uploads(registry: S3Registry, 
     assert key not in registry.open_multipart_uploads()
     assert list(registry.bucket.list(paths.upload_prefix(session["uuid"]))) == []
     assert request("GET", f"{registry.url}{session['location']}").status == 404
+
+
+def test_the_shared_s3_server_fixture_serves_a_push_and_a_pull(s3_server: RunningServer) -> None:
+    # GIVEN the S3-backed server other test modules (the client's) use
+    data = os.urandom(MIN_PART_SIZE + 1)
+    # WHEN a blob is pushed through the presigned PUT THEN it pulls back through the 307
+    digest = push_single(s3_server.url, "shared/check", data)
+    assert pull_blob(s3_server.url, "shared/check", digest).body == data
