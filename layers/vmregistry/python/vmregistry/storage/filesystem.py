@@ -36,6 +36,7 @@ from vmregistry.storage.base import (
     Storage,
     UploadedPart,
 )
+from vmregistry.storage.pump import copy_hashing
 from vmregistry.storage.signing import UrlSigner
 
 __all__ = ["FilesystemStorage", "Readable"]
@@ -121,22 +122,13 @@ class FilesystemStorage(Storage):
 
     def _receive(self, key: str, target: Path, source: Readable, length: int | None, sha256: str | None) -> ObjectInfo:
         """Stream ``source`` (``length`` bytes, or to its end when ``None``) into ``target``."""
-        digest = hashlib.sha256()
-        buffer = memoryview(bytearray(CHUNK))
         with self._temporary() as (handle, tmp):
-            remaining = length
-            while remaining is None or remaining > 0:
-                n = source.readinto(buffer if remaining is None else buffer[: min(CHUNK, remaining)])
-                if not n:
-                    if remaining is None:
-                        break
-                    raise EOFError(f"body ended {remaining} bytes early")
-                chunk = buffer[:n]
-                digest.update(chunk)
-                handle.write(chunk)
-                if remaining is not None:
-                    remaining -= n
-            actual = digest.hexdigest()
+            if length:
+                # Reserve the blocks up front: a full disk fails now, not after gigabytes, and
+                # writes into preallocated extents cost the filesystem less than growing the file.
+                os.posix_fallocate(handle.fileno(), 0, length)
+            # Reading, hashing and writing overlap in a pipeline (see vmregistry.storage.pump).
+            actual, _ = copy_hashing(source, handle, length)
             if sha256 is not None and actual != sha256:
                 raise ChecksumMismatch(f"expected sha256:{sha256}, received sha256:{actual}")
             return self._finish(handle, tmp, target, key, actual)
