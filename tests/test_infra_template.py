@@ -1,0 +1,244 @@
+"""What the synthesized stack promises: functions, layers, bucket, API stage, authorizer, outputs."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from typing import Any
+
+import aws_cdk.aws_lambda as lambda_
+import pytest
+from aws_cdk import assertions
+from vmregistry.auth import IDENTITY_SOURCES, RESULT_CACHE_TTL
+from vmregistry.config import SETTINGS_HELP, env_name
+from vmregistry.paths import UPLOADS_PREFIX
+from vmregistry.routes import ROUTES
+
+from infra.config import PYTHON_VERSION
+from infra.functions import AUTHORIZER_HANDLER, function_specs
+from tests.infra_synth import Synthesized, resources_of_type, synthesized
+
+
+@pytest.fixture(scope="module")
+def synth() -> Synthesized:
+    return synthesized()
+
+
+@pytest.fixture(scope="module")
+def template(synth: Synthesized) -> assertions.Template:
+    return assertions.Template.from_json(synth.template)
+
+
+def functions_by_handler(synth: Synthesized) -> dict[str, dict[str, Any]]:
+    functions = resources_of_type(synth.template, "AWS::Lambda::Function")
+    return {f["Properties"]["Handler"]: f["Properties"] for f in functions.values()}
+
+
+# --- functions ---------------------------------------------------------------------------------
+
+
+def test_one_function_per_operation_plus_the_authorizer(synth: Synthesized) -> None:
+    # GIVEN the functions in the template
+    handlers = sorted(
+        f["Properties"]["Handler"] for f in resources_of_type(synth.template, "AWS::Lambda::Function").values()
+    )
+    # THEN they are exactly the route table's handlers (and workers', if any) and the authorizer's
+    assert handlers == sorted(spec.handler for spec in function_specs())
+    assert {route.handler for route in ROUTES} | {AUTHORIZER_HANDLER} <= set(handlers)
+
+
+@pytest.mark.parametrize("spec", function_specs(), ids=lambda s: s.operation)
+def test_handler_strings_name_modules_that_import(spec: Any) -> None:
+    # GIVEN a handler string as Lambda will read it: <module>.<function>, relative to functions/
+    module_name, _, attribute = spec.handler.rpartition(".")
+    # WHEN the module is imported
+    module = importlib.import_module(module_name)
+    # THEN the entry point exists and is callable
+    assert callable(getattr(module, attribute))
+
+
+def test_functions_run_the_newest_python_on_arm64_with_tracing(synth: Synthesized) -> None:
+    for props in functions_by_handler(synth).values():
+        assert props["Runtime"] == f"python{PYTHON_VERSION}"
+        assert props["Architectures"] == ["arm64"]
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert props["LoggingConfig"]["LogFormat"] == "JSON"
+
+
+def test_python_version_is_the_newest_cdk_offers() -> None:
+    # GIVEN every Python runtime this CDK knows
+    offered = [
+        tuple(int(p) for p in name.removeprefix("PYTHON_").split("_"))
+        for name in dir(lambda_.Runtime)
+        if re.fullmatch(r"PYTHON_\d+_\d+", name)
+    ]
+    # THEN the stack uses the newest (bump PYTHON_VERSION, and so the layer's wheels, when this fails)
+    assert max(offered) == tuple(int(p) for p in PYTHON_VERSION.split("."))
+
+
+def test_every_function_has_the_three_layers(synth: Synthesized) -> None:
+    layers = resources_of_type(synth.template, "AWS::Lambda::LayerVersion")
+    assert len(layers) == 3
+    for props in functions_by_handler(synth).values():
+        assert sorted(ref["Ref"] for ref in props["Layers"]) == sorted(layers)
+
+
+def test_every_function_logs_to_its_own_group_with_retention(synth: Synthesized) -> None:
+    groups = resources_of_type(synth.template, "AWS::Logs::LogGroup")
+    used = [props["LoggingConfig"]["LogGroup"]["Ref"] for props in functions_by_handler(synth).values()]
+    assert len(set(used)) == len(used)
+    for group in used:
+        assert groups[group]["Properties"]["RetentionInDays"] == int(synth.context["logRetentionDays"])
+
+
+def test_environment_uses_only_the_local_servers_setting_names(synth: Synthesized) -> None:
+    # GIVEN the variables every function is configured with
+    known = {env_name(setting) for setting in SETTINGS_HELP}
+    for handler, props in functions_by_handler(synth).items():
+        variables = props["Environment"]["Variables"]
+        # THEN each VMREGISTRY_* variable is one the local server's flags set too
+        assert {k for k in variables if k.startswith("VMREGISTRY_")} <= known, handler
+        # ... the storage is S3, on the stack's bucket, never created by the function
+        assert variables["VMREGISTRY_STORAGE"] == "s3"
+        assert variables["VMREGISTRY_S3_BUCKET"] == {"Ref": _bucket_id(synth)}
+        assert variables["VMREGISTRY_S3_SKIP_BUCKET_CREATION"] == "true"
+        assert variables["VMREGISTRY_PRESIGN_EXPIRES"] == str(synth.context["presignExpires"])
+        # ... and the public key is the file the key layer puts there
+        assert variables["VMREGISTRY_AUTH_PUBLIC_KEY"] == "/opt/vmregistry-auth/public.pem"
+        assert variables["POWERTOOLS_SERVICE_NAME"] == "vmregistry"
+        assert variables["POWERTOOLS_METRICS_NAMESPACE"]
+
+
+def test_api_functions_stop_when_api_gateway_gives_up(synth: Synthesized) -> None:
+    for route in ROUTES:
+        assert functions_by_handler(synth)[route.handler]["Timeout"] == 29
+
+
+# --- bucket ------------------------------------------------------------------------------------
+
+
+def _bucket_id(synth: Synthesized) -> str:
+    (bucket,) = resources_of_type(synth.template, "AWS::S3::Bucket")
+    return bucket
+
+
+def test_bucket_is_private_encrypted_and_retained(synth: Synthesized, template: assertions.Template) -> None:
+    bucket = synth.resources[_bucket_id(synth)]
+    # THEN a stack deletion keeps the images
+    assert bucket["DeletionPolicy"] == "Retain"
+    assert bucket["UpdateReplacePolicy"] == "Retain"
+    props = bucket["Properties"]
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    # ... and plain-HTTP requests are denied by policy
+    template.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": assertions.Match.array_with(
+                    [
+                        assertions.Match.object_like(
+                            {
+                                "Effect": "Deny",
+                                "Action": "s3:*",
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        )
+                    ]
+                )
+            }
+        },
+    )
+
+
+def test_abandoned_uploads_clean_themselves_up(synth: Synthesized) -> None:
+    rules = synth.resources[_bucket_id(synth)]["Properties"]["LifecycleConfiguration"]["Rules"]
+    days = int(synth.context["uploadExpiryDays"])
+    abort = [r for r in rules if "AbortIncompleteMultipartUpload" in r]
+    staging = [r for r in rules if r.get("Prefix") == UPLOADS_PREFIX]
+    assert [r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] for r in abort] == [days]
+    assert [(r["ExpirationInDays"], r["Status"]) for r in staging] == [(days, "Enabled")]
+    # Nothing else expires: blobs and manifests live until deleted
+    assert all(r in abort or r in staging for r in rules)
+
+
+def test_bucket_can_be_made_disposable_by_context() -> None:
+    from infra.config import DeploymentConfig
+
+    assert DeploymentConfig.from_context({"retainBucket": "false"}).retain_bucket is False
+    assert DeploymentConfig.from_context({}).retain_bucket is True
+
+
+# --- API ---------------------------------------------------------------------------------------
+
+
+def test_api_passes_binary_bodies_untouched(template: assertions.Template) -> None:
+    template.has_resource_properties("AWS::ApiGateway::RestApi", {"BinaryMediaTypes": ["*/*"]})
+
+
+def test_stage_has_access_logs_tracing_and_throttling(synth: Synthesized) -> None:
+    (stage,) = resources_of_type(synth.template, "AWS::ApiGateway::Stage").values()
+    props = stage["Properties"]
+    assert props["StageName"] == synth.context["stageName"]
+    assert props["TracingEnabled"] is True
+    parts = props["AccessLogSetting"]["DestinationArn"]["Fn::Join"][1]
+    (access_group,) = [p["Ref"] for p in parts if isinstance(p, dict) and p.get("Ref", "AWS::").count("AWS::") == 0]
+    assert synth.resources[access_group]["Type"] == "AWS::Logs::LogGroup"
+    assert "RetentionInDays" in synth.resources[access_group]["Properties"]
+    (settings,) = props["MethodSettings"]
+    assert settings["ThrottlingRateLimit"] == synth.context["throttleRateLimit"]
+    assert settings["ThrottlingBurstLimit"] == synth.context["throttleBurstLimit"]
+    assert (settings["HttpMethod"], settings["ResourcePath"]) == ("*", "/*")
+
+
+def test_the_authorizer_guards_every_method(synth: Synthesized) -> None:
+    # GIVEN the one authorizer
+    (authorizer_id, authorizer), *others = resources_of_type(synth.template, "AWS::ApiGateway::Authorizer").items()
+    assert others == []
+    props = authorizer["Properties"]
+    # THEN it is a REQUEST authorizer whose cache follows the authorizer's design
+    assert props["Type"] == "REQUEST"
+    assert props["IdentitySource"] == ",".join(IDENTITY_SOURCES)
+    assert props["AuthorizerResultTtlInSeconds"] == RESULT_CACHE_TTL
+    uri = "".join(p if isinstance(p, str) else str(p) for p in props["AuthorizerUri"]["Fn::Join"][1])
+    authorizer_function = next(k for k, f in functions_by_handler_ids(synth).items() if f == AUTHORIZER_HANDLER)
+    assert authorizer_function in uri
+    # ... and every method uses it: none is open
+    methods = resources_of_type(synth.template, "AWS::ApiGateway::Method")
+    assert methods
+    for key, method in methods.items():
+        assert method["Properties"]["AuthorizationType"] == "CUSTOM", key
+        assert method["Properties"]["AuthorizerId"] == {"Ref": authorizer_id}, key
+
+
+def functions_by_handler_ids(synth: Synthesized) -> dict[str, str]:
+    functions = resources_of_type(synth.template, "AWS::Lambda::Function")
+    return {key: f["Properties"]["Handler"] for key, f in functions.items()}
+
+
+def test_gateway_refusals_speak_the_registry_error_format(synth: Synthesized) -> None:
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in resources_of_type(synth.template, "AWS::ApiGateway::GatewayResponse").values()
+    }
+    assert responses["UNAUTHORIZED"]["StatusCode"] == "401"
+    assert '"code":"UNAUTHORIZED"' in responses["UNAUTHORIZED"]["ResponseTemplates"]["application/json"]
+    assert responses["UNAUTHORIZED"]["ResponseParameters"]["gatewayresponse.header.WWW-Authenticate"].startswith(
+        "'Bearer realm="
+    )
+    assert responses["ACCESS_DENIED"]["StatusCode"] == "403"
+    assert '"code":"DENIED"' in responses["ACCESS_DENIED"]["ResponseTemplates"]["application/json"]
+
+
+def test_outputs_name_the_api_url_and_the_bucket(synth: Synthesized) -> None:
+    outputs = synth.template["Outputs"]
+    assert outputs["BucketName"]["Value"] == {"Ref": _bucket_id(synth)}
+    url = str(outputs["ApiUrl"]["Value"])
+    assert "execute-api" in url
+    assert synth.context["stageName"] in url
