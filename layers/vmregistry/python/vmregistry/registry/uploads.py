@@ -58,6 +58,8 @@ class Session:
     digest: str | None = None
     size: int | None = None
     multipart_id: str | None = None
+    state: Literal["open", "verifying"] = "open"
+    """``verifying``: the parts are joined and the whole object is being hashed (S3 multipart)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,7 @@ class UploadStatus:
             "uuid": s.uuid,
             "repository": s.repository,
             "mode": s.mode,
+            "state": s.state,
             "digest": s.digest,
             "size": s.size,
             "uploaded": self.uploaded,
@@ -247,6 +250,8 @@ class Uploads:
         session = self.load(repository, upload_id)
         if session.mode == "single":
             return UploadStatus(session, request=self._presign_single(session))
+        if session.state == "verifying":  # the multipart upload is already joined: no parts to list
+            return UploadStatus(session)
         try:
             parts = self.storage.multipart_list_parts(paths.upload_data_key(upload_id), self._multipart(session))
         except ObjectNotFound:
@@ -275,8 +280,17 @@ class Uploads:
             # The data plane stored the body only because it hashed to session.digest.
             actual = (session.digest or digest).removeprefix("sha256:")
         else:
+            if session.state == "verifying":
+                raise RegistryError(
+                    "BLOB_UPLOAD_INVALID",
+                    "this upload is being verified; HEAD the blob to see it published",
+                    {"state": session.state},
+                )
             info, actual = self._join(session, key, body)
         if actual is None:
+            # Hashing a huge object can outlast the API request: say so where a client looks.
+            session.state = "verifying"
+            self._save(session)
             actual = self._hash(key)
         if "sha256:" + actual != digest:
             self.cancel(repository, upload_id)
