@@ -6,9 +6,10 @@ import hashlib
 import io
 import os
 import threading
+from pathlib import Path
 
 import pytest
-from vmregistry.storage.pump import CHUNK, PIPELINE_MIN, copy_hashing
+from vmregistry.storage.pump import CHUNK, PIPELINE_MIN, ConcatenatedFiles, copy_hashing
 
 
 class Trickle:
@@ -58,3 +59,20 @@ def test_a_failing_sink_raises_its_error_and_stops_reading() -> None:
     with pytest.raises(OSError, match="No space left"):
         copy_hashing(source, FailingSink(), 4 * PIPELINE_MIN)
     assert not [t for t in threading.enumerate() if t.name.startswith("pump-")]
+
+
+def test_concatenated_files_read_as_one_stream(tmp_path: Path) -> None:
+    # GIVEN three part files, one of them empty
+    parts = [os.urandom(PIPELINE_MIN + 7), b"", os.urandom(CHUNK // 3)]
+    paths = []
+    for i, data in enumerate(parts):
+        paths.append(tmp_path / f"{i:05d}")
+        paths[-1].write_bytes(data)
+    sink = io.BytesIO()
+    # WHEN they are pumped as one stream of unknown length
+    with ConcatenatedFiles(paths) as source:
+        digest, count = copy_hashing(source, sink, None)
+    # THEN the result is their concatenation
+    joined = b"".join(parts)
+    assert sink.getvalue() == joined
+    assert (digest, count) == (hashlib.sha256(joined).hexdigest(), len(joined))

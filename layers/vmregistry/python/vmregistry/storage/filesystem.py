@@ -36,7 +36,7 @@ from vmregistry.storage.base import (
     Storage,
     UploadedPart,
 )
-from vmregistry.storage.pump import copy_hashing
+from vmregistry.storage.pump import ConcatenatedFiles, copy_hashing
 from vmregistry.storage.signing import UrlSigner
 
 __all__ = ["FilesystemStorage", "Readable"]
@@ -280,16 +280,16 @@ class FilesystemStorage(Storage):
     def multipart_complete(self, key: str, upload_id: str, parts: builtins.list[UploadedPart]) -> ObjectInfo:
         self.check_parts(key, upload_id, parts)
         directory = self._upload_dir(upload_id)
-        digest = hashlib.sha256()
-        buffer = memoryview(bytearray(8 * CHUNK))
-        with self._temporary() as (handle, tmp):
-            # One pass that both joins and hashes: the domain layer then need not re-read.
-            for part in parts:
-                with open(directory / f"{part.number:05d}", "rb") as source:
-                    while n := source.readinto(buffer):
-                        digest.update(buffer[:n])
-                        handle.write(buffer[:n])
-            info = self._finish(handle, tmp, self.path(key), key, digest.hexdigest())
+        with (
+            self._temporary() as (handle, tmp),
+            ConcatenatedFiles([directory / f"{part.number:05d}" for part in parts]) as source,
+        ):
+            total = sum(part.size for part in parts)
+            if total:
+                os.posix_fallocate(handle.fileno(), 0, total)
+            # One pass that both joins and hashes (pipelined): the domain layer then need not re-read.
+            actual, _ = copy_hashing(source, handle, None)
+            info = self._finish(handle, tmp, self.path(key), key, actual)
         shutil.rmtree(directory, ignore_errors=True)
         return info
 

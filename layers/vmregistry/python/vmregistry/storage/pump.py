@@ -18,11 +18,14 @@ where starting two threads would cost more than it saves.
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 import queue
 import threading
+from collections.abc import Sequence
 from typing import BinaryIO, Protocol
 
-__all__ = ["CHUNK", "DEPTH", "PIPELINE_MIN", "Readable", "copy_hashing"]
+__all__ = ["CHUNK", "DEPTH", "PIPELINE_MIN", "ConcatenatedFiles", "Readable", "copy_hashing"]
 
 CHUNK = 1024 * 1024
 DEPTH = 8
@@ -31,6 +34,37 @@ PIPELINE_MIN = 8 * CHUNK
 
 class Readable(Protocol):
     def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+class ConcatenatedFiles:
+    """Several files read as one stream (multipart parts being joined), one open at a time."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+        self._paths = list(paths)
+        self._current: io.BufferedReader | None = None
+
+    def readinto(self, buffer: memoryview, /) -> int:
+        while True:
+            if self._current is None:
+                if not self._paths:
+                    return 0
+                self._current = open(self._paths.pop(0), "rb")  # noqa: SIM115 - closed at its end or in close()
+            n = self._current.readinto(buffer)
+            if n:
+                return n
+            self._current.close()
+            self._current = None
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+
+    def __enter__(self) -> ConcatenatedFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _read(source: Readable, buffer: memoryview, remaining: int | None) -> int:
