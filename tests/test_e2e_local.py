@@ -7,11 +7,12 @@ import os
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 from vmregistry import mediatypes
 from vmregistry.storage import MIN_PART_SIZE
 
-from tests.conftest import VMREGISTRY, RunningServer
+from tests.conftest import VMREGISTRY, RunningServer, start_server, stop_server
 from tests.httpclient import request
 from tests.registry_flows import (
     digest_of,
@@ -290,7 +291,15 @@ def test_every_request_is_logged_as_json(server: RunningServer) -> None:
     assert entry["logger"] == "vmregistry.local.access"
 
 
-def test_sweep_discards_stale_sessions_and_orphaned_data(server: RunningServer) -> None:
+def test_sweep_discards_stale_sessions_and_orphaned_data(tmp_path: Path) -> None:
+    server = start_server(tmp_path)  # its own storage: other tests leave sessions open
+    try:
+        _sweep_scenario(server)
+    finally:
+        stop_server(server)
+
+
+def _sweep_scenario(server: RunningServer) -> None:
     # GIVEN an open session, and upload data whose session was cancelled before the PUT landed
     data = os.urandom(10_000)
     digest = digest_of(data)

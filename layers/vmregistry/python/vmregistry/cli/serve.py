@@ -121,6 +121,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from vmregistry.local.gateway_auth import local_authorizer
     from vmregistry.local.logs import configure_logging
     from vmregistry.local.server import LocalServer
+    from vmregistry.storage import StorageError
 
     # Handler logs (Powertools, stdout) and access logs (stderr) must leave whole lines
     # promptly, or a collector reading both from one pipe sees them spliced mid-line.
@@ -131,7 +132,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
         server = LocalServer(settings, args.host, args.port, authorizer=local_authorizer(settings))
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, StorageError) as exc:
         print(f"vmregistry serve: {exc}", file=sys.stderr)
         return 2
     where = (
