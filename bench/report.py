@@ -177,11 +177,20 @@ def render_markdown(result: dict[str, Any]) -> str:
         if "skipped" in s3:
             out.append(f"Not measured: {s3['skipped']}")
         else:
-            out += ["| Blob | Operation | through vmregistry | direct presigned | ratio |", "|---|---|---|---|---|"]
+            out += [
+                "MiB/s, median (min-max); added = time through the registry minus time direct, at the medians.",
+                "",
+                "| Blob | Operation | through vmregistry | direct presigned | ratio | added |",
+                "|---|---|---|---|---|---|",
+            ]
             for size, row in s3.get("throughput", {}).items():
                 for op in ("push", "pull"):
                     ours, direct = row[op].get("registry"), row[op].get("direct")
-                    out.append(f"| {size} MiB | {op} | {_mib(ours)} | {_mib(direct)} | {_ratio(ours, direct)} |")
+                    added = int(size) / ours["median"] - int(size) / direct["median"]
+                    out.append(
+                        f"| {size} MiB | {op} | {_mib(ours)} | {_mib(direct)} | {_ratio(ours, direct)}"
+                        f" | {added * 1000:,.0f} ms |"
+                    )
             if "api_ms" in s3:
                 out.append(f"\nOne API round trip (POST upload / GET redirect) costs {s3['api_ms']} ms median.")
         out.append("")

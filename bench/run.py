@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import control, memory, report, throughput
+from bench import control, memory, report, s3, throughput
 from bench.servers import Server, distribution_version, start_distribution, start_vmregistry
 from bench.throughput import MIB
 
@@ -69,8 +69,8 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "distribution": distribution_version(),
-        "curl": _version(["curl", "--version"]),
-        "wrk": _version(["wrk", "--version"]),
+        "curl": " ".join((_version(["curl", "--version"]) or "").split()[:2]) or None,
+        "wrk": " ".join((_version(["wrk", "--version"]) or "").split()[:2]) or None,
     }
 
 
@@ -206,12 +206,7 @@ def _run(
     if "s3" in sections:
         log("s3")
         result["load"]["s3"] = _load()
-        try:
-            from bench import s3  # type: ignore[attr-defined,unused-ignore]
-        except ImportError as exc:
-            result["s3"] = {"skipped": f"the S3 benchmark is not available: {exc}"}
-        else:
-            result["s3"] = s3.measure(args.sizes, args.runs, work)
+        result["s3"] = s3.measure(args.sizes, args.runs, work)
     log("done")
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from bench.client import BenchError, pull_blob, push_blob
 from bench.servers import Server
 
-__all__ = ["MIB", "machine_limits", "make_blob", "measure_throughput", "summarise"]
+__all__ = ["MIB", "machine_limits", "make_blob", "measure_throughput", "rate", "summarise"]
 
 MIB = 1024 * 1024
 
@@ -57,7 +57,7 @@ def summarise(samples: list[float]) -> dict[str, Any]:
     }
 
 
-def _rate(size: int, action: Callable[[], object]) -> float:
+def rate(size: int, action: Callable[[], object]) -> float:
     started = time.perf_counter()
     action()
     return size / MIB / (time.perf_counter() - started)
@@ -82,9 +82,9 @@ def machine_limits(source: Path, size: int, runs: int) -> dict[str, Any]:
 
     return {
         "size_mib": size // MIB,
-        "sha256": summarise([_rate(total, hash_buffer) for _ in range(runs)]),
-        "copy": summarise([_rate(size, lambda: copy(False)) for _ in range(runs)]),
-        "copy_fsync": summarise([_rate(size, lambda: copy(True)) for _ in range(runs)]),
+        "sha256": summarise([rate(total, hash_buffer) for _ in range(runs)]),
+        "copy": summarise([rate(size, lambda: copy(False)) for _ in range(runs)]),
+        "copy_fsync": summarise([rate(size, lambda: copy(True)) for _ in range(runs)]),
     }
 
 
@@ -109,10 +109,10 @@ def measure_throughput(
     repo = f"bench/throughput-{size}"
     for run in range(runs):
         for server in servers:
-            push[server.name].append(_rate(size, partial(push_blob, server, repo, source, digest, size)))
+            push[server.name].append(rate(size, partial(push_blob, server, repo, source, digest, size)))
             if run == 0:
                 _verify(server, repo, digest, work)
-            pull[server.name].append(_rate(size, partial(pull_blob, server, repo, digest)))
+            pull[server.name].append(rate(size, partial(pull_blob, server, repo, digest)))
     return {
         "size_mib": size // MIB,
         "push": {name: summarise(values) for name, values in push.items()},
