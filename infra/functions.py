@@ -1,13 +1,15 @@
 """One Lambda function per operation of the route table, each allowed only what it needs.
 
 Nothing here names an operation: the loop over :data:`vmregistry.routes.ROUTES`
-(and ``WORKERS``, when the domain declares background workers) is the only
-list. What differs between functions is data in the table: the handler
+(and ``WORKERS``, background functions that operations invoke asynchronously)
+is the only list. What differs between functions is data in the table: the handler
 string and :attr:`Route.grants`, which :data:`S3_ACTIONS` turns into IAM
 actions, so the function that presigns downloads holds no ``s3:PutObject``
 and only the functions whose route grants ``delete`` hold ``s3:DeleteObject``.
 A presigned URL is signed with the function's own credentials, so a grant
-here is also the ceiling of what any URL the function hands out can do.
+here is also the ceiling of what any URL the function hands out can do. A
+worker's invokers (``Worker.invoked_by``) may invoke that one function and
+learn its name from the worker's setting (``VMREGISTRY_VERIFY_FUNCTION``).
 
 Every function runs the same code assets (the ``functions/`` package, the
 shared ``vmregistry`` layer, the dependency layer, the public-key layer) on
@@ -40,6 +42,8 @@ __all__ = [
     "API_TIMEOUT",
     "AUTHORIZER_HANDLER",
     "S3_ACTIONS",
+    "WORKER_MEMORY",
+    "WORKER_SETTINGS",
     "FunctionSpec",
     "Functions",
     "function_specs",
@@ -52,7 +56,13 @@ AUTHORIZER_HANDLER = "vmregistry_functions.authorizer.lambda_handler"
 API_TIMEOUT = Duration.seconds(29)
 """API Gateway gives up on an integration after 29 s; running longer only bills."""
 
-WORKER_TIMEOUT = Duration.minutes(15)
+WORKER_MEMORY = 1769
+"""MB: the size at which Lambda gives a function one full vCPU, which hashing large blobs uses."""
+
+WORKER_SETTINGS: Mapping[str, str] = {"blob_verify": "verify_function"}
+"""Worker operation -> the setting (:mod:`vmregistry.config`) through which its invokers learn
+the worker function's name (``VMREGISTRY_VERIFY_FUNCTION``). A worker may also name it itself
+with a ``setting`` attribute."""
 
 S3_ACTIONS: Mapping[Grant, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # grant: (object-level actions, bucket-level actions)
@@ -67,13 +77,21 @@ is GetObject on the source plus PutObject on the target); only ``delete`` remove
 _ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/*.egg-info"]
 
 
-class _Declared(Protocol):
+class _Worker(Protocol):
+    """What the stack reads from an entry of ``vmregistry.routes.WORKERS``."""
+
     @property
     def operation(self) -> str: ...
     @property
     def handler(self) -> str: ...
     @property
     def grants(self) -> frozenset[Grant]: ...
+    @property
+    def invoked_by(self) -> frozenset[str]: ...
+    @property
+    def timeout_seconds(self) -> int: ...
+    @property
+    def summary(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +103,12 @@ class FunctionSpec:
     grants: frozenset[Grant]
     description: str
     timeout: Duration
+    invoked_by: frozenset[str] = frozenset()
+    """Operations whose functions may invoke this one (workers only)."""
+    memory_size: int | None = None
+    """None: the deployment's ``memorySize``."""
+    setting: str | None = None
+    """The setting that tells invokers this function's name (workers only)."""
 
 
 def function_specs() -> list[FunctionSpec]:
@@ -93,8 +117,23 @@ def function_specs() -> list[FunctionSpec]:
         FunctionSpec(r.operation, r.handler, r.grants, f"{r.method} {r.template}: {r.summary}", API_TIMEOUT)
         for r in ROUTES
     ]
-    workers: Iterable[_Declared] = getattr(routes, "WORKERS", ())
-    specs += [FunctionSpec(w.operation, w.handler, w.grants, f"worker: {w.operation}", WORKER_TIMEOUT) for w in workers]
+    workers: Iterable[_Worker] = getattr(routes, "WORKERS", ())
+    for w in workers:
+        setting = getattr(w, "setting", None) or WORKER_SETTINGS.get(w.operation)
+        if setting is None:
+            raise KeyError(f"worker {w.operation!r}: add the setting that names it to infra.functions.WORKER_SETTINGS")
+        specs.append(
+            FunctionSpec(
+                w.operation,
+                w.handler,
+                w.grants,
+                f"worker: {w.summary}",
+                Duration.seconds(w.timeout_seconds),
+                invoked_by=w.invoked_by,
+                memory_size=WORKER_MEMORY,
+                setting=setting,
+            )
+        )
     specs.append(FunctionSpec("authorizer", AUTHORIZER_HANDLER, frozenset(), "JWT REQUEST authorizer", API_TIMEOUT))
     return specs
 
@@ -152,8 +191,26 @@ class Functions(Construct):
         self.code = lambda_.Code.from_asset(str(ROOT / "functions"), exclude=_ASSET_EXCLUDES)
         self.environment = self._environment(config, bucket)
         self.by_operation: dict[str, lambda_.Function] = {}
-        for spec in function_specs():
+        specs = function_specs()
+        self.workers = {spec.operation for spec in specs if spec.setting is not None}
+        """Operations declared from ``WORKERS`` (no API route reaches them)."""
+        for spec in specs:
             self.by_operation[spec.operation] = self._declare(spec, config, bucket)
+        for spec in specs:
+            self._connect_invokers(spec)
+
+    def _connect_invokers(self, worker: FunctionSpec) -> None:
+        """Let each invoking operation call the worker asynchronously, and tell it the worker's name."""
+        if not worker.invoked_by or worker.setting is None:
+            return
+        target = self.by_operation[worker.operation]
+        for operation in sorted(worker.invoked_by):
+            invoker = self.by_operation[operation]
+            invoker.add_environment(env_name(worker.setting), target.function_name)
+            # Not grant_invoke(): that also allows every version (<arn>:*), which nothing here publishes.
+            invoker.add_to_role_policy(
+                iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[target.function_arn])
+            )
 
     @staticmethod
     def _environment(config: DeploymentConfig, bucket: s3.IBucket) -> dict[str, str]:
@@ -213,10 +270,10 @@ class Functions(Construct):
             role=role,
             log_group=log_group,
             logging_format=lambda_.LoggingFormat.JSON,
-            memory_size=config.memory_size,
+            memory_size=spec.memory_size or config.memory_size,
             timeout=spec.timeout,
             tracing=lambda_.Tracing.ACTIVE,
-            environment=self.environment,
+            environment=dict(self.environment),
         )
 
     @staticmethod

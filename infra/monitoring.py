@@ -1,12 +1,13 @@
 """Alarms that say the registry is failing its clients, and where to send them.
 
-Three alarms, chosen so that each one means "clients see failures" rather
+A few alarms, chosen so that each one means "clients see failures" rather
 than "something moved": the API's 5XX count (a handler that raised, timed out
 or was throttled surfaces here as 502/503/504), the API's p99 latency
-approaching the 29-second integration limit, and authorizer errors (a
-broken authorizer turns every request into 401 or 500, which the 5XX alarm
-alone would half miss). Three alarms sit inside CloudWatch's free tier of
-ten, so a stack at rest still costs only its S3 storage.
+approaching the 29-second integration limit, authorizer errors (a broken
+authorizer turns every request into 401 or 500, which the 5XX alarm alone
+would half miss) and each background worker's errors (a failed verification
+never reaches the API's metrics). They stay inside CloudWatch's free tier of
+ten alarms, so a stack at rest still costs only its S3 storage.
 
 ``-c alarmEmail=ops@example.com`` subscribes an address to the alarms' topic;
 without it the alarms still show in the console but notify nobody.
@@ -40,6 +41,7 @@ class Monitoring(Construct):
         config: DeploymentConfig,
         rest_api: apigw.RestApi,
         authorizer: lambda_.IFunction,
+        workers: dict[str, lambda_.IFunction],
     ) -> None:
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(self, "AlarmTopic", display_name="vm-registry alarms", enforce_ssl=True)
@@ -79,5 +81,16 @@ class Monitoring(Construct):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
         ]
+        for operation, worker in sorted(workers.items()):
+            self.alarms.append(
+                worker.metric_errors(period=period, statistic="Sum").create_alarm(
+                    self,
+                    f"{operation.title().replace('_', '')}Errors",
+                    alarm_description=f"The {operation} worker failed: uploads stay unpublished until retried",
+                    threshold=1,
+                    evaluation_periods=1,
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                )
+            )
         for alarm in self.alarms:
             alarm.add_alarm_action(actions.SnsAction(self.topic))

@@ -65,7 +65,12 @@ class VmRegistryStack(cdk.Stack):
             authorizer=self.auth.authorizer,
         )
         self.monitoring = Monitoring(
-            self, "Monitoring", config=config, rest_api=self.api.rest_api, authorizer=authorizer_function
+            self,
+            "Monitoring",
+            config=config,
+            rest_api=self.api.rest_api,
+            authorizer=authorizer_function,
+            workers={op: fn for op, fn in self.functions.by_operation.items() if op in self.functions.workers},
         )
         cdk.CfnOutput(self, "ApiUrl", value=self.api.url, description="Point registry clients at this URL")
         cdk.CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name, description="Where images live")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from vmregistry.routes import ROUTES, route_by_operation
+from vmregistry.config import env_name
+from vmregistry.routes import route_by_operation
 
 from infra.functions import AUTHORIZER_HANDLER, S3_ACTIONS, function_specs
 from tests.infra_synth import Synthesized, resources_of_type, synthesized
@@ -60,9 +61,9 @@ def test_download_functions_cannot_write_and_only_deleters_delete(synth: Synthes
     blob_get = s3_actions(by_handler[route_by_operation("blob_get").handler])
     assert "s3:GetObject" in blob_get
     assert not blob_get & {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
-    # Only the operations whose route grants delete can delete objects
+    # Only the operations (routes and workers) whose table entry grants delete can delete objects
     deleters = {h for h, statements in by_handler.items() if "s3:DeleteObject" in s3_actions(statements)}
-    assert deleters == {r.handler for r in ROUTES if "delete" in r.grants}
+    assert deleters == {spec.handler for spec in function_specs() if "delete" in spec.grants}
     assert deleters  # blob_delete, manifest_delete, ...
     # No function may touch the bucket's configuration or policy
     for handler, statements in by_handler.items():
@@ -97,7 +98,36 @@ def test_functions_write_logs_only_to_their_own_group_and_use_no_managed_policy(
         own_group = props["LoggingConfig"]["LogGroup"]["Ref"]
         for statement in by_handler[props["Handler"]]:
             actions = _actions(statement)
-            # THEN every statement is logs (own group), X-Ray, or S3: nothing else
-            assert actions <= ROLE_FOR_LOGS | XRAY or all(a.startswith("s3:") for a in actions), actions
+            # THEN every statement is logs (own group), X-Ray, S3, or invoking a worker: nothing else
+            assert (
+                actions <= ROLE_FOR_LOGS | XRAY
+                or actions == {"lambda:InvokeFunction"}
+                or all(a.startswith("s3:") for a in actions)
+            ), actions
             if actions & ROLE_FOR_LOGS:
                 assert statement["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [own_group, "Arn"]}, ":*"]]}
+
+
+def test_only_a_workers_invokers_may_invoke_it_and_know_its_name(synth: Synthesized) -> None:
+    functions = resources_of_type(synth.template, "AWS::Lambda::Function")
+    id_of = {f["Properties"]["Handler"]: key for key, f in functions.items()}
+    by_handler = statements_by_handler(synth)
+    workers = [spec for spec in function_specs() if spec.setting is not None]
+    expected: dict[str, set[str]] = {}
+    for worker in workers:
+        for operation in worker.invoked_by:
+            expected.setdefault(route_by_operation(operation).handler, set()).add(id_of[worker.handler])
+    # GIVEN the statements that allow lambda:InvokeFunction
+    invoking = {
+        handler: {s["Resource"]["Fn::GetAtt"][0] for s in statements if _actions(s) == {"lambda:InvokeFunction"}}
+        for handler, statements in by_handler.items()
+    }
+    # THEN exactly the declared invokers hold them, each on its worker's ARN alone
+    assert {h: targets for h, targets in invoking.items() if targets} == expected
+    # ... and each invoker is told the worker's function name through the worker's setting
+    for worker in workers:
+        for operation in worker.invoked_by:
+            variables = functions[id_of[route_by_operation(operation).handler]]["Properties"]["Environment"][
+                "Variables"
+            ]
+            assert variables[env_name(worker.setting or "")] == {"Ref": id_of[worker.handler]}

@@ -114,6 +114,15 @@ def test_api_functions_stop_when_api_gateway_gives_up(synth: Synthesized) -> Non
         assert functions_by_handler(synth)[route.handler]["Timeout"] == 29
 
 
+def test_workers_get_their_declared_time_and_a_full_vcpu(synth: Synthesized) -> None:
+    from vmregistry import routes
+
+    for worker in getattr(routes, "WORKERS", ()):
+        props = functions_by_handler(synth)[worker.handler]
+        assert props["Timeout"] == worker.timeout_seconds
+        assert props["MemorySize"] >= 1769
+
+
 # --- bucket ------------------------------------------------------------------------------------
 
 
