@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
-__all__ = ["ROUTES", "Action", "Grant", "Route", "find_route", "route_by_operation"]
+__all__ = ["ROUTES", "WORKERS", "Action", "Grant", "Route", "Worker", "find_route", "route_by_operation"]
 
 Action = Literal["pull", "push", "delete"]
 """What a token must grant on the repository. ``None`` on a route means "any valid token"."""
@@ -171,6 +171,38 @@ ROUTES: tuple[Route, ...] = (
         "delete",
         {"read", "delete"},
         "Delete a tag, or a manifest and its tags",
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    """A function that no HTTP route reaches: operations invoke it asynchronously."""
+
+    operation: str
+    grants: frozenset[Grant]
+    invoked_by: frozenset[str]
+    """Operations that may invoke it (the stack grants them lambda:InvokeFunction and names it in
+    their ``VMREGISTRY_VERIFY_FUNCTION``)."""
+    timeout_seconds: int
+    summary: str
+
+    @property
+    def module(self) -> str:
+        return f"vmregistry_functions.{self.operation}"
+
+    @property
+    def handler(self) -> str:
+        return f"{self.module}.lambda_handler"
+
+
+WORKERS: tuple[Worker, ...] = (
+    Worker(
+        "blob_verify",
+        frozenset({"read", "write", "delete"}),
+        frozenset({"upload_complete"}),
+        900,
+        "Hash a large joined upload and publish it under its digest",
     ),
 )
 

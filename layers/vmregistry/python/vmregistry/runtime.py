@@ -38,5 +38,10 @@ def get_registry() -> Registry:
                 from vmregistry.storage.factory import open_storage
 
                 settings = Settings.from_env()
-                _registry = Registry(open_storage(settings), settings)
+                verifier = None
+                if settings.verify_function:
+                    from vmregistry.verifiers import lambda_verifier
+
+                    verifier = lambda_verifier(settings.verify_function)
+                _registry = Registry(open_storage(settings), settings, verifier)
     return _registry

@@ -10,7 +10,7 @@ from vmregistry.config import Settings
 from vmregistry.registry.blobs import BlobInfo, Blobs, Download
 from vmregistry.registry.listing import Page, paginate, parse_page_size
 from vmregistry.registry.manifests import Manifest, Manifests, accepts
-from vmregistry.registry.uploads import PartResult, Uploads, UploadStatus
+from vmregistry.registry.uploads import PartResult, Uploads, UploadStatus, Verifier
 from vmregistry.storage import Storage
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "PartResult",
     "Registry",
     "UploadStatus",
+    "Verifier",
     "accepts",
     "paginate",
     "parse_page_size",
@@ -30,9 +31,9 @@ __all__ = [
 class Registry:
     """One storage backend seen through the registry's operations."""
 
-    def __init__(self, storage: Storage, settings: Settings | None = None) -> None:
+    def __init__(self, storage: Storage, settings: Settings | None = None, verifier: Verifier | None = None) -> None:
         self.storage = storage
         self.settings = settings or Settings()
         self.blobs = Blobs(storage, self.settings)
-        self.uploads = Uploads(storage, self.settings, self.blobs)
+        self.uploads = Uploads(storage, self.settings, self.blobs, verifier)
         self.manifests = Manifests(storage, self.blobs)

@@ -43,7 +43,10 @@ from vmregistry.storage import (
     UploadedPart,
 )
 
-__all__ = ["PartResult", "Session", "UploadStatus", "Uploads"]
+__all__ = ["PartResult", "Session", "UploadStatus", "Uploads", "Verifier"]
+
+Verifier = Callable[[dict[str, str]], None]
+"""Hands a verification job (repository, uuid, digest) to something that outlives the request."""
 
 _PART_SPEC = re.compile(r"([1-9][0-9]{0,4})(?:-([1-9][0-9]{0,4}))?")
 MAX_PARTS_PER_REQUEST = 100
@@ -58,8 +61,10 @@ class Session:
     digest: str | None = None
     size: int | None = None
     multipart_id: str | None = None
-    state: Literal["open", "verifying"] = "open"
-    """``verifying``: the parts are joined and the whole object is being hashed (S3 multipart)."""
+    state: Literal["open", "verifying", "failed"] = "open"
+    """``verifying``: joined, the whole object is being hashed; ``failed``: it did not match ``digest``."""
+    error: dict[str, Any] | None = None
+    """Why verification failed (the error a synchronous completion would have answered)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +97,7 @@ class UploadStatus:
             "repository": s.repository,
             "mode": s.mode,
             "state": s.state,
+            "error": s.error,
             "digest": s.digest,
             "size": s.size,
             "uploaded": self.uploaded,
@@ -129,10 +135,11 @@ def parse_part_spec(spec: str) -> list[int]:
 
 
 class Uploads:
-    def __init__(self, storage: Storage, settings: Settings, blobs: Blobs) -> None:
+    def __init__(self, storage: Storage, settings: Settings, blobs: Blobs, verifier: Verifier | None = None) -> None:
         self.storage = storage
         self.settings = settings
         self.blobs = blobs
+        self.verifier = verifier
 
     # -- session state ----------------------------------------------------------
 
@@ -250,7 +257,7 @@ class Uploads:
         session = self.load(repository, upload_id)
         if session.mode == "single":
             return UploadStatus(session, request=self._presign_single(session))
-        if session.state == "verifying":  # the multipart upload is already joined: no parts to list
+        if session.state != "open":  # the multipart upload is already joined: no parts to list
             return UploadStatus(session)
         try:
             parts = self.storage.multipart_list_parts(paths.upload_data_key(upload_id), self._multipart(session))
@@ -258,8 +265,13 @@ class Uploads:
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
         return UploadStatus(session, parts)
 
-    def complete(self, repository: str, upload_id: str, digest: str, body: bytes = b"") -> BlobInfo:
-        """Verify what was uploaded against ``digest`` and publish it."""
+    def complete(self, repository: str, upload_id: str, digest: str, body: bytes = b"") -> BlobInfo | UploadStatus:
+        """Verify what was uploaded against ``digest`` and publish it.
+
+        A blob too big to hash within one API request (when a verifier is
+        configured) is handed to it instead: the answer is the session in state
+        ``verifying``, and the blob appears (HEAD turns 200) once it is verified.
+        """
         session = self.load(repository, upload_id)
         key = paths.upload_data_key(upload_id)
         if session.digest is not None and session.digest != digest:
@@ -267,6 +279,12 @@ class Uploads:
                 "DIGEST_INVALID",
                 "the digest differs from the one the upload was started with",
                 {"started": session.digest, "completed": digest},
+            )
+        if session.state != "open":
+            raise RegistryError(
+                "BLOB_UPLOAD_INVALID",
+                f"this upload is {session.state}; GET the session for its outcome, HEAD the blob to see it published",
+                {"state": session.state, "error": session.error},
             )
         actual: str | None
         if session.mode == "single":
@@ -280,17 +298,17 @@ class Uploads:
             # The data plane stored the body only because it hashed to session.digest.
             actual = (session.digest or digest).removeprefix("sha256:")
         else:
-            if session.state == "verifying":
-                raise RegistryError(
-                    "BLOB_UPLOAD_INVALID",
-                    "this upload is being verified; HEAD the blob to see it published",
-                    {"state": session.state},
-                )
             info, actual = self._join(session, key, body)
+        if session.size is not None and info.size != session.size:
+            self.cancel(repository, upload_id)
+            raise RegistryError("SIZE_INVALID", detail={"expected": session.size, "actual": info.size})
         if actual is None:
-            # Hashing a huge object can outlast the API request: say so where a client looks.
-            session.state = "verifying"
+            # The backend could not hash while joining (S3 multipart): read it back.
+            session.state, session.digest = "verifying", digest
             self._save(session)
+            if self.verifier is not None and info.size > self.settings.verify_inline_bytes:
+                self.verifier({"repository": repository, "uuid": upload_id, "digest": digest})
+                return UploadStatus(session)
             actual = self._hash(key)
         if "sha256:" + actual != digest:
             self.cancel(repository, upload_id)
@@ -299,13 +317,42 @@ class Uploads:
                 "the uploaded bytes do not hash to the digest; the upload was discarded",
                 {"expected": digest, "actual": "sha256:" + actual},
             )
-        if session.size is not None and info.size != session.size:
-            self.cancel(repository, upload_id)
-            raise RegistryError("SIZE_INVALID", detail={"expected": session.size, "actual": info.size})
-        self.storage.move(key, paths.blob_key(digest))
-        blob = self.blobs.link(repository, digest, info.size)
-        self.storage.delete_prefix(paths.upload_prefix(upload_id))
+        return self._publish(session, digest, info.size)
+
+    def _publish(self, session: Session, digest: str, size: int) -> BlobInfo:
+        self.storage.move(paths.upload_data_key(session.uuid), paths.blob_key(digest))
+        blob = self.blobs.link(session.repository, digest, size)
+        self.storage.delete_prefix(paths.upload_prefix(session.uuid))
         return blob
+
+    def finish_verification(self, repository: str, upload_id: str, digest: str) -> BlobInfo | None:
+        """The verifier's half of :meth:`complete`: hash, then publish, or record why not.
+
+        A failure stays on the session (state ``failed`` with the error) so the
+        client polling it learns the outcome; the sweep removes it later.
+        """
+        session = self.load(repository, upload_id)
+        if session.state != "verifying" or session.digest != digest:
+            raise RegistryError(
+                "BLOB_UPLOAD_INVALID", "this upload is not awaiting verification", {"state": session.state}
+            )
+        key = paths.upload_data_key(upload_id)
+        info = self.storage.stat(key)
+        actual = self._hash(key) if info is not None else None
+        if info is None or "sha256:" + str(actual) != digest:
+            self.storage.delete(key)
+            session.state = "failed"
+            session.error = {
+                "code": "DIGEST_INVALID",
+                "message": "the uploaded bytes do not hash to the digest; the upload was discarded",
+                "detail": {"expected": digest, "actual": f"sha256:{actual}" if actual else None},
+            }
+            self._save(session)
+            return None
+        try:
+            return self._publish(session, digest, info.size)
+        except ObjectNotFound:  # cancelled or swept while we were hashing
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
 
     def _join(self, session: Session, key: str, body: bytes) -> tuple[ObjectInfo, str | None]:
         multipart_id = self._multipart(session)

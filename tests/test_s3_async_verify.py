@@ -1,0 +1,93 @@
+"""Blobs too big to verify within one API request: 202, a worker verifies, the client polls.
+
+The server runs on LocalStack's S3 with the asynchronous threshold lowered to
+one byte, so a 12 MiB multipart blob takes the path a 50 GiB disk takes in AWS.
+Locally the worker is the same ``blob_verify`` handler, run on a thread.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from vmregistry.storage import MIN_PART_SIZE
+
+from tests.conftest import RunningServer, start_server, stop_server
+from tests.httpclient import request
+from tests.localstack import LocalStack, new_bucket_name, s3_env
+from tests.registry_flows import digest_of, pull_blob, send_parts, start_multipart
+
+
+@pytest.fixture(scope="module")
+def deferring(localstack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    env = s3_env(localstack.endpoint, new_bucket_name("async")) | {"VMREGISTRY_VERIFY_INLINE_BYTES": "1"}
+    running = start_server(tmp_path_factory.mktemp("async"), env=env)
+    yield running
+    stop_server(running)
+
+
+def poll_session(server: RunningServer, location: str) -> dict[str, Any] | None:
+    """GET the session until it leaves ``verifying``: its JSON, or None once it is gone (published)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        reply = request("GET", f"{server.url}{location}")
+        if reply.status == 404:
+            return None
+        body: dict[str, Any] = reply.json()
+        if body["state"] != "verifying":
+            return body
+        time.sleep(0.1)
+    raise AssertionError("verification did not finish within a minute")
+
+
+def upload(server: RunningServer, repo: str, data: bytes) -> dict[str, Any]:
+    session = start_multipart(server.url, repo)
+    send_parts(server.url, session, [data[:MIN_PART_SIZE], data[MIN_PART_SIZE:]])
+    return session
+
+
+def test_large_blob_is_published_after_the_answer(deferring: RunningServer) -> None:
+    # GIVEN a two-part blob above the (lowered) inline-verification threshold
+    data = os.urandom(MIN_PART_SIZE + 7 * 1024 * 1024)
+    digest = digest_of(data)
+    session = upload(deferring, "async/ok", data)
+    # WHEN it is completed
+    done = request("PUT", f"{deferring.url}{session['location']}?digest={digest}")
+    # THEN the answer is 202 with the session verifying, not the blob
+    assert done.status == 202, done.body
+    assert done.json()["state"] == "verifying"
+    # AND a second completion meanwhile is refused, naming the state
+    again = request("PUT", f"{deferring.url}{session['location']}?digest={digest}")
+    assert again.status in (400, 404)
+    # AND once the worker is done the session is gone and the blob is there, byte for byte
+    assert poll_session(deferring, session["location"]) is None
+    head = request("HEAD", f"{deferring.url}/v1/async/ok/blobs/{digest}")
+    assert head.status == 200
+    assert head.header("Content-Length") == str(len(data))
+    assert pull_blob(deferring.url, "async/ok", digest).body == data
+
+
+def test_wrong_digest_is_reported_on_the_session(deferring: RunningServer) -> None:
+    # GIVEN a two-part blob completed under a digest it does not have
+    data = os.urandom(MIN_PART_SIZE + 1000)
+    claimed = digest_of(b"not these bytes")
+    session = upload(deferring, "async/bad", data)
+    assert request("PUT", f"{deferring.url}{session['location']}?digest={claimed}").status == 202
+    # WHEN the client polls THEN the session reports the failure with the error code
+    outcome = poll_session(deferring, session["location"])
+    assert outcome is not None
+    assert outcome["state"] == "failed"
+    assert outcome["error"]["code"] == "DIGEST_INVALID"
+    assert outcome["error"]["detail"]["actual"] == digest_of(data)
+    # AND nothing is visible under either digest
+    for digest in (claimed, digest_of(data)):
+        assert request("HEAD", f"{deferring.url}/v1/async/bad/blobs/{digest}").status == 404
+    # AND completing it again says why it failed
+    retry = request("PUT", f"{deferring.url}{session['location']}?digest={claimed}")
+    assert retry.status == 400
+    assert retry.json()["errors"][0]["detail"]["error"]["code"] == "DIGEST_INVALID"
+    # AND cancelling clears it
+    assert request("DELETE", f"{deferring.url}{session['location']}").status == 204
