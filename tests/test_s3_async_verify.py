@@ -7,15 +7,18 @@ Locally the worker is the same ``blob_verify`` handler, run on a thread.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from vmregistry.storage import MIN_PART_SIZE
 
-from tests.conftest import RunningServer, start_server, stop_server
+from tests.conftest import VMREGISTRY, RunningServer, start_server, stop_server
 from tests.httpclient import request
 from tests.localstack import LocalStack, new_bucket_name, s3_env
 from tests.registry_flows import digest_of, pull_blob, send_parts, start_multipart
@@ -91,3 +94,31 @@ def test_wrong_digest_is_reported_on_the_session(deferring: RunningServer) -> No
     assert retry.json()["errors"][0]["detail"]["error"]["code"] == "DIGEST_INVALID"
     # AND cancelling clears it
     assert request("DELETE", f"{deferring.url}{session['location']}").status == 204
+
+
+def test_the_client_waits_for_the_verdict(deferring: RunningServer, tmp_path: Path) -> None:
+    # GIVEN a 12 MiB disk pushed in 5 MiB parts by the reference client
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(os.urandom(12 * 1024 * 1024))
+    host = deferring.url.removeprefix("http://")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMREGISTRY_")}
+    env |= {"VMREGISTRY_CACHE_DIR": str(tmp_path / "cache"), "VMREGISTRY_CREDENTIALS": str(tmp_path / "none.json")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([VMREGISTRY, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+
+    # WHEN it pushes (the registry answers 202 for the disk and verifies it afterwards)
+    pushed = cli("push", f"{host}/async/cli:v1", "--disk", str(disk), "--part-size", "5", "-q")
+    # THEN the push waits, succeeds, and the image pulls back byte for byte
+    assert pushed.returncode == 0, pushed.stderr
+    completions = [
+        json.loads(line)
+        for line in deferring.logs().splitlines()
+        if line.startswith("{") and '"/v1/async/cli/blobs/uploads/' in line and '"PUT"' in line
+    ]
+    assert [c["status"] for c in completions] == [202], "the disk took the asynchronous path"
+    pulled = cli("pull", f"{host}/async/cli:v1", "-o", str(tmp_path / "out"), "-q")
+    assert pulled.returncode == 0, pulled.stderr
+    assert [p.read_bytes() for p in (tmp_path / "out").iterdir() if p.stat().st_size == disk.stat().st_size] == [
+        disk.read_bytes()
+    ]

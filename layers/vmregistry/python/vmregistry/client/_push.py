@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ from vmregistry.client._progress import Progress, Task
 from vmregistry.client._registry import RegistryClient, sha256_digest
 from vmregistry.client._state import DigestCache, UploadState
 from vmregistry.client._transport import with_retries
+
+# A 50 GiB disk hashes in a few minutes on the registry's side; give it ample time.
+VERIFY_TIMEOUT = 30 * 60.0
 
 __all__ = ["Blob", "PushOptions", "PushResult", "push_blob", "push_image"]
 
@@ -176,7 +180,42 @@ class _Uploader:
         return self.client.url(f"/v1/{self.repository}/blobs/uploads/{uuid}") + query
 
     def _complete(self, uuid: str) -> None:
-        self.client.call("PUT", self._upload_url(uuid, f"?digest={quote(self.blob.digest, safe=':')}"))
+        reply = self.client.call("PUT", self._upload_url(uuid, f"?digest={quote(self.blob.digest, safe=':')}"))
+        if reply.status == 202:
+            self._await_verification(uuid)
+
+    def _await_verification(self, uuid: str) -> None:
+        """The registry verifies very large blobs after answering 202: wait for its verdict.
+
+        The session reports ``verifying`` until the verdict; ``failed`` carries the
+        error; once the session is gone the blob is published (HEAD answers 200).
+        """
+        self.progress.note(f"{self.blob.label}: the registry is verifying the digest")
+        deadline = time.monotonic() + VERIFY_TIMEOUT
+        delay = 0.5
+        while time.monotonic() < deadline:
+            try:
+                status: dict[str, Any] = self.client.call("GET", self._upload_url(uuid)).json()
+            except RegistryAPIError as exc:
+                if exc.status != 404:
+                    raise
+                break
+            if status.get("state") == "failed":
+                error = status.get("error") or {}
+                raise RegistryAPIError(
+                    400,
+                    str(error.get("code", "DIGEST_INVALID")),
+                    str(error.get("message", "verification failed")),
+                    error.get("detail"),
+                    url=self._upload_url(uuid),
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 10.0)
+        if self.client.blob_size(self.repository, self.blob.digest) is None:
+            raise ClientError(
+                f"{self.blob.label}: the registry did not publish {self.blob.digest} after verifying it;"
+                " push again (uploaded parts are kept for a day)"
+            )
 
     # -- the routes -------------------------------------------------------------
 
