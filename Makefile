@@ -11,7 +11,7 @@ PYTHON ?= $(shell for p in $(HOME)/.pyenv/versions/3.13*/bin/python3.13 python3.
 	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null && { echo $$p; break; }; \
 	done)
 
-.PHONY: install localstack run test lint typecheck clean
+.PHONY: install localstack cdk synth run test lint typecheck clean
 
 install: $(STAMP)
 
@@ -36,10 +36,26 @@ $(LOCALSTACK_STAMP):
 		'pyopenssl<25' 'cryptography<45'
 	touch $@
 
+# The pinned AWS CDK CLI (package-lock.json) for synth/deploy and the infra tests.
+# jsii (CDK's Node bridge) warns on Node 20 at every start; the CLI works on it.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+CDK_STAMP := node_modules/.installed
+
+cdk: $(CDK_STAMP)
+
+$(CDK_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Synthesize the AWS stack (docs/deploy.md); a stale cdk.out keeps old assets, so start clean.
+synth: install cdk
+	rm -rf cdk.out
+	npx cdk synth --quiet $(CDK_ARGS)
+
 run: install
 	$(BIN)/vmregistry serve
 
-test: install localstack
+test: install localstack cdk
 	$(BIN)/python -m pytest
 
 lint: install
@@ -57,4 +73,4 @@ bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(LOCALSTACK_VENV) build cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCALSTACK_VENV) build cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache
