@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import logging
 import os
+import queue
 import re
 import socket
 import threading
@@ -254,7 +255,12 @@ class _HTTPServer(ThreadingHTTPServer):
         self.authorizer = authorizer
         self.origin_from_host = False
         self._handlers: dict[str, Callable[..., dict[str, Any]]] = {}
+        self.access_log = _AccessLog()  # before binding: a failed bind calls server_close()
         super().__init__(address, _Handler)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.access_log.close()
 
     def server_bind(self) -> None:
         self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
