@@ -21,7 +21,7 @@ from typing import Any
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-__all__ = ["Synthesized", "infra_context", "resources_of_type", "synthesized"]
+__all__ = ["CLI_CONTEXT", "Synthesized", "infra_context", "resources_of_type", "synthesized"]
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,20 @@ def scratch_public_key() -> Path:
     return path
 
 
+CLI_CONTEXT = {
+    "aws:cdk:enable-path-metadata": True,
+    "aws:cdk:enable-asset-metadata": True,
+    "aws:cdk:version-reporting": True,
+}
+"""What the CDK CLI adds to every synth. Path metadata feeds the API deployment's logical id,
+so without these the tests would examine a template that differs from ``cdk synth``'s."""
+
+
 def infra_context(**overrides: Any) -> dict[str, Any]:
-    """``cdk.json``'s context with the test key, and any overrides."""
+    """The context ``npx cdk synth`` runs with: ``cdk.json``'s, the CLI's own, the test key, overrides."""
     from infra.config import cdk_json_context
 
-    return cdk_json_context() | {"publicKeyFile": str(scratch_public_key())} | overrides
+    return cdk_json_context() | CLI_CONTEXT | {"publicKeyFile": str(scratch_public_key())} | overrides
 
 
 @functools.cache
