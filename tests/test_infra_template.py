@@ -251,3 +251,22 @@ def test_outputs_name_the_api_url_and_the_bucket(synth: Synthesized) -> None:
     url = str(outputs["ApiUrl"]["Value"])
     assert "execute-api" in url
     assert synth.context["stageName"] in url
+
+
+# --- monitoring --------------------------------------------------------------------------------
+
+
+def test_alarms_watch_client_visible_failures_and_notify_the_topic(synth: Synthesized) -> None:
+    alarms = list(resources_of_type(synth.template, "AWS::CloudWatch::Alarm").values())
+    (topic,) = resources_of_type(synth.template, "AWS::SNS::Topic")
+    watched = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms}
+    # THEN the API's server errors and latency, and Lambda errors (authorizer, workers) are watched
+    assert {("AWS/ApiGateway", "5XXError"), ("AWS/ApiGateway", "Latency"), ("AWS/Lambda", "Errors")} <= watched
+    from vmregistry import routes
+
+    lambda_alarms = [a for a in alarms if a["Properties"]["MetricName"] == "Errors"]
+    assert len(lambda_alarms) == 1 + len(getattr(routes, "WORKERS", ()))
+    # ... every alarm notifies the topic
+    assert all(a["Properties"]["AlarmActions"] == [{"Ref": topic}] for a in alarms)
+    # ... and they stay inside CloudWatch's free tier (10 alarms): the stack costs nothing at rest
+    assert len(alarms) <= 10
