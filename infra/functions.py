@@ -46,6 +46,7 @@ __all__ = [
     "WORKER_SETTINGS",
     "FunctionSpec",
     "Functions",
+    "architecture",
     "function_specs",
     "log_retention",
     "runtime",
@@ -144,6 +145,11 @@ def runtime() -> lambda_.Runtime:
     return found
 
 
+def architecture() -> lambda_.Architecture:
+    """CDK's architecture object for :data:`ARCHITECTURE`, the one the dependency layer is built for."""
+    return lambda_.Architecture.ARM_64 if ARCHITECTURE == "arm64" else lambda_.Architecture.X86_64
+
+
 def _construct_id(operation: str) -> str:
     return "".join(part.title() for part in operation.split("_"))
 
@@ -171,7 +177,7 @@ class Functions(Construct):
                 "DependenciesLayer",
                 code=lambda_.Code.from_asset(str(ensure_deps_layer())),
                 compatible_runtimes=[runtime()],
-                compatible_architectures=[lambda_.Architecture.ARM_64],
+                compatible_architectures=[architecture()],
                 description="Third-party packages (layers/deps/requirements.txt), manylinux wheels",
             ),
             lambda_.LayerVersion(
@@ -263,7 +269,7 @@ class Functions(Construct):
             name,
             description=spec.description[:256],
             runtime=runtime(),
-            architecture=lambda_.Architecture.ARM_64 if ARCHITECTURE == "arm64" else lambda_.Architecture.X86_64,
+            architecture=architecture(),
             code=self.code,
             handler=spec.handler,
             layers=self.layers,
