@@ -15,9 +15,9 @@ only an API Gateway concern. A name deeper than N gets API Gateway's 403
 
 At each level API Gateway prefers a static segment over a variable one
 (``/v1/{name1}/blobs`` beats ``/v1/{name1}/{name2}``), so a name whose
-component *after the first* is ``blobs``, ``manifests`` or ``tags`` is
-routed as if the name ended before it; those names cannot be served at a
-depth above 1. ``tests/test_infra_routing.py`` resolves concrete paths
+component *after the first* is ``blobs``, ``manifests`` or ``tags`` would be
+routed as if the name ended before it; :mod:`vmregistry.names` reserves those
+components, so no accepted name is unroutable. ``tests/test_infra_routing.py`` resolves concrete paths
 against the synthesized resource tree with these rules.
 
 Bodies and limits: ``binaryMediaTypes: */*`` makes API Gateway hand every

@@ -49,6 +49,7 @@ CASES: list[tuple[str, str, str, bytes, dict[str, str], int, str]] = [
     ("non-ascii name", "GET", "/v1/t%C3%A9am/tags/list", b"", {}, 400, "NAME_INVALID"),
     ("overlong name", "GET", "/v1/" + "a" * 256 + "/tags/list", b"", {}, 400, "NAME_INVALID"),
     ("underscore component", "GET", "/v1/team/_blobs/tags/list", b"", {}, 400, "NAME_INVALID"),
+    ("reserved component", "GET", "/v1/team/manifests/tags/list", b"", {}, 400, "NAME_INVALID"),
     # Digests
     ("sha512 digest", "HEAD", "/v1/good/repo/blobs/sha512:" + "a" * 128, b"", {}, 400, ""),
     ("uppercase digest", "GET", "/v1/good/repo/blobs/sha256:" + "A" * 64, b"", {}, 400, "DIGEST_INVALID"),

@@ -40,6 +40,13 @@ def test_paths_route_to_one_operation(method: str, path: str, operation: str, pa
     assert others == [operation], "exactly one route serves a method and path"
 
 
+def test_reserved_components_are_explained() -> None:
+    with pytest.raises(RegistryError) as caught:
+        parse_name("team/blobs")
+    assert "blobs" in caught.value.message
+    assert "path segments" in caught.value.message
+
+
 def test_unknown_path_and_wrong_method() -> None:
     assert find_route("GET", "/v1/a/unknown") is None
     assert find_route("POST", "/v1/_catalog") is False
@@ -57,13 +64,33 @@ def test_route_table_is_consistent() -> None:
         assert route.resource(2).count("{name") == (2 if route.has_name else 0)
 
 
-@pytest.mark.parametrize("name", ["a", "a/b", "a-b/c.d/e__f", "a0/1", "x" * 255, "a--b"])
+@pytest.mark.parametrize("name", ["a", "a/b", "a-b/c.d/e__f", "a0/1", "x" * 255, "a--b", "blobs/x", "tags", "a/blob"])
 def test_valid_names(name: str) -> None:
     assert parse_name(name) == name
 
 
 @pytest.mark.parametrize(
-    "name", ["", "A", "a/", "/a", "a//b", "a/../b", "..", "a_", "_a", "a.-b", "x" * 256, "é", "a\nb", "a b", "a/B"]
+    "name",
+    [
+        "",
+        "A",
+        "a/",
+        "/a",
+        "a//b",
+        "a/../b",
+        "..",
+        "a_",
+        "_a",
+        "a.-b",
+        "x" * 256,
+        "é",
+        "a\nb",
+        "a b",
+        "a/B",
+        "team/blobs",
+        "a/manifests/b",
+        "x/tags",
+    ],
 )
 def test_invalid_names(name: str) -> None:
     with pytest.raises(RegistryError) as caught:

@@ -15,6 +15,7 @@ from vmregistry.errors import RegistryError
 
 __all__ = [
     "MAX_NAME_LENGTH",
+    "RESERVED_COMPONENTS",
     "is_digest",
     "is_valid_name",
     "parse_digest",
@@ -34,16 +35,34 @@ _UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-
 
 MAX_NAME_LENGTH = 255
 
+# API Gateway matches a static path segment before a variable one, so after the
+# first component these words would be taken for the API's own segments
+# (/v1/team/blobs/... is "blobs of team"): a name using them could not be routed
+# once deployed. Reserved everywhere, so local mode accepts exactly what AWS serves.
+RESERVED_COMPONENTS = frozenset({"blobs", "manifests", "tags"})
+
 # The filesystem layout stores a manifest at <repository>/<reference>/manifest.json;
 # a tag spelled like that file would make a directory where a file must be.
 _RESERVED_TAGS = frozenset({"manifest.json"})
 
 
 def is_valid_name(name: str) -> bool:
-    return len(name) <= MAX_NAME_LENGTH and _NAME_RE.fullmatch(name) is not None
+    return (
+        len(name) <= MAX_NAME_LENGTH
+        and _NAME_RE.fullmatch(name) is not None
+        and not RESERVED_COMPONENTS.intersection(name.split("/")[1:])
+    )
 
 
 def parse_name(name: str) -> str:
+    reserved = RESERVED_COMPONENTS.intersection(name.split("/")[1:])
+    if reserved and _NAME_RE.fullmatch(name):
+        raise RegistryError(
+            "NAME_INVALID",
+            f"{', '.join(sorted(reserved))!s} cannot follow the first component of a repository name:"
+            " the API uses these words as path segments",
+            {"name": name[:300]},
+        )
     if not is_valid_name(name):
         raise RegistryError(
             "NAME_INVALID",
