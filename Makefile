@@ -56,7 +56,11 @@ synth: install cdk
 run: install
 	$(BIN)/vmregistry serve
 
+# Static checks first (seconds), then every test; pytest exits 5 if it ran none.
 test: install localstack cdk
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: install

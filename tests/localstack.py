@@ -79,7 +79,7 @@ def _healthy(endpoint: str) -> bool:
             services = json.loads(response.read()).get("services", {})
     except (OSError, ValueError, urllib.error.URLError):
         return False
-    return services.get("s3") == "running"
+    return bool(services.get("s3") == "running")
 
 
 def stop(localstack: LocalStack) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from vmregistry import mediatypes
 from vmregistry.storage import MIN_PART_SIZE
@@ -277,7 +278,7 @@ def test_every_request_is_logged_as_json(server: RunningServer) -> None:
     request("GET", f"{server.url}/v1/log/probe/tags/list")
     # THEN the server's (non-terminal) output has a JSON access line for it
     # (written just after the response is sent, so wait for it a little)
-    entries: list[dict[str, object]] = []
+    entries: list[dict[str, Any]] = []
     deadline = time.monotonic() + 10
     while not entries and time.monotonic() < deadline:
         lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]

@@ -78,7 +78,9 @@ def test_a_session_reports_verifying_until_the_blob_is_published(gated: tuple[Re
     digest = "sha256:" + hashlib.sha256(data if honest else b"other").hexdigest()
     upload_id = start_two_part_upload(registry, "vm/big", data)
     with ThreadPoolExecutor(1) as pool:
-        completing: Future[BlobInfo] = pool.submit(registry.uploads.complete, "vm/big", upload_id, digest)
+        completing: Future[BlobInfo | UploadStatus] = pool.submit(
+            registry.uploads.complete, "vm/big", upload_id, digest
+        )
         # WHEN the parts are joined and the hash is under way
         assert storage.opened.wait(WAIT)
         # THEN the session says so, the blob is not visible, and a second completion is refused
