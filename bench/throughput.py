@@ -29,7 +29,7 @@ from typing import Any
 from bench.client import BenchError, pull_blob, push_blob
 from bench.servers import Server
 
-__all__ = ["MIB", "machine_limits", "make_blob", "measure_throughput", "rate", "summarise"]
+__all__ = ["MIB", "machine_limits", "make_blob", "measure_throughput", "rate", "summarise", "vary"]
 
 MIB = 1024 * 1024
 
@@ -46,6 +46,22 @@ def make_blob(directory: Path, size: int) -> tuple[Path, str]:
             handle.write(chunk)
             left -= len(chunk)
     return path, "sha256:" + digest.hexdigest()
+
+
+def vary(path: Path, run: int) -> str:
+    """Make ``path`` a new blob (its first bytes changed) and return its digest.
+
+    Every run pushes a blob neither registry has: pushing the same digest again
+    would make both replace the stored copy, and freeing a GiB of extents costs
+    the filesystem a measurable fraction of a second that a first push does not pay.
+    """
+    with open(path, "r+b") as handle:
+        handle.write(run.to_bytes(8, "big") + os.urandom(8))
+        handle.seek(0)
+        digest = hashlib.sha256()
+        while chunk := handle.read(8 * MIB):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
 
 
 def summarise(samples: list[float]) -> dict[str, Any]:
@@ -108,6 +124,8 @@ def measure_throughput(
     pull: dict[str, list[float]] = {s.name: [] for s in servers}
     repo = f"bench/throughput-{size}"
     for run in range(runs):
+        if run:
+            digest = vary(source, run)
         for server in servers:
             push[server.name].append(rate(size, partial(push_blob, server, repo, source, digest, size)))
             if run == 0:
