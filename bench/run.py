@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=_sizes, default=_sizes("64M,1G"), help="blob sizes for throughput")
     parser.add_argument("--runs", type=int, default=5, help="runs per throughput figure")
+    parser.add_argument("--s3-runs", type=int, default=3, help="runs per S3-mode figure (LocalStack is slow)")
     parser.add_argument("--memory-sizes", type=_sizes, default=_sizes("64M,4G"), help="blob sizes for peak RSS")
     parser.add_argument("--control-seconds", type=float, default=5.0, help="wrk duration per case")
     parser.add_argument("--import-runs", type=int, default=5)
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         _write(json.loads((args.out / "latest.json").read_text()), args.out, docs=not args.quick)
         return 0
     if args.quick:
-        args.sizes, args.runs, args.memory_sizes = [MIB], 1, [MIB, 4 * MIB]
+        args.sizes, args.runs, args.s3_runs, args.memory_sizes = [MIB], 1, 1, [MIB, 4 * MIB]
         args.control_seconds, args.import_runs, args.iterations = 1.0, 1, 20
     sections = [s for s in (args.only or SECTIONS) if s not in args.skip]
     use_distribution = not args.no_distribution and distribution_version() is not None
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "sizes_mib": [s // MIB for s in args.sizes],
             "runs": args.runs,
+            "s3_runs": args.s3_runs,
             "memory_sizes_mib": [s // MIB for s in args.memory_sizes],
             "control_seconds": args.control_seconds,
             "iterations": args.iterations,
@@ -206,7 +208,7 @@ def _run(
     if "s3" in sections:
         log("s3")
         result["load"]["s3"] = _load()
-        result["s3"] = s3.measure(args.sizes, args.runs, work)
+        result["s3"] = s3.measure(args.sizes, args.s3_runs, work)
     log("done")
 
 
