@@ -28,6 +28,7 @@ def filesystem_backend(tmp_path: Path, request: pytest.FixtureRequest) -> Iterat
         # Atomic writes leave no temporary file behind, even when they fail.
         hidden = list((tmp_path / "root" / ".tmp").iterdir())
         hidden += list((tmp_path / "root" / ".multipart").iterdir())
+        hidden += list((tmp_path / "root" / ".markers").iterdir())
         assert hidden == [], f"temporary files left behind: {hidden}"
     finally:
         server.shutdown()

@@ -60,6 +60,13 @@ def test_single_put_flow_and_blob_scoping(server: RunningServer) -> None:
     assert pull_blob(server.url, "vm/debian", digest).body == data
     # THEN it is not visible from a repository that never received it
     assert request("HEAD", f"{server.url}/v1/other/repo/blobs/{digest}").status == 404
+    # AND a session that claims the digest without sending the bytes cannot link it
+    claim = request("POST", f"{server.url}/v1/other/repo/blobs/uploads/?digest={digest}&size={len(data)}").json()
+    refused = request("PUT", f"{server.url}{claim['location']}?digest={digest}")
+    assert refused.status == 400
+    assert refused.error_codes == ["BLOB_UPLOAD_INVALID"]
+    assert request("HEAD", f"{server.url}/v1/other/repo/blobs/{digest}").status == 404
+    assert request("DELETE", f"{server.url}{claim['location']}").status == 204
     # AND a cross-repository mount links it where asked
     mounted = request("POST", f"{server.url}/v1/other/repo/blobs/uploads/?mount={digest}&from=vm/debian")
     assert mounted.status == 201
@@ -301,15 +308,13 @@ def test_sweep_discards_stale_sessions_and_orphaned_data(tmp_path: Path) -> None
 
 
 def _sweep_scenario(server: RunningServer) -> None:
-    # GIVEN an open session, and upload data whose session was cancelled before the PUT landed
+    # GIVEN an open session, and multipart data whose session file was lost
     data = os.urandom(10_000)
-    digest = digest_of(data)
     stale = start_multipart(server.url, "sweep/repo")
     send_parts(server.url, stale, [data])
-    late = request("POST", f"{server.url}/v1/sweep/repo/blobs/uploads/?digest={digest}&size={len(data)}").json()
-    assert request("DELETE", f"{server.url}{late['location']}").status == 204
-    assert request("PUT", late["upload"]["url"], data).status == 200
-    assert (server.storage / "uploads" / late["uuid"] / "data").exists()
+    orphan = server.storage / "uploads" / "0123abcd-0000-4000-8000-000000000000" / "data"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(data)
     # WHEN uploads older than zero hours are swept
     swept = subprocess.run(
         [VMREGISTRY, "sweep-uploads", "-older-than", "0", "-fs-path", str(server.storage)],

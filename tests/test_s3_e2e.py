@@ -166,13 +166,13 @@ def test_tampered_presigned_urls_are_refused(registry: S3Registry) -> None:
     parts = urlsplit(location)
     assert request("GET", parts._replace(path=parts.path[:-1] + "0").geturl()).status == 403
     assert request("GET", location.replace("X-Amz-Signature=", "X-Amz-Signature=0")).status == 403
-    # WHEN the PUT URL is redirected to the blob area THEN S3 refuses it and nothing lands there
+    # WHEN the PUT URL is pointed at another blob's key THEN S3 refuses it and that blob is untouched
     put = urlsplit(upload["url"])
-    forged = put._replace(
-        path=put.path.replace(f"uploads/{started.json()['uuid']}/data", paths.blob_key(digest_of(other)))
-    )
+    assert put.path.endswith(paths.blob_key(digest_of(other)))
+    forged = put._replace(path=put.path.replace(paths.blob_key(digest_of(other)), paths.blob_key(digest)))
     assert request("PUT", forged.geturl(), other, upload["headers"]).status == 403
-    # AND the signed checksum header cannot be dropped
+    assert pull_blob(registry.url, "vm/tamper", digest).body == data
+    # AND the signed checksum and marker headers cannot be dropped
     assert request("PUT", upload["url"], other).status == 403
     assert paths.blob_key(digest_of(other)) not in registry.blob_keys()
     assert request("DELETE", f"{registry.url}{started.json()['location']}").status == 204

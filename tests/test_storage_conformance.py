@@ -209,6 +209,28 @@ def test_presigned_put_binds_the_digest(backend: Storage) -> None:
     backend.delete("incoming")
 
 
+def test_presigned_put_records_its_marker(backend: Storage) -> None:
+    data = os.urandom(1000)
+    first = backend.presign_put("marked", 60, sha256=sha(data), marker="session-one")
+    second = backend.presign_put("marked", 60, sha256=sha(data), marker="session-two")
+    if first is None or second is None:
+        pytest.skip(f"{backend.name} cannot presign uploads")
+    # GIVEN nothing written yet THEN there is no marker
+    assert backend.marker("marked") is None
+    # WHEN one presigned PUT writes the object THEN its marker is there
+    assert send(first, data) == 200
+    assert backend.marker("marked") == "session-one"
+    # WHEN another request rewrites the same bytes THEN the marker follows the last writer
+    assert send(second, data) == 200
+    assert backend.marker("marked") == "session-two"
+    # AND any other write clears it, as does deleting the object
+    backend.write("marked", data)
+    assert backend.marker("marked") is None
+    assert send(first, data) == 200
+    backend.delete("marked")
+    assert backend.marker("marked") is None
+
+
 def test_presigned_put_refuses_altered_url(backend: Storage) -> None:
     data = b"payload"
     presigned = backend.presign_put("target", 60, sha256=sha(data))

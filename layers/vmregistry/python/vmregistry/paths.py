@@ -11,7 +11,7 @@
     │                                                a tag entry is a copy of the manifest
     └── uploads/<uuid>/
         ├── session.json                             upload session state (repository, mode, ...)
-        └── data                                     multipart target before verification
+        └── data                                     multipart target, until verified and moved
 
 Repository components match ``[a-z0-9]...`` so ``_blobs`` can never be a
 repository component, and the tag ``manifest.json`` is reserved so a reference

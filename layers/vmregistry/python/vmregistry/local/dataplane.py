@@ -107,7 +107,7 @@ class DataPlane:
     def _put(self, params: Mapping[str, str], reader: LengthReader | ChunkedReader) -> Reply:
         source, length = self._source(reader, MAX_SINGLE_PUT_SIZE)
         try:
-            info = self.storage.receive(params["key"], source, length, params["sha256"])
+            info = self.storage.receive(params["key"], source, length, params["sha256"], params.get("marker"))
         except ChecksumMismatch as exc:
             raise RegistryError("DIGEST_INVALID", f"the body was discarded: {exc}") from None
         return Reply(200, {"ETag": f'"{info.etag}"', "Content-Length": "0"})

@@ -3,17 +3,18 @@
 A session is ``uploads/<uuid>/session.json`` and runs in one of two modes:
 
 * ``single``: the client declared ``digest`` and ``size`` (at most 5 GiB); it
-  gets one presigned PUT that binds the SHA-256, so the data plane itself
-  refuses a body with another digest.
+  gets one presigned PUT of the blob's final key that binds the SHA-256, so
+  the data plane itself refuses a body with another digest, and that carries
+  the session id as a marker, so completion links only bytes this session sent.
 * ``multipart``: parts numbered 1..10000 (each at least 5 MiB but the last),
   sent inline (small) or to presigned part URLs, in any order and in parallel;
   what storage holds is the truth a resuming client reads back.
 
-Either way the bytes land under ``uploads/<uuid>/data`` first. Completion
-verifies the SHA-256 (single PUTs were verified on arrival), then moves the
-data under ``blobs/sha256/<hex>`` and links it into the repository: a blob is
-never visible under a digest it does not have, and a client can only link a
-blob it has uploaded (or mounted from a repository it may pull).
+Multipart bytes land under ``uploads/<uuid>/data`` first: completion verifies
+the SHA-256 of the whole, then moves the data under ``blobs/sha256/<hex>``.
+Either way a blob is linked into the repository only after that: it is never
+visible under a digest it does not have, and a client can only link a blob it
+has uploaded (or mounted from a repository it may pull).
 """
 
 from __future__ import annotations
@@ -159,11 +160,14 @@ class Uploads:
 
     def _presign_single(self, session: Session) -> PresignedRequest | None:
         assert session.digest is not None
+        # Straight to the blob's final key: storage refuses a body with another SHA-256, so only
+        # the right bytes can land there, and the marker shows this session is the one that sent them.
         return self.storage.presign_put(
-            paths.upload_data_key(session.uuid),
+            paths.blob_key(session.digest),
             self.settings.presign_expires,
             sha256=session.digest.removeprefix("sha256:"),
             size=session.size,
+            marker=session.uuid,
         )
 
     # -- operations -------------------------------------------------------------
@@ -286,19 +290,10 @@ class Uploads:
                 f"this upload is {session.state}; GET the session for its outcome, HEAD the blob to see it published",
                 {"state": session.state, "error": session.error},
             )
-        actual: str | None
         if session.mode == "single":
-            if body:
-                raise RegistryError(
-                    "BLOB_UPLOAD_INVALID", "a single-PUT session takes its bytes through its presigned URL"
-                )
-            info = self.storage.stat(key)
-            if info is None:
-                raise RegistryError("BLOB_UPLOAD_INVALID", "nothing was uploaded to this session yet")
-            # The data plane stored the body only because it hashed to session.digest.
-            actual = (session.digest or digest).removeprefix("sha256:")
-        else:
-            info, actual = self._join(session, key, body)
+            return self._complete_single(session, digest, body)
+        actual: str | None
+        info, actual = self._join(session, key, body)
         if session.size is not None and info.size != session.size:
             self.cancel(repository, upload_id)
             raise RegistryError("SIZE_INVALID", detail={"expected": session.size, "actual": info.size})
@@ -318,6 +313,27 @@ class Uploads:
                 {"expected": digest, "actual": "sha256:" + actual},
             )
         return self._publish(session, digest, info.size)
+
+    def _complete_single(self, session: Session, digest: str, body: bytes) -> BlobInfo:
+        """The bytes are already under their digest (verified by storage); link them if this session sent them."""
+        if body:
+            raise RegistryError("BLOB_UPLOAD_INVALID", "a single-PUT session takes its bytes through its presigned URL")
+        key = paths.blob_key(digest)
+        info = self.storage.stat(key)
+        if info is None or self.storage.marker(key) != session.uuid:
+            # Either nothing arrived yet, or the blob exists but was written by someone else:
+            # linking it would hand this repository bytes it never proved it has.
+            raise RegistryError(
+                "BLOB_UPLOAD_INVALID",
+                "the blob was not received through this session's URL (not sent yet, or another upload of"
+                " the same blob replaced it): PUT it again to the URL from GET on the session, then complete",
+                {"uuid": session.uuid},
+            )
+        if session.size is not None and info.size != session.size:
+            raise RegistryError("SIZE_INVALID", detail={"expected": session.size, "actual": info.size})
+        blob = self.blobs.link(session.repository, digest, info.size)
+        self.storage.delete_prefix(paths.upload_prefix(session.uuid))
+        return blob
 
     def _publish(self, session: Session, digest: str, size: int) -> BlobInfo:
         self.storage.move(paths.upload_data_key(session.uuid), paths.blob_key(digest))

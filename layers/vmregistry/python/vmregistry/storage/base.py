@@ -163,11 +163,20 @@ class Storage(ABC):
 
     @abstractmethod
     def presign_put(
-        self, key: str, expires_in: int, *, sha256: str, size: int | None = None
+        self, key: str, expires_in: int, *, sha256: str, size: int | None = None, marker: str | None = None
     ) -> PresignedRequest | None:
         """A request that stores one object whose SHA-256 must be ``sha256``, or ``None``.
 
-        The data plane verifies the digest before the object becomes visible.
+        The data plane verifies the digest before the object becomes visible. With
+        ``marker``, the object written through this request carries it (see :meth:`marker`).
+        """
+
+    @abstractmethod
+    def marker(self, key: str) -> str | None:
+        """The marker of the presigned PUT that last wrote ``key``; ``None`` after any other write.
+
+        It proves that a particular presigned request (not an earlier write of the
+        same bytes by someone else) produced the object.
         """
 
     # -- multipart -----------------------------------------------------------

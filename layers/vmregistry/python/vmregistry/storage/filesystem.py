@@ -66,7 +66,8 @@ class FilesystemStorage(Storage):
         self.signer = signer
         self._tmp = self.root / ".tmp"
         self._multipart = self.root / ".multipart"
-        for directory in (self.root, self._tmp, self._multipart):
+        self._markers = self.root / ".markers"
+        for directory in (self.root, self._tmp, self._multipart, self._markers):
             directory.mkdir(parents=True, exist_ok=True)
 
     # -- keys ------------------------------------------------------------------
@@ -175,16 +176,44 @@ class FilesystemStorage(Storage):
         actual = hashlib.sha256(data).hexdigest()
         if sha256 is not None and actual != sha256:
             raise ChecksumMismatch(f"expected sha256:{sha256}, received sha256:{actual}")
+        self._clear_marker(key)
         with self._temporary() as (handle, tmp):
             handle.write(data)
             return self._finish(handle, tmp, target, key, actual)
 
-    def receive(self, key: str, source: Readable, length: int | None, sha256: str | None) -> ObjectInfo:
+    def receive(
+        self, key: str, source: Readable, length: int | None, sha256: str | None, marker: str | None = None
+    ) -> ObjectInfo:
         """Stream ``length`` bytes from ``source`` into ``key`` (the data plane's PUT)."""
-        return self._receive(key, self.path(key), source, length, sha256)
+        info = self._receive(key, self.path(key), source, length, sha256)
+        if marker is not None:
+            self._set_marker(key, marker)
+        return info
+
+    # -- markers: a sidecar per key, so the object files stay plain bytes ----------
+
+    def _marker_path(self, key: str) -> Path:
+        return self._markers / hashlib.sha256(key.encode()).hexdigest()
+
+    def _set_marker(self, key: str, marker: str) -> None:
+        with self._temporary() as (handle, tmp):
+            handle.write(marker.encode())
+            handle.close()
+            os.replace(tmp, self._marker_path(key))
+
+    def _clear_marker(self, key: str) -> None:
+        self._marker_path(key).unlink(missing_ok=True)
+
+    def marker(self, key: str) -> str | None:
+        self.path(key)
+        try:
+            return self._marker_path(key).read_text()
+        except FileNotFoundError:
+            return None
 
     def delete(self, key: str) -> bool:
         path = self.path(key)
+        self._clear_marker(key)
         try:
             path.unlink()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -205,6 +234,7 @@ class FilesystemStorage(Storage):
         src = self.path(source)
         if not src.is_file():
             raise ObjectNotFound(source)
+        self._clear_marker(destination)
         self._publish(src, self.path(destination))
         self._prune(src.parent)
 
@@ -218,12 +248,13 @@ class FilesystemStorage(Storage):
         return url
 
     def presign_put(
-        self, key: str, expires_in: int, *, sha256: str, size: int | None = None
+        self, key: str, expires_in: int, *, sha256: str, size: int | None = None, marker: str | None = None
     ) -> PresignedRequest | None:
         if self.signer is None:
             return None
         self.path(key)
-        url, expires = self.signer.sign("put", {"key": key, "sha256": sha256}, expires_in)
+        params = {"key": key, "sha256": sha256} | ({"marker": marker} if marker is not None else {})
+        url, expires = self.signer.sign("put", params, expires_in)
         return PresignedRequest(url=url, method="PUT", expires_at=expires)
 
     # -- multipart -------------------------------------------------------------------

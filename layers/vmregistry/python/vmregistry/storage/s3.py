@@ -98,6 +98,10 @@ def _b64_to_hex(value: str | None) -> str | None:
     return raw.hex() if len(raw) == 32 else None
 
 
+# User metadata naming the presigned PUT that wrote an object (sent as x-amz-meta-vmr-marker).
+_MARKER = "vmr-marker"
+
+
 class _Body:
     """A GetObject body whose read errors are the contract's, not botocore's."""
 
@@ -322,25 +326,31 @@ class S3Storage(Storage):
             )
 
     def presign_put(
-        self, key: str, expires_in: int, *, sha256: str, size: int | None = None
+        self, key: str, expires_in: int, *, sha256: str, size: int | None = None, marker: str | None = None
     ) -> PresignedRequest | None:
         check_key(key)
         if size is not None and size > MAX_SINGLE_PUT_SIZE:
             return None
         checksum = _hex_to_b64(sha256)
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ChecksumSHA256": checksum}
+        headers = {"x-amz-checksum-sha256": checksum}
+        if marker is not None:
+            params["Metadata"] = {_MARKER: marker}
+            headers[f"x-amz-meta-{_MARKER}"] = marker
         with s3_errors("presign PutObject", self.bucket, key):
-            url = self.client.generate_presigned_url(
-                "put_object",
-                Params={"Bucket": self.bucket, "Key": key, "ChecksumSHA256": checksum},
-                ExpiresIn=expires_in,
-            )
-        # Signed, so the client must send it unchanged; S3 checks the body against it.
-        return PresignedRequest(
-            url=url,
-            method="PUT",
-            expires_at=int(time.time()) + expires_in,
-            headers={"x-amz-checksum-sha256": checksum},
-        )
+            url = self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=expires_in)
+        # Signed, so the client must send them unchanged; S3 checks the body against the checksum.
+        return PresignedRequest(url=url, method="PUT", expires_at=int(time.time()) + expires_in, headers=headers)
+
+    def marker(self, key: str) -> str | None:
+        check_key(key)
+        try:
+            with s3_errors("HeadObject", self.bucket, key):
+                head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ObjectNotFound:
+            return None
+        value = head.get("Metadata", {}).get(_MARKER)
+        return str(value) if value is not None else None
 
     # -- multipart -----------------------------------------------------------------
 
