@@ -342,3 +342,25 @@ def test_presigned_urls_use_the_address_the_client_used(server: RunningServer) -
     # AND a Host header that is not a host falls back to the server's own URL
     odd = request("GET", f"{server.url}/v1/origin/repo/blobs/{digest}", headers={"Host": "evil/../x"})
     assert (odd.header("Location") or "").startswith(server.url + "/_data/")
+
+
+def test_racing_single_puts_of_one_blob_both_link_after_resending(server: RunningServer) -> None:
+    # GIVEN two sessions uploading the same blob, B's PUT landing after A's
+    data = os.urandom(20_000)
+    digest = digest_of(data)
+    query = f"?digest={digest}&size={len(data)}"
+    a = request("POST", f"{server.url}/v1/race/a/blobs/uploads/{query}").json()
+    b = request("POST", f"{server.url}/v1/race/b/blobs/uploads/{query}").json()
+    assert request("PUT", a["upload"]["url"], data).status == 200
+    assert request("PUT", b["upload"]["url"], data).status == 200
+    # WHEN A completes THEN it is told to send again (the stored bytes carry B's marker)
+    first = request("PUT", f"{server.url}{a['location']}?digest={digest}")
+    assert first.status == 400
+    assert "again" in first.json()["errors"][0]["message"]
+    # AND after resending, each completes and each repository holds the blob
+    assert request("PUT", a["upload"]["url"], data).status == 200
+    assert request("PUT", f"{server.url}{a['location']}?digest={digest}").status == 201
+    assert request("PUT", b["upload"]["url"], data).status == 200
+    assert request("PUT", f"{server.url}{b['location']}?digest={digest}").status == 201
+    for repo in ("race/a", "race/b"):
+        assert pull_blob(server.url, repo, digest).body == data

@@ -241,11 +241,20 @@ class _Uploader:
             self.client.call("DELETE", self._upload_url(started["uuid"]))
             return None
         upload = started["upload"]
-        self._send(
-            upload.get("method", "PUT"), upload["url"], dict(upload.get("headers") or {}), 0, self.blob.size, task
-        )
-        self._complete(started["uuid"])
-        return "single"
+        for attempt in range(2):
+            self._send(
+                upload.get("method", "PUT"), upload["url"], dict(upload.get("headers") or {}), 0, self.blob.size, task
+            )
+            try:
+                self._complete(started["uuid"])
+                return "single"
+            except RegistryAPIError as exc:
+                # Another client's upload of the same blob replaced ours between PUT and completion:
+                # the registry links only bytes this session sent, so send them once more.
+                if exc.code != "BLOB_UPLOAD_INVALID" or attempt:
+                    raise
+                task.advance(-self.blob.size)  # the bytes go again: take back their progress
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def multipart(self, task: Task) -> str:
         blob, options = self.blob, self.options
