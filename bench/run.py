@@ -224,5 +224,5 @@ def _write(result: dict[str, Any], out: Path, docs: bool) -> None:
         if BEGIN in text and END in text:
             head, _, rest = text.partition(BEGIN)
             _, _, tail = rest.partition(END)
-            shown = table.replace("](latest.png)", "](../bench/results/latest.png)")
+            shown = re.sub(r"(?m)^## ", "### ", table).replace("](latest.png)", "](../bench/results/latest.png)")
             DOCS.write_text(f"{head}{BEGIN}\n{shown}\n{END}{tail}")
