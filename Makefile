@@ -12,7 +12,7 @@ PYTHON ?= $(shell for p in $(HOME)/.pyenv/versions/3.13*/bin/python3.13 python3.
 	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null && { echo $$p; break; }; \
 	done)
 
-.PHONY: install localstack cdk synth run test lint typecheck clean
+.PHONY: install localstack cdk synth run test lint typecheck clean bench
 
 install: $(STAMP)
 
@@ -71,7 +71,8 @@ typecheck: install
 	$(BIN)/mypy
 
 # Benchmarks against CNCF distribution (docs/bench.md); not part of `make test`.
-bench: install
+# LocalStack (make localstack) is for the S3-mode section.
+bench: install localstack
 	@command -v docker-registry >/dev/null && command -v wrk >/dev/null || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq docker-registry wrk; }
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
