@@ -226,6 +226,7 @@ class Functions(Construct):
             "s3_region": Stack.of(bucket).region,
             "s3_skip_bucket_creation": "true",
             "presign_expires": str(config.presign_expires),
+            "auth": "jwt",  # handlers re-check every request's grants; never "none" in the cloud
             "auth_public_key": AUTH_KEY_LAMBDA_PATH,
             "auth_issuer": config.auth_issuer,
             "auth_audience": config.auth_audience,

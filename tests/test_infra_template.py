@@ -105,6 +105,8 @@ def test_environment_uses_only_the_local_servers_setting_names(synth: Synthesize
         assert variables["VMREGISTRY_PRESIGN_EXPIRES"] == str(synth.context["presignExpires"])
         # ... and the public key is the file the key layer puts there
         assert variables["VMREGISTRY_AUTH_PUBLIC_KEY"] == "/opt/vmregistry-auth/public.pem"
+        # ... and a request without verified grants is refused by the handler itself
+        assert variables["VMREGISTRY_AUTH"] == "jwt"
         assert variables["POWERTOOLS_SERVICE_NAME"] == "vmregistry"
         assert variables["POWERTOOLS_METRICS_NAMESPACE"]
 

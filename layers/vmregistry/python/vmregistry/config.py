@@ -34,6 +34,7 @@ SETTINGS_HELP: dict[str, str] = {
     "public_url": "base URL clients use to reach this server's data plane (local mode)",
     "verify_inline_bytes": "multipart blobs larger than this are verified by a worker, after the API answered",
     "verify_function": "name of the Lambda function that verifies large uploads (set by the stack)",
+    "auth": "jwt: every request needs a verified token; none: no authentication (unset: jwt inside Lambda)",
     "auth_public_key": "PEM file with the Auth Server's RSA public key (absent: no authentication)",
     "auth_issuer": "required 'iss' claim of tokens, if set",
     "auth_audience": "required 'aud' claim of tokens, if set",
