@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import importlib
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -195,3 +197,17 @@ def test_event_shape_matches_api_gateway(registry: Registry) -> None:
     assert event["requestContext"]["resourcePath"] == event["resource"]
     assert event["body"] is None
     assert event["isBase64Encoded"] is False
+
+
+def test_api_handlers_do_not_load_what_they_never_use() -> None:
+    # GIVEN a fresh interpreter importing every API handler (as a cold Lambda would, one each)
+    modules = ", ".join(repr(route.module) for route in ROUTES)
+    probe = (
+        "import importlib, sys\n"
+        f"for name in [{modules}]:\n"
+        "    importlib.import_module(name)\n"
+        "print(sorted(m for m in ('jwt', 'cryptography', 'boto3') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    # THEN token verification (the authorizer's job) and the S3 client (chosen at first use) stay unloaded
+    assert result.stdout.strip() == "[]"

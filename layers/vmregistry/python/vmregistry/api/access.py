@@ -26,7 +26,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from vmregistry.auth.authorizer import grants_of
+from vmregistry.auth.context import grants_of
 from vmregistry.auth.policy import challenge
 from vmregistry.auth.scopes import format_scope
 from vmregistry.config import Settings

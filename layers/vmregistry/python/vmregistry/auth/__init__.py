@@ -17,7 +17,10 @@ Handlers re-check the authorizer's context in :mod:`vmregistry.api.access`.
 
 from __future__ import annotations
 
-from vmregistry.auth.authorizer import CONTEXT_GRANTS, Unauthorized, authorize, grants_of
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from vmregistry.auth.context import CONTEXT_GRANTS, grants_of
 from vmregistry.auth.patterns import Pattern, PatternError
 from vmregistry.auth.policy import (
     IDENTITY_SOURCES,
@@ -28,17 +31,48 @@ from vmregistry.auth.policy import (
     evaluate_policy,
 )
 from vmregistry.auth.scopes import ACTIONS, Access, AccessSet, ScopeError, format_scope
-from vmregistry.auth.tokens import (
-    ALGORITHM,
-    MAX_TOKEN_LENGTH,
-    Identity,
-    TokenError,
-    Verifier,
-    bearer_token,
-    generate_key_pair,
-    load_public_key,
-    mint_token,
-)
+
+if TYPE_CHECKING:
+    from vmregistry.auth.authorizer import Unauthorized, authorize
+    from vmregistry.auth.tokens import (
+        ALGORITHM,
+        MAX_TOKEN_LENGTH,
+        Identity,
+        TokenError,
+        Verifier,
+        bearer_token,
+        generate_key_pair,
+        load_public_key,
+        mint_token,
+    )
+
+# Token verification needs pyjwt and cryptography (~100 ms of imports); only the
+# authorizer and the key tools use it, so it loads on first use, not with the package.
+_LAZY = {
+    "Unauthorized": "authorizer",
+    "authorize": "authorizer",
+    **dict.fromkeys(
+        [
+            "ALGORITHM",
+            "MAX_TOKEN_LENGTH",
+            "Identity",
+            "TokenError",
+            "Verifier",
+            "bearer_token",
+            "generate_key_pair",
+            "load_public_key",
+            "mint_token",
+        ],
+        "tokens",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"vmregistry.auth.{_LAZY[name]}"), name)
+
 
 __all__ = [
     "ACTIONS",

@@ -19,12 +19,11 @@ that raises something else makes API Gateway answer 500.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
+from vmregistry.auth.context import CONTEXT_GRANTS, CONTEXT_REASON, CONTEXT_SUBJECT, grants_of
 from vmregistry.auth.policy import build_policy
-from vmregistry.auth.scopes import AccessSet
 from vmregistry.auth.tokens import Identity, TokenError, Verifier, bearer_token
 from vmregistry.names import is_valid_name
 from vmregistry.routes import Action, Route, find_route
@@ -40,11 +39,6 @@ __all__ = [
     "grants_of",
     "required_access",
 ]
-
-CONTEXT_GRANTS = "grants"
-"""Authorizer context key: the token's grants, :meth:`AccessSet.to_json`."""
-CONTEXT_SUBJECT = "sub"
-CONTEXT_REASON = "reason"
 
 
 class Unauthorized(Exception):
@@ -108,21 +102,3 @@ def authorize(event: Mapping[str, Any], verifier: Verifier) -> dict[str, Any]:
         raise Unauthorized(exc.reason) from None
     allowed, reason = decide(event, identity)
     return build_policy(identity.subject, "Allow" if allowed else "Deny", method_arn, context_for(identity, reason))
-
-
-def grants_of(context: Mapping[str, Any] | None) -> AccessSet | None:
-    """The grants an authorizer context carries; None when it has no grants key (no token ran)."""
-    if not context:
-        return None
-    raw = context.get(CONTEXT_GRANTS)
-    if not isinstance(raw, str):
-        return None
-    return _parse_grants(raw)
-
-
-@functools.lru_cache(maxsize=64)  # the catalog asks once per repository
-def _parse_grants(raw: str) -> AccessSet:
-    try:
-        return AccessSet.from_json(raw)
-    except ValueError:
-        return AccessSet()  # a context with unreadable grants grants nothing
