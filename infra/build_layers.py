@@ -16,16 +16,27 @@ architecture wheels there would shadow the venv's own compiled modules)::
     └── authkey/vmregistry-auth/public.pem
                                  the Auth Server's public key -> /opt/vmregistry-auth/public.pem
 
-The shared package needs no build: ``layers/vmregistry`` already has the
-``python/`` folder a layer wants. Run ``python -m infra.build_layers`` to build
-by hand; the CDK app calls :func:`ensure_deps_layer` itself before synth.
+    build/layers/vmregistry/python/vmregistry/...
+                                 the shared package, copied and precompiled -> /opt/python
+    build/functions/vmregistry_functions/...
+                                 the handlers, copied and precompiled      -> /var/task
+
+Every module ships with bytecode compiled for the runtime's Python
+(:func:`compile_bytecode`): Lambda's ``/opt`` and ``/var/task`` are read-only,
+so without it every cold start compiles every module it imports again. The pycs
+are hash-based and unchecked: valid whatever timestamps the asset zip carries.
+
+Run ``python -m infra.build_layers`` to build by hand; the CDK app builds what
+it needs itself before synth.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import hashlib
 import os
+import py_compile
 import shutil
 import subprocess
 import sys
@@ -35,10 +46,13 @@ from infra.config import LAMBDA_PLATFORM, PYTHON_VERSION, ROOT
 
 __all__ = [
     "AUTH_KEY_LAMBDA_PATH",
+    "BYTECODE_VERSION",
     "LAMBDA_UNZIPPED_LIMIT",
     "REQUIREMENTS",
     "build_auth_key_layer",
+    "build_code_asset",
     "build_deps_layer",
+    "compile_bytecode",
     "ensure_deps_layer",
     "tree_size",
 ]
@@ -52,8 +66,43 @@ AUTH_KEY_LAMBDA_PATH = f"/opt/{AUTH_KEY_FOLDER}/public.pem"
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 """Lambda's limit on a function's code plus all its layers, unzipped."""
 
-# Neither is imported at run time; dropping them keeps the layer lean.
+# Scripts are never run, and pip's own pycs are replaced by ours (see compile_bytecode).
 _PRUNE = ("bin", "__pycache__")
+_COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+BYTECODE_VERSION = "unchecked-hash-1"
+"""Part of the dependency layer's fingerprint: bump it when the bytecode recipe changes."""
+
+
+def compile_bytecode(tree: Path, lambda_dir: str) -> None:
+    """Precompile every module under ``tree`` for the runtime's Python.
+
+    ``lambda_dir`` is where ``tree`` sits on Lambda (``/opt/python``, ``/var/task``):
+    tracebacks then name the files as they are there.
+    """
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if running != PYTHON_VERSION:
+        raise RuntimeError(
+            f"Lambda runs Python {PYTHON_VERSION} and only Python {PYTHON_VERSION} can compile its bytecode;"
+            f" this build runs {running}: build from the project's venv (make install)"
+        )
+    compiled = compileall.compile_dir(
+        str(tree),
+        ddir=lambda_dir,
+        quiet=2,
+        workers=0,
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
+    if not compiled:
+        raise RuntimeError(f"some modules under {tree} do not compile with Python {running}")
+
+
+def build_code_asset(source: Path, target: Path, lambda_dir: str) -> Path:
+    """Copy our own code (without caches) to ``target`` and precompile it; returns ``target``."""
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, ignore=_COPY_IGNORE)
+    compile_bytecode(target, lambda_dir)
+    return target
 
 
 def build_deps_layer(
@@ -85,12 +134,14 @@ def build_deps_layer(
         for path in site.rglob(pruned):
             if path.is_dir():
                 shutil.rmtree(path)
+    if platform is not None:
+        compile_bytecode(site, "/opt/python")
     return site
 
 
 def _fingerprint(requirements: Path, platform: str, python_version: str) -> str:
     digest = hashlib.sha256(requirements.read_bytes())
-    digest.update(f"\0{platform}\0{python_version}".encode())
+    digest.update(f"\0{platform}\0{python_version}\0{BYTECODE_VERSION}".encode())
     return digest.hexdigest()
 
 

@@ -35,7 +35,7 @@ from vmregistry import routes
 from vmregistry.config import env_name
 from vmregistry.routes import ROUTES, Grant
 
-from infra.build_layers import AUTH_KEY_LAMBDA_PATH, build_auth_key_layer, ensure_deps_layer
+from infra.build_layers import AUTH_KEY_LAMBDA_PATH, build_auth_key_layer, build_code_asset, ensure_deps_layer
 from infra.config import ARCHITECTURE, PYTHON_VERSION, ROOT, DeploymentConfig
 
 __all__ = [
@@ -75,7 +75,8 @@ S3_ACTIONS: Mapping[Grant, tuple[tuple[str, ...], tuple[str, ...]]] = {
 ListParts; ``write`` covers multipart create/part/complete and copy destinations (CopyObject
 is GetObject on the source plus PutObject on the target); only ``delete`` removes objects."""
 
-_ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/*.egg-info"]
+BUILD_ROOT = ROOT / "build"
+"""Precompiled copies of our code go here (see :func:`infra.build_layers.build_code_asset`)."""
 
 
 class _Worker(Protocol):
@@ -183,7 +184,9 @@ class Functions(Construct):
             lambda_.LayerVersion(
                 self,
                 "RegistryLayer",
-                code=lambda_.Code.from_asset(str(ROOT / "layers" / "vmregistry"), exclude=_ASSET_EXCLUDES),
+                code=lambda_.Code.from_asset(
+                    str(build_code_asset(ROOT / "layers" / "vmregistry", BUILD_ROOT / "layers" / "vmregistry", "/opt"))
+                ),
                 compatible_runtimes=[runtime()],
                 description="The shared vmregistry package",
             ),
@@ -194,7 +197,9 @@ class Functions(Construct):
                 description=f"The Auth Server's RSA public key, at {AUTH_KEY_LAMBDA_PATH}",
             ),
         ]
-        self.code = lambda_.Code.from_asset(str(ROOT / "functions"), exclude=_ASSET_EXCLUDES)
+        self.code = lambda_.Code.from_asset(
+            str(build_code_asset(ROOT / "functions", BUILD_ROOT / "functions", "/var/task"))
+        )
         self.environment = self._environment(config, bucket)
         self.by_operation: dict[str, lambda_.Function] = {}
         specs = function_specs()
@@ -240,6 +245,9 @@ class Functions(Construct):
             "POWERTOOLS_METRICS_NAMESPACE": "VmRegistry",
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
+        if not config.tracing:
+            # Also keeps the handlers from importing the X-Ray SDK at cold start.
+            environment["POWERTOOLS_TRACE_DISABLED"] = "true"
         return environment
 
     def _declare(self, spec: FunctionSpec, config: DeploymentConfig, bucket: s3.IBucket) -> lambda_.Function:
@@ -279,7 +287,7 @@ class Functions(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             memory_size=spec.memory_size or config.memory_size,
             timeout=spec.timeout,
-            tracing=lambda_.Tracing.ACTIVE,
+            tracing=lambda_.Tracing.ACTIVE if config.tracing else lambda_.Tracing.DISABLED,
             environment=dict(self.environment),
         )
 

@@ -22,6 +22,11 @@ from infra.storage import Storage
 __all__ = ["NAG_ACKNOWLEDGEMENTS", "VmRegistryStack"]
 
 NAG_ACKNOWLEDGEMENTS: dict[str, str] = {
+    "AwsSolutions::AwsSolutions-L1": (
+        "The runtime is the newest Python whose bytecode the build can produce (infra.config.PYTHON_VERSION): "
+        "Lambda's code directories are read-only, so a runtime without matching precompiled bytecode would "
+        "recompile every module at every cold start (seconds). Move with the interpreter that builds the layers."
+    ),
     "AwsSolutions-S1": (
         "Server access logs would need a second bucket that costs money at rest; every request to the "
         "bucket is made by a function (logged, traced) or by a presigned URL that a logged API call issued."

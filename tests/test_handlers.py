@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import importlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -211,3 +212,28 @@ def test_api_handlers_do_not_load_what_they_never_use() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     # THEN token verification (the authorizer's job) and the S3 client (chosen at first use) stay unloaded
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("environment", "traced"),
+    [
+        ({"AWS_LAMBDA_FUNCTION_NAME": "blob_head"}, True),
+        ({"AWS_LAMBDA_FUNCTION_NAME": "blob_head", "POWERTOOLS_TRACE_DISABLED": "true"}, False),
+        ({}, False),
+    ],
+    ids=["lambda", "lambda-tracing-off", "local"],
+)
+def test_the_xray_sdk_loads_only_where_traces_are_sent(environment: dict[str, str], traced: bool) -> None:
+    # GIVEN a fresh interpreter in Lambda's environment or outside it
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_LAMBDA_FUNCTION_NAME", "POWERTOOLS_TRACE_DISABLED")}
+    probe = (
+        "import sys, vmregistry_functions.blob_head as h\n"
+        "from vmregistry.api.observability import tracer\n"
+        "print('aws_xray_sdk' in sys.modules, type(tracer).__name__)\n"
+    )
+    # WHEN a handler is imported
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env | environment, capture_output=True, text=True, check=True
+    )
+    # THEN the X-Ray SDK (half a second of imports) is there only when Powertools would trace
+    assert result.stdout.split() == (["True", "Tracer"] if traced else ["False", "NoTracer"])

@@ -8,6 +8,7 @@ the layers and ``functions/`` (no venv), as Lambda's runtime would.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.build_layers import LAMBDA_UNZIPPED_LIMIT, REQUIREMENTS, build_deps_layer, tree_size
+from infra.build_layers import LAMBDA_UNZIPPED_LIMIT, REQUIREMENTS, build_code_asset, build_deps_layer, tree_size
 from infra.config import ARCHITECTURE, PYTHON_VERSION, ROOT
 from infra.functions import function_specs
 
@@ -37,6 +38,15 @@ def target_layer(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def host_layer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_deps_layer(tmp_path_factory.mktemp("deps-host"), platform=None)
+
+
+@pytest.fixture(scope="module")
+def code_assets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The function code and the shared layer as the stack ships them: copied and precompiled."""
+    root = tmp_path_factory.mktemp("code")
+    functions = build_code_asset(ROOT / "functions", root / "functions", "/var/task")
+    shared = build_code_asset(ROOT / "layers" / "vmregistry", root / "vmregistry", "/opt")
+    return functions, shared
 
 
 def test_requirements_cover_every_runtime_dependency() -> None:
@@ -69,26 +79,51 @@ def test_dependency_layer_is_built_for_the_lambda_target(target_layer: Path) -> 
     assert all(tag.endswith(WHEEL_ARCH[ARCHITECTURE]) for tag in tags), tags
 
 
-def test_function_and_layers_fit_lambdas_unzipped_limit(target_layer: Path) -> None:
+def test_function_and_layers_fit_lambdas_unzipped_limit(target_layer: Path, code_assets: tuple[Path, Path]) -> None:
     # GIVEN what one function carries: its code, the shared package and the dependencies
-    total = tree_size(target_layer) + tree_size(ROOT / "layers" / "vmregistry") + tree_size(ROOT / "functions")
+    functions, shared = code_assets
+    total = tree_size(target_layer) + tree_size(shared) + tree_size(functions)
     # THEN it stays under Lambda's 250 MB, with room to grow
     assert total < LAMBDA_UNZIPPED_LIMIT * 0.6, f"{total / 1e6:.0f} MB"
 
 
-def test_the_layer_holds_no_build_leftovers(target_layer: Path) -> None:
-    # Bytecode for the build machine's Python and console scripts are dead weight on Lambda
-    assert not list(target_layer.rglob("__pycache__"))
+def _assert_precompiled(tree: Path) -> None:
+    """Every module has runtime bytecode that Lambda will use without checking the source."""
+    tag = f"cpython-{PYTHON_VERSION.replace('.', '')}"
+    modules = list(tree.rglob("*.py"))
+    assert modules
+    for module in modules:
+        pyc = module.parent / "__pycache__" / f"{module.stem}.{tag}.pyc"
+        assert pyc.is_file(), module
+        header = pyc.read_bytes()[:8]
+        assert header[:4] == importlib.util.MAGIC_NUMBER, pyc
+        # flags: bit 0 hash-based, bit 1 check the source; Lambda's zip timestamps must not matter
+        assert int.from_bytes(header[4:8], "little") == 0b01, pyc
+
+
+def test_the_layer_ships_runtime_bytecode_and_no_scripts(target_layer: Path) -> None:
+    # Lambda's /opt is read-only: modules without bytecode would be compiled at every cold start
+    _assert_precompiled(target_layer)
     assert not (target_layer / "bin").exists()
 
 
+def test_our_code_assets_are_precompiled(code_assets: tuple[Path, Path]) -> None:
+    functions, shared = code_assets
+    _assert_precompiled(functions)
+    _assert_precompiled(shared)
+    assert not list(shared.rglob("*.egg-info"))
+
+
 @pytest.mark.parametrize("spec", function_specs(), ids=lambda s: s.operation)
-def test_each_handler_imports_with_only_the_layers_on_the_path(spec: object, host_layer: Path) -> None:
+def test_each_handler_imports_with_only_the_layers_on_the_path(
+    spec: object, host_layer: Path, code_assets: tuple[Path, Path]
+) -> None:
     handler: str = getattr(spec, "handler")  # noqa: B009 - spec is typed loosely for the param ids
     module, _, attribute = handler.rpartition(".")
     # GIVEN a fresh interpreter without site-packages (-I -S), whose path is only what Lambda
     # puts there: the function code (/var/task) and the layers' python/ folders (/opt/python)
-    path = [str(ROOT / "functions"), str(ROOT / "layers" / "vmregistry" / "python"), str(host_layer)]
+    functions, shared = code_assets
+    path = [str(functions), str(shared / "python"), str(host_layer)]
     code = (
         "import importlib, sys; sys.path[:0] = " + repr(path) + "\n"
         f"handler = getattr(importlib.import_module({module!r}), {attribute!r})\n"
