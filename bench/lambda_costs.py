@@ -1,19 +1,21 @@
 """What each Lambda function costs: cold import, warm invocation, artefact size.
 
-* **Cold import**: ``python -X importtime -c "import <handler module>"`` in a
-  fresh interpreter (warm disk cache, as on a Lambda host that has the layers
-  in its page cache), with the environment a deployed function has
-  (``AWS_LAMBDA_FUNCTION_NAME`` set, tracing on), median of several runs; the
-  time is also split by top-level package so the heavy dependency is named.
+* **Cold import**: ``python -S -X importtime`` importing the handler module in a
+  fresh interpreter whose path is what Lambda's holds (the function code and the
+  shared layer precompiled as the stack ships them, then the dependencies; warm
+  disk cache, as on a Lambda host that has the layers in its page cache), with
+  the environment a deployed function has (``AWS_LAMBDA_FUNCTION_NAME`` set),
+  tracing on (the stack's default) and off, median of several runs; the time is
+  also split by top-level package so the heavy dependency is named.
 * **Warm invocation**: each ``lambda_handler`` called in one process with the
   API Gateway REST event :func:`vmregistry.local.events.build_event` builds,
   against the filesystem backend on a temporary root (the warm path of the
   code, not S3's latency); setup that an operation needs each time (a session
   to complete, a tag to delete) is done before the clock starts. Tracing and
   metrics are off as in local mode: X-Ray has no daemon to talk to here.
-* **Artefact sizes**: the function code (``functions/``) and the domain layer
-  (``layers/vmregistry``) zipped as CDK would, and the dependency layer from
-  ``build/layers/deps`` if the CDK build made it.
+* **Artefact sizes**: the function code, the domain layer and the dependency
+  layer as the CDK build leaves them under ``build/`` (precompiled), zipped as
+  CDK would.
 
 Run in a subprocess by :mod:`bench.run` (``python -m bench.lambda_costs``) so
 the process-wide registry and Powertools' environment stay its own.
@@ -56,13 +58,36 @@ def _operations() -> list[str]:
     return [route.operation for route in ROUTES]
 
 
-def _import_once(module: str) -> tuple[float, dict[str, float]]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("VMREGISTRY_", "POWERTOOLS_"))}
+def _lambda_path() -> list[str]:
+    """What a deployed function's sys.path holds: its precompiled code, then the layers.
+
+    Built the way the stack builds them (bytecode for the runtime), so the figure is the
+    one Lambda pays, not one inflated by compiling sources; the venv's site-packages stand
+    in for the dependency layer (pip precompiled it at install).
+    """
+    from infra.build_layers import build_code_asset
+
+    assets = Path(tempfile.mkdtemp(prefix="vmr-lambda-code-"))
+    functions = build_code_asset(ROOT / "functions", assets / "functions", "/var/task")
+    shared = build_code_asset(ROOT / "layers" / "vmregistry", assets / "vmregistry", "/opt")
+    import sysconfig
+
+    return [str(functions), str(shared / "python"), sysconfig.get_paths()["purelib"]]
+
+
+def _import_once(module: str, path: list[str], traced: bool) -> tuple[float, dict[str, float]]:
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("VMREGISTRY_", "POWERTOOLS_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
+    environ |= LAMBDA_ENV | ({} if traced else {"POWERTOOLS_TRACE_DISABLED": "true"})
+    code = f"import sys; sys.path[:0] = {path!r}; import {module}"
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        [sys.executable, "-S", "-X", "importtime", "-c", code],
         capture_output=True,
         text=True,
-        env=environ | LAMBDA_ENV,
+        env=environ,
         check=True,
     )
     total = 0.0
@@ -80,13 +105,17 @@ def _import_once(module: str) -> tuple[float, dict[str, float]]:
 def import_times(runs: int, operations: list[str] | None = None) -> dict[str, Any]:
     """``{operation: {"ms": median, "min", "max", "top": [[package, ms], ...]}}``."""
     out: dict[str, Any] = {}
+    path = _lambda_path()
     for operation in operations or _operations():
-        samples = [_import_once(f"vmregistry_functions.{operation}") for _ in range(runs)]
+        module = f"vmregistry_functions.{operation}"
+        samples = [_import_once(module, path, traced=True) for _ in range(runs)]
+        untraced = [_import_once(module, path, traced=False)[0] for _ in range(runs)]
         times = [total for total, _ in samples]
         packages = samples[len(samples) // 2][1]
         top = sorted(packages.items(), key=lambda item: -item[1])[:4]
         out[operation] = {
             "ms": round(statistics.median(times), 1),
+            "untraced_ms": round(statistics.median(untraced), 1),
             "min": round(min(times), 1),
             "max": round(max(times), 1),
             "top": [[name, round(ms, 1)] for name, ms in top],
@@ -98,21 +127,22 @@ def _zip_size(directory: Path) -> int:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(directory.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith(".pyc"):
+            if path.is_file():  # bytecode included: the stack ships it
                 archive.write(path, path.relative_to(directory))
     return buffer.tell()
 
 
 def _tree_size(directory: Path) -> int:
-    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
 
 def artefact_sizes() -> dict[str, Any]:
     """Zipped and unzipped bytes of the function code and each layer."""
     out: dict[str, Any] = {}
+    # What the stack uploads: precompiled copies under build/ (made by its synth).
     candidates = {
-        "functions": ROOT / "functions",
-        "layer vmregistry": ROOT / "layers" / "vmregistry",
+        "functions": ROOT / "build" / "functions",
+        "layer vmregistry": ROOT / "build" / "layers" / "vmregistry",
         "layer deps": ROOT / "build" / "layers" / "deps",
     }
     for name, directory in candidates.items():

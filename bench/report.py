@@ -141,15 +141,19 @@ def render_markdown(result: dict[str, Any]) -> str:
         out += [
             "## Lambda costs",
             "",
-            "| Handler | Cold import ms (min-max) | Heaviest packages (self ms) | Warm p50 ms | Warm p99 ms |",
-            "|---|---|---|---|---|",
+            "| Handler | Cold import ms, X-Ray on (min-max) | X-Ray off | Heaviest packages (self ms) | Warm p50 ms"
+            " | Warm p99 ms |",
+            "|---|---|---|---|---|---|",
         ]
         imports, invokes = lam.get("import") or {}, lam.get("invoke") or {}
         for op in imports or invokes:
             imp, inv = imports.get(op) or {}, invokes.get(op) or {}
             heavy = ", ".join(f"{name} {ms:.0f}" for name, ms in imp.get("top", [])[:3])
             cold = f"{imp['ms']} ({imp['min']}-{imp['max']})" if imp else "-"
-            out.append(f"| {op} | {cold} | {heavy} | {inv.get('p50_ms', '-')} | {inv.get('p99_ms', '-')} |")
+            untraced = imp.get("untraced_ms", "-")
+            out.append(
+                f"| {op} | {cold} | {untraced} | {heavy} | {inv.get('p50_ms', '-')} | {inv.get('p99_ms', '-')} |"
+            )
         sizes = lam.get("artefacts") or {}
         if sizes:
             out += ["", "| Artefact | Zipped | Unzipped |", "|---|---|---|"]
