@@ -6,8 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# Lambda runs Python 3.14 (the dependency layer is built for it); locally the newest of
-# 3.13 (pyenv on these machines), 3.12 or the system python3, at least 3.11.
+# Lambda runs Python 3.13, and only 3.13 can compile the bytecode the stack ships (infra/,
+# its tests): prefer it (pyenv on these machines), else 3.12 or the system python3 (>= 3.11),
+# which run the registry and its tests but cannot build the deployment.
 PYTHON ?= $(shell for p in $(HOME)/.pyenv/versions/3.13*/bin/python3.13 python3.13 python3.12 python3; do \
 	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null && { echo $$p; break; }; \
 	done)

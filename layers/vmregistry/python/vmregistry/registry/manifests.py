@@ -128,7 +128,10 @@ class Manifests:
                 "push every blob before the manifest that references it",
                 {"digests": sorted(set(unknown))},
             )
-        self.storage.write(paths.manifest_key(repository, digest), data)
+        by_digest = paths.manifest_key(repository, digest)
+        # Content-addressed: if it is there, it is these very bytes (pushing a tag again is common).
+        if self.storage.stat(by_digest) is None:
+            self.storage.write(by_digest, data)
         if reference != digest:
             self.storage.write(paths.manifest_key(repository, reference), data)
         return Manifest(data, digest, mediatypes.MANIFEST)
