@@ -17,6 +17,10 @@ from tests.httpclient import Reply, request
 __all__ = ["digest_of", "make_manifest", "pull_blob", "push_inline", "push_multipart", "push_single", "put_manifest"]
 
 
+RESENDS = 10
+"""How often a single-PUT flow resends when racing uploads of the same blob keep replacing it."""
+
+
 def digest_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -36,9 +40,14 @@ def push_single(url: str, repo: str, data: bytes, headers: dict[str, str] | None
     session = started.json()
     assert session["mode"] == "single"
     upload = session["upload"]
-    sent = request(upload["method"], upload["url"], data, upload["headers"])
-    assert sent.status == 200, sent.body
-    done = request("PUT", f"{url}{session['location']}?digest={digest}", headers=headers)
+    # A concurrent upload of the same blob may replace ours between PUT and completion; the
+    # registry then asks for the bytes again (it links only what this session sent).
+    for _ in range(RESENDS):
+        sent = request(upload["method"], upload["url"], data, upload["headers"])
+        assert sent.status == 200, sent.body
+        done = request("PUT", f"{url}{session['location']}?digest={digest}", headers=headers)
+        if done.status != 400 or done.error_codes != ["BLOB_UPLOAD_INVALID"]:
+            break
     assert done.status == 201, done.body
     assert done.header("Docker-Content-Digest") == digest
     return digest

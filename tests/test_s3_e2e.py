@@ -164,7 +164,8 @@ def test_tampered_presigned_urls_are_refused(registry: S3Registry) -> None:
     upload = started.json()["upload"]
     # WHEN the GET URL is pointed at another object, or its signature altered THEN S3 refuses it
     parts = urlsplit(location)
-    assert request("GET", parts._replace(path=parts.path[:-1] + "0").geturl()).status == 403
+    other_char = "1" if parts.path.endswith("0") else "0"  # really another object
+    assert request("GET", parts._replace(path=parts.path[:-1] + other_char).geturl()).status == 403
     assert request("GET", location.replace("X-Amz-Signature=", "X-Amz-Signature=0")).status == 403
     # WHEN the PUT URL is pointed at another blob's key THEN S3 refuses it and that blob is untouched
     put = urlsplit(upload["url"])

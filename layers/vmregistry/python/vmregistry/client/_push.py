@@ -41,6 +41,8 @@ from vmregistry.client._transport import with_retries
 
 # A 50 GiB disk hashes in a few minutes on the registry's side; give it ample time.
 VERIFY_TIMEOUT = 30 * 60.0
+# Racing pushers of one new blob replace each other's single PUT; each resend settles one of them.
+SINGLE_PUT_ATTEMPTS = 3
 
 __all__ = ["Blob", "PushOptions", "PushResult", "push_blob", "push_image"]
 
@@ -241,7 +243,7 @@ class _Uploader:
             self.client.call("DELETE", self._upload_url(started["uuid"]))
             return None
         upload = started["upload"]
-        for attempt in range(2):
+        for attempt in range(SINGLE_PUT_ATTEMPTS):
             self._send(
                 upload.get("method", "PUT"), upload["url"], dict(upload.get("headers") or {}), 0, self.blob.size, task
             )
@@ -251,10 +253,10 @@ class _Uploader:
             except RegistryAPIError as exc:
                 # Another client's upload of the same blob replaced ours between PUT and completion:
                 # the registry links only bytes this session sent, so send them once more.
-                if exc.code != "BLOB_UPLOAD_INVALID" or attempt:
+                if exc.code != "BLOB_UPLOAD_INVALID" or attempt == SINGLE_PUT_ATTEMPTS - 1:
                     raise
                 task.advance(-self.blob.size)  # the bytes go again: take back their progress
-        raise AssertionError("unreachable: the second attempt returns or raises")
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def multipart(self, task: Task) -> str:
         blob, options = self.blob, self.options
