@@ -24,7 +24,6 @@ import math
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from http.client import HTTPResponse
 from pathlib import Path
@@ -36,7 +35,7 @@ from vmregistry.client._image import disk_file_name
 from vmregistry.client._progress import Progress, Task
 from vmregistry.client._registry import FetchedManifest, RegistryClient, sha256_digest
 from vmregistry.client._state import atomic_write_json
-from vmregistry.client._transport import with_retries
+from vmregistry.client._transport import run_parallel, with_retries
 
 __all__ = ["PullOptions", "PullResult", "fetch_blob_bytes", "pull_blob", "pull_image", "write_sparse"]
 
@@ -213,17 +212,6 @@ def _download_chunks(
     source = _Source(client, repository, digest)
     lock = threading.Lock()
 
-    stop = threading.Event()
-
-    def fetch(index: int) -> None:
-        if stop.is_set():
-            return
-        try:
-            fetch_chunk(index)
-        except BaseException:
-            stop.set()  # a failed chunk ends the pull: workers take no new chunks
-            raise
-
     def fetch_chunk(index: int) -> None:
         start = index * chunk_size
         end = min(size, start + chunk_size)
@@ -265,15 +253,8 @@ def _download_chunks(
         if options.on_chunk is not None:
             options.on_chunk(digest, index)
 
-    executor = ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="chunk")
-    try:
-        futures: list[Future[None]] = [executor.submit(fetch, i) for i in missing]
-        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in finished:
-            future.result()
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
-        client.transport.release_finished_threads()
+    # A failed chunk ends the pull; the chunks recorded as done resume it later.
+    run_parallel(missing, fetch_chunk, options.concurrency, "chunk", client.transport)
 
 
 def fetch_blob_bytes(client: RegistryClient, repository: str, digest: str, limit: int = 16 * MiB) -> bytes:

@@ -26,7 +26,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from vmregistry.client._image import DiskInfo, build_config, build_manifest, has
 from vmregistry.client._progress import Progress, Task
 from vmregistry.client._registry import RegistryClient, sha256_digest
 from vmregistry.client._state import DigestCache, UploadState
-from vmregistry.client._transport import with_retries
+from vmregistry.client._transport import run_parallel, with_retries
 
 # A 50 GiB disk hashes in a few minutes on the registry's side; give it ample time.
 VERIFY_TIMEOUT = 30 * 60.0
@@ -334,17 +333,6 @@ class _Uploader:
                     )
                 return urls[number]
 
-        stop = threading.Event()
-
-        def upload(number: int) -> None:
-            if stop.is_set():
-                return
-            try:
-                upload_part(number)
-            except BaseException:
-                stop.set()  # a failed part ends the push: workers take no new parts
-                raise
-
         def upload_part(number: int) -> None:
             offset, length = span(number)
             part = url_for(number)
@@ -363,16 +351,8 @@ class _Uploader:
             if self.options.on_part is not None:
                 self.options.on_part(self.blob.digest, number)
 
-        executor = ThreadPoolExecutor(max_workers=max(1, self.options.concurrency), thread_name_prefix="part")
-        try:
-            futures: list[Future[None]] = [executor.submit(upload, n) for n in numbers]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            for future in done:
-                future.result()
-        finally:
-            # On failure, parts not yet started are dropped; the saved state resumes them later.
-            executor.shutdown(wait=True, cancel_futures=True)
-            self.client.transport.release_finished_threads()
+        # A failed part ends the push; the saved state resumes the parts not yet sent.
+        run_parallel(numbers, upload_part, self.options.concurrency, "part", self.client.transport)
 
 
 def push_blob(client: RegistryClient, repository: str, blob: Blob, options: PushOptions, progress: Progress) -> str:

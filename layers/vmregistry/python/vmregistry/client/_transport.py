@@ -21,7 +21,8 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -29,7 +30,7 @@ from urllib.parse import urlsplit
 from vmregistry.client._errors import RegistryAPIError, TransientError, from_response
 from vmregistry.client._reference import Registry
 
-__all__ = ["Body", "Reply", "Transport", "with_retries"]
+__all__ = ["Body", "Reply", "Transport", "run_parallel", "with_retries"]
 
 T = TypeVar("T")
 BLOCK_SIZE = 1024 * 1024
@@ -217,3 +218,36 @@ class Transport:
             return reply
 
         return with_retries(attempt, retries=retries)
+
+
+_Item = TypeVar("_Item")
+
+
+def run_parallel(
+    items: Iterable[_Item], work: Callable[[_Item], None], concurrency: int, name: str, transport: Transport
+) -> None:
+    """Run ``work`` on every item, ``concurrency`` at a time; the first failure is raised.
+
+    After a failure no new item starts (those already running finish), so an
+    interrupted push or pull stops promptly and leaves what it saved for resuming.
+    """
+    stop = threading.Event()
+
+    def guarded(item: _Item) -> None:
+        if stop.is_set():
+            return
+        try:
+            work(item)
+        except BaseException:
+            stop.set()
+            raise
+
+    executor = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=name)
+    try:
+        futures: list[Future[None]] = [executor.submit(guarded, item) for item in items]
+        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in finished:
+            future.result()
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+        transport.release_finished_threads()
