@@ -37,6 +37,8 @@ from vmregistry.client._progress import Progress, Task
 from vmregistry.client._registry import RegistryClient, sha256_digest
 from vmregistry.client._state import DigestCache, UploadState
 from vmregistry.client._transport import run_parallel, with_retries
+from vmregistry.config import INLINE_LIMIT
+from vmregistry.storage import MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE
 
 # A 50 GiB disk hashes in a few minutes on the registry's side; give it ample time.
 VERIFY_TIMEOUT = 30 * 60.0
@@ -46,9 +48,6 @@ SINGLE_PUT_ATTEMPTS = 3
 __all__ = ["Blob", "PushOptions", "PushResult", "push_blob", "push_image"]
 
 MiB = 1024 * 1024
-MIN_PART_SIZE = 5 * MiB
-MAX_PARTS = 10_000
-MAX_PART_SIZE = 5 * 1024 * MiB
 URLS_PER_REQUEST = 100
 
 
@@ -56,7 +55,7 @@ URLS_PER_REQUEST = 100
 class PushOptions:
     concurrency: int = 4
     part_size: int = 64 * MiB
-    inline_limit: int = 4 * MiB
+    inline_limit: int = INLINE_LIMIT
     state_root: Path | None = None
     """Where upload state and the digest cache live (default :func:`._state.cache_dir`)."""
     on_part: Callable[[str, int], None] | None = None

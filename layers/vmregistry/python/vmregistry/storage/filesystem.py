@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import shutil
+import stat as stat_module
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,7 +142,7 @@ class FilesystemStorage(Storage):
             st = os.stat(self.path(key))
         except (FileNotFoundError, NotADirectoryError):
             return None
-        return _info(key, st) if not os.path.isdir(self.path(key)) else None
+        return None if stat_module.S_ISDIR(st.st_mode) else _info(key, st)
 
     def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         try:
