@@ -26,7 +26,7 @@ import stat as stat_module
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from vmregistry.storage.base import (
     MAX_PARTS,
@@ -37,18 +37,13 @@ from vmregistry.storage.base import (
     Storage,
     UploadedPart,
 )
-from vmregistry.storage.pump import ConcatenatedFiles, copy_hashing
+from vmregistry.storage.pump import ConcatenatedFiles, Readable, copy_hashing
 from vmregistry.storage.signing import UrlSigner
 
 __all__ = ["FilesystemStorage", "Readable"]
 
 _COMPONENT_RE = re.compile(r"[A-Za-z0-9_:][A-Za-z0-9_:.\-]*")
 _UPLOAD_ID_RE = re.compile(r"[0-9a-f]{32}")
-CHUNK = 1024 * 1024
-
-
-class Readable(Protocol):
-    def readinto(self, buffer: memoryview, /) -> int | None: ...
 
 
 def _etag(st: os.stat_result) -> str:
