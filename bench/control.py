@@ -1,4 +1,4 @@
-"""Control plane: requests/s and p50/p99 latency of HEAD blob, GET manifest and PUT manifest.
+"""Control plane: requests/s and p50/p99 latency of HEAD blob, GET manifest and two PUT manifests.
 
 wrk (Debian's) drives each case at 1 and 16 connections against both
 registries, with one Lua script (:file:`lua/request.lua`) that sets the
@@ -11,8 +11,12 @@ Two things are fixed per registry so the work compared is the same:
   the registries' work for HEAD (a metadata lookup) does not depend on size.
 * Manifests are each registry's native format with the same shape (a config
   and one layer, pushed first): a Docker schema 2 manifest for distribution,
-  a vmregistry manifest for vmregistry. PUT stores the same bytes under the
-  same tag again and again, which both treat as a full write.
+  a vmregistry manifest for vmregistry. ``put_manifest`` stores the same
+  bytes under the same tag again and again (a CI job re-tagging ``latest``):
+  distribution rewrites its link files each time, vmregistry sees the tag
+  already holds those bytes and writes nothing. ``put_new_tag`` puts the
+  same manifest under a new tag with every request, a durable write for
+  vmregistry (fsync) and link files for distribution (no fsync).
 
 A status other than 2xx counts as an error and is reported; the harness
 refuses results where errors exceed 1 % of requests.
@@ -25,6 +29,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +40,7 @@ __all__ = ["CONNECTIONS", "OPERATIONS", "measure_control_plane", "prepare"]
 
 LUA = Path(__file__).with_name("lua") / "request.lua"
 CONNECTIONS = (1, 16)
-OPERATIONS = ("head_blob", "get_manifest", "put_manifest")
+OPERATIONS = ("head_blob", "get_manifest", "put_manifest", "put_new_tag")
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -111,19 +116,25 @@ def _wrk(url: str, connections: int, seconds: float, env: dict[str, str]) -> dic
 
 
 def _cases(server: Server, prepared: dict[str, Any]) -> dict[str, tuple[str, dict[str, str]]]:
-    manifest_url = f"{server.url}{server.api}/{REPO}/manifests/{TAG}"
+    manifests = f"{server.url}{server.api}/{REPO}/manifests/"
+    put = {
+        "BENCH_METHOD": "PUT",
+        "BENCH_BODY_FILE": prepared["manifest_file"],
+        "BENCH_CONTENT_TYPE": prepared["media_type"],
+    }
     return {
         "head_blob": (f"{server.url}{server.api}/{REPO}/blobs/{EMPTY}", {"BENCH_METHOD": "HEAD"}),
-        "get_manifest": (manifest_url, {"BENCH_METHOD": "GET", "BENCH_ACCEPT": prepared["media_type"]}),
-        "put_manifest": (
-            manifest_url,
-            {
-                "BENCH_METHOD": "PUT",
-                "BENCH_BODY_FILE": prepared["manifest_file"],
-                "BENCH_CONTENT_TYPE": prepared["media_type"],
-            },
-        ),
+        "get_manifest": (manifests + TAG, {"BENCH_METHOD": "GET", "BENCH_ACCEPT": prepared["media_type"]}),
+        "put_manifest": (manifests + TAG, put),
+        "put_new_tag": (manifests, put | {"BENCH_TAG_PREFIX": "new"}),
     }
+
+
+def _fresh(env: dict[str, str]) -> dict[str, str]:
+    """Make a tag prefix unique to one wrk run, so its tags were never put before."""
+    if "BENCH_TAG_PREFIX" not in env:
+        return env
+    return env | {"BENCH_TAG_PREFIX": f"{env['BENCH_TAG_PREFIX']}-{time.monotonic_ns()}-"}
 
 
 def measure_control_plane(servers: list[Server], seconds: float, warmup: float) -> dict[str, Any]:
@@ -139,7 +150,7 @@ def measure_control_plane(servers: list[Server], seconds: float, warmup: float) 
                 for server in servers:
                     url, env = cases[server.name][operation]
                     if warmup > 0:
-                        _wrk(url, connections, warmup, env)
-                    row[server.name] = _wrk(url, connections, seconds, env)
+                        _wrk(url, connections, warmup, _fresh(env))
+                    row[server.name] = _wrk(url, connections, seconds, _fresh(env))
                 results[operation][str(connections)] = row
         return results

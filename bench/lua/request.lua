@@ -5,6 +5,8 @@
 --   BENCH_BODY_FILE     file whose bytes are the request body (PUT manifest)
 --   BENCH_CONTENT_TYPE  Content-Type of that body
 --   BENCH_ACCEPT        Accept header (GET manifest)
+--   BENCH_TAG_PREFIX    if set, each request appends this prefix and a counter to the
+--                       URL's path: a new tag per request (PUT to a new tag)
 
 wrk.method = os.getenv("BENCH_METHOD") or "GET"
 
@@ -23,6 +25,15 @@ end
 local accept = os.getenv("BENCH_ACCEPT")
 if accept and accept ~= "" then
   wrk.headers["Accept"] = accept
+end
+
+local tag_prefix = os.getenv("BENCH_TAG_PREFIX")
+if tag_prefix and tag_prefix ~= "" then
+  local counter = 0
+  request = function()
+    counter = counter + 1
+    return wrk.format(nil, wrk.path .. tag_prefix .. counter)
+  end
 end
 
 done = function(summary, latency, requests)

@@ -130,11 +130,22 @@ class Manifests:
             )
         by_digest = paths.manifest_key(repository, digest)
         # Content-addressed: if it is there, it is these very bytes (pushing a tag again is common).
-        if self.storage.stat(by_digest) is None:
+        known = self.storage.stat(by_digest) is not None
+        if not known:
             self.storage.write(by_digest, data)
         if reference != digest:
-            self.storage.write(paths.manifest_key(repository, reference), data)
+            tag_key = paths.manifest_key(repository, reference)
+            # Re-pushing a tag unchanged (CI re-tagging `latest`) is a no-op: a read is much
+            # cheaper than a durable write. Only a known manifest can already be under the tag.
+            if not (known and self._holds(tag_key, data)):
+                self.storage.write(tag_key, data)
         return Manifest(data, digest, mediatypes.MANIFEST)
+
+    def _holds(self, key: str, data: bytes) -> bool:
+        try:
+            return self.storage.read(key) == data
+        except ObjectNotFound:
+            return False
 
     def delete(self, repository: str, reference: str) -> None:
         """A tag: remove the tag. A digest: remove the manifest and every tag that points at it."""
