@@ -5,7 +5,7 @@ and each records the machine's load average before it starts: the machine
 may be shared, and a figure means little without the load it ran under.
 ``--quick`` is the smoke run (tiny sizes, one run, our server only unless
 distribution is installed) that ``tests/test_bench_smoke.py`` uses; it never
-touches ``docs/bench.md``.
+touches ``docs/bench.md``, and neither does a run written elsewhere (``--out``).
 """
 
 from __future__ import annotations
@@ -87,7 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip", nargs="*", choices=SECTIONS, default=[], help="skip these sections")
     parser.add_argument("--no-distribution", action="store_true", help="measure vmregistry alone")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, one run, nothing to docs/")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for latest.{json,md,png}")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS,
+        help="directory for latest.{json,md,png}; only the default updates docs/bench.md",
+    )
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a fresh temporary one)")
     parser.add_argument("--render", action="store_true", help="only re-render the tables and chart from latest.json")
     return parser
@@ -100,8 +105,10 @@ def _load() -> float:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    # docs/bench.md shows the published results only: not a smoke run, not a scratch --out.
+    docs = not args.quick and args.out.resolve() == RESULTS
     if args.render:
-        _write(json.loads((args.out / "latest.json").read_text()), args.out, docs=not args.quick)
+        _write(json.loads((args.out / "latest.json").read_text()), args.out, docs=docs)
         return 0
     if args.quick:
         args.sizes, args.runs, args.s3_runs, args.memory_sizes = [MIB], 1, 1, [MIB, 4 * MIB]
@@ -133,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     result["load"]["end"] = _load()
     result["elapsed_s"] = round(time.time() - started)
-    _write(result, args.out, docs=not args.quick)
+    _write(result, args.out, docs=docs)
     print(report.render_markdown(result))
     return 0
 
