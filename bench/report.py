@@ -117,6 +117,11 @@ def render_markdown(result: dict[str, Any]) -> str:
                 f" file copy {_mib(limits.get('copy'))},"
                 f" file copy + fsync {_mib(limits.get('copy_fsync'))} MiB/s.",
             ]
+            push = (throughput.get(str(limits.get("size_mib"))) or {}).get("push", {}).get(PROJECT)
+            durable = limits.get("copy_fsync")
+            if push and durable and durable.get("median"):
+                # The ceiling of a push that is durable before it is visible: the disk, not the hash.
+                out.append(f"vmregistry's push runs at {_ratio(push, durable)} the rate of a file copy + fsync.")
         out.append("")
     control = result.get("control") or {}
     if control:
