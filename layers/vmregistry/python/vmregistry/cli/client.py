@@ -27,6 +27,12 @@ def _common(parser: argparse.ArgumentParser, *, transfer: bool = False) -> None:
     parser.add_argument("--token", help=_AUTH_HELP)
     parser.add_argument("--insecure", action="store_true", help="allow plain http to hosts other than loopback")
     parser.add_argument(
+        "--ca-bundle",
+        metavar="PEM",
+        default=os.environ.get("VMREGISTRY_CA_BUNDLE") or None,
+        help="also trust the CA certificates in this PEM file (a registry behind a private CA) [VMREGISTRY_CA_BUNDLE]",
+    )
+    parser.add_argument(
         "--retries",
         type=int,
         default=5,
@@ -134,7 +140,9 @@ def _guard(run: Any) -> Any:
 def _connect(args: argparse.Namespace) -> tuple[Any, Any]:
     from vmregistry.client import RegistryClient
 
-    return RegistryClient.for_reference(args.reference, token=args.token, insecure=args.insecure, retries=args.retries)
+    return RegistryClient.for_reference(
+        args.reference, token=args.token, insecure=args.insecure, retries=args.retries, ca_bundle=args.ca_bundle
+    )
 
 
 def _progress(args: argparse.Namespace) -> Any:
@@ -213,7 +221,9 @@ def run_tags(args: argparse.Namespace) -> int:
 def run_catalog(args: argparse.Namespace) -> int:
     from vmregistry.client import RegistryClient
 
-    client = RegistryClient.connect(args.registry, token=args.token, insecure=args.insecure, retries=args.retries)
+    client = RegistryClient.connect(
+        args.registry, token=args.token, insecure=args.insecure, retries=args.retries, ca_bundle=args.ca_bundle
+    )
     for repository in client.catalog():
         print(repository)
     return 0

@@ -50,28 +50,46 @@ class RegistryClient:
     """One registry, one token. Thread-safe: every thread gets its own connections."""
 
     def __init__(
-        self, registry: Registry, token: str | None = None, *, retries: int = 5, timeout: float = 120.0
+        self,
+        registry: Registry,
+        token: str | None = None,
+        *,
+        retries: int = 5,
+        timeout: float = 120.0,
+        ca_bundle: str | None = None,
     ) -> None:
         self.registry = registry
         self.retries = retries
-        self.transport = Transport(registry, resolve_token(registry, token), timeout=timeout)
+        self.transport = Transport(registry, resolve_token(registry, token), timeout=timeout, ca_bundle=ca_bundle)
 
     @classmethod
     def connect(
-        cls, registry: str, *, token: str | None = None, insecure: bool = False, retries: int = 5
+        cls,
+        registry: str,
+        *,
+        token: str | None = None,
+        insecure: bool = False,
+        retries: int = 5,
+        ca_bundle: str | None = None,
     ) -> RegistryClient:
-        return cls(parse_registry(registry, insecure=insecure), token, retries=retries)
+        return cls(parse_registry(registry, insecure=insecure), token, retries=retries, ca_bundle=ca_bundle)
 
     @classmethod
     def for_reference(
-        cls, text: str, *, token: str | None = None, insecure: bool = False, retries: int = 5
+        cls,
+        text: str,
+        *,
+        token: str | None = None,
+        insecure: bool = False,
+        retries: int = 5,
+        ca_bundle: str | None = None,
     ) -> tuple[RegistryClient, Reference]:
         """A client and the parsed reference, asking the registry where its base path ends if unclear."""
         readings = parse_reference(text, insecure=insecure)
         if len(readings) == 1:
-            return cls(readings[0].registry, token, retries=retries), readings[0]
+            return cls(readings[0].registry, token, retries=retries, ca_bundle=ca_bundle), readings[0]
         for reading in readings:
-            client = cls(reading.registry, token, retries=retries)
+            client = cls(reading.registry, token, retries=retries, ca_bundle=ca_bundle)
             if client.is_registry():
                 return client, reading
             client.close()

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from vmregistry.client._errors import RegistryAPIError, TransientError, from_response
+from vmregistry.client._errors import ClientError, RegistryAPIError, TransientError, UsageError, from_response
 from vmregistry.client._reference import Registry
 
-__all__ = ["Body", "Reply", "Transport", "run_parallel", "with_retries"]
+__all__ = ["Body", "Reply", "Transport", "run_parallel", "tls_context", "with_retries"]
 
 T = TypeVar("T")
 BLOCK_SIZE = 1024 * 1024
@@ -79,10 +79,27 @@ def with_retries(
     raise AssertionError("unreachable")
 
 
+def tls_context(ca_bundle: str | None = None) -> ssl.SSLContext:
+    """The system's trusted CAs, plus ``ca_bundle`` (PEM) if given.
+
+    Added to the defaults rather than replacing them: a registry behind a private CA
+    still hands out presigned URLs of S3, whose certificates the system trusts.
+    """
+    context = ssl.create_default_context()
+    if ca_bundle:
+        try:
+            context.load_verify_locations(cafile=ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"cannot load the CA bundle {ca_bundle}: {exc}; it must be a PEM file") from None
+    return context
+
+
 class Transport:
     """Sends requests; attaches the bearer token only to the registry's own origin."""
 
-    def __init__(self, registry: Registry, token: str | None = None, *, timeout: float = 120.0) -> None:
+    def __init__(
+        self, registry: Registry, token: str | None = None, *, timeout: float = 120.0, ca_bundle: str | None = None
+    ) -> None:
         self.registry = registry
         self.token = token
         self.timeout = timeout
@@ -90,7 +107,7 @@ class Transport:
         # Every thread's pool, so connections of finished worker threads can be closed.
         self._pools: dict[threading.Thread, dict[tuple[str, str], http.client.HTTPConnection]] = {}
         self._pools_lock = threading.Lock()
-        self._ssl = ssl.create_default_context()
+        self._ssl = tls_context(ca_bundle)
 
     # -- connections ------------------------------------------------------------
 
@@ -187,6 +204,13 @@ class Transport:
                 result = None
             if response.will_close:
                 self._drop(parts.scheme, parts.netloc)
+        except ssl.SSLCertVerificationError as exc:
+            # Not transient: the same certificate will fail the same way on every retry.
+            self._drop(parts.scheme, parts.netloc)
+            raise ClientError(
+                f"{parts.netloc}: TLS certificate not trusted ({exc.verify_message}). If the registry uses a"
+                " private CA, pass its certificate with --ca-bundle FILE (or VMREGISTRY_CA_BUNDLE)."
+            ) from exc
         except (OSError, http.client.HTTPException) as exc:
             self._drop(parts.scheme, parts.netloc)
             raise TransientError(f"{method} {parts.scheme}://{parts.netloc}{parts.path}: {exc!r}") from exc
