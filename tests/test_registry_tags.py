@@ -1,18 +1,24 @@
-"""Tag writes in the domain layer, on every storage backend.
+"""Tag writes and deletes by digest in the domain layer.
 
 Re-pushing a tag with the manifest it already holds must not rewrite it (a
 durable write costs an fsync or an S3 PUT; CI pipelines re-tag constantly),
-and anything else must.
+and anything else must. A delete by digest racing a tag push must not leave
+a tag whose manifest is gone, and an interrupted delete must be finishable.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from vmregistry import mediatypes, paths
+from vmregistry.errors import RegistryError
 from vmregistry.registry import Registry
 from vmregistry.registry.blobs import sha256_digest
-from vmregistry.storage import Storage
+from vmregistry.storage import ObjectInfo, Storage
+from vmregistry.storage.filesystem import FilesystemStorage
 
 from tests.backends import backend
 from tests.registry_flows import make_manifest
@@ -55,3 +61,51 @@ def test_unchanged_tag_is_not_rewritten_and_a_changed_one_is(backend: Storage) -
     registry.manifests.put(REPO, "stable", first, mediatypes.MANIFEST)
     assert registry.manifests.get(REPO, "stable").data == first
     _cleanup(registry, sha256_digest(first), sha256_digest(second))
+
+
+class _Interleaving(FilesystemStorage):
+    """A real filesystem backend that runs another request just before one chosen write."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.before: dict[str, Callable[[], None]] = {}
+
+    def write(self, key: str, data: bytes, *, sha256: str | None = None) -> ObjectInfo:
+        other = self.before.pop(key, None)
+        if other is not None:
+            other()
+        return super().write(key, data, sha256=sha256)
+
+
+def test_a_delete_racing_a_tag_push_leaves_no_tag_without_its_manifest(tmp_path: Path) -> None:
+    storage = _Interleaving(tmp_path)
+    registry = Registry(storage)
+    body = _manifest(registry, 1)
+    digest = sha256_digest(body)
+    registry.manifests.put(REPO, "a", body, mediatypes.MANIFEST)
+    # GIVEN a push of the manifest under tag "b" that found it known, and a DELETE by digest
+    # that runs to the end after that look but before the tag is written
+    storage.before[paths.manifest_key(REPO, "b")] = lambda: registry.manifests.delete(REPO, digest)
+    registry.manifests.put(REPO, "b", body, mediatypes.MANIFEST)
+    # THEN the delete took tag "a", and the push's tag still has its manifest behind it
+    assert registry.manifests.tags(REPO) == ["b"]
+    assert registry.manifests.get(REPO, digest).data == body
+    # AND deleting by digest again removes both
+    registry.manifests.delete(REPO, digest)
+    assert registry.manifests.references(REPO) == []
+
+
+def test_an_interrupted_delete_is_finished_by_deleting_again(tmp_path: Path) -> None:
+    registry = Registry(FilesystemStorage(tmp_path))
+    body = _manifest(registry, 1)
+    digest = sha256_digest(body)
+    registry.manifests.put(REPO, "a", body, mediatypes.MANIFEST)
+    # GIVEN a delete by digest that stopped after removing the digest entry (its first step)
+    assert registry.storage.delete(paths.manifest_key(REPO, digest))
+    # WHEN the client deletes again THEN the tag goes and the delete succeeds
+    registry.manifests.delete(REPO, digest)
+    assert registry.manifests.references(REPO) == []
+    # AND only then is the digest unknown
+    with pytest.raises(RegistryError) as unknown:
+        registry.manifests.delete(REPO, digest)
+    assert unknown.value.code == "MANIFEST_UNKNOWN"

@@ -139,6 +139,11 @@ class Manifests:
             # cheaper than a durable write. Only a known manifest can already be under the tag.
             if not (known and self._holds(tag_key, data)):
                 self.storage.write(tag_key, data)
+                # A delete of this digest may have removed the digest entry after we looked
+                # and scanned the tags before ours landed; the tag must not be left without it.
+                # (delete() removes the entry before the tags, so one of us sees the other.)
+                if self.storage.stat(by_digest) is None:
+                    self.storage.write(by_digest, data)
         return Manifest(data, digest, mediatypes.MANIFEST)
 
     def _holds(self, key: str, data: bytes) -> bool:
@@ -153,15 +158,17 @@ class Manifests:
             if not self.storage.delete(paths.manifest_key(repository, reference)):
                 raise RegistryError("MANIFEST_UNKNOWN", detail={"repository": repository, "reference": reference})
             return
-        if self.storage.stat(paths.manifest_key(repository, reference)) is None:
-            raise RegistryError("MANIFEST_UNKNOWN", detail={"repository": repository, "reference": reference})
+        # The digest entry goes first, then the tags (see put() for the race this order closes).
+        # A tag left by an interrupted delete still counts, so running the delete again finishes it.
+        removed = self.storage.delete(paths.manifest_key(repository, reference))
         for tag in self.tags(repository):
             try:
                 if sha256_digest(self.storage.read(paths.manifest_key(repository, tag))) == reference:
-                    self.storage.delete(paths.manifest_key(repository, tag))
+                    removed = self.storage.delete(paths.manifest_key(repository, tag)) or removed
             except ObjectNotFound:
                 continue
-        self.storage.delete(paths.manifest_key(repository, reference))
+        if not removed:
+            raise RegistryError("MANIFEST_UNKNOWN", detail={"repository": repository, "reference": reference})
 
     def references(self, repository: str) -> list[str]:
         """Every reference (tags and digests) stored directly in ``repository``."""
