@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from vmregistry import mediatypes, runtime
+from vmregistry.api import Response
 from vmregistry.config import Settings
 from vmregistry.local.events import LambdaContext, build_event
 from vmregistry.registry import Registry
@@ -164,6 +165,48 @@ def test_unexpected_failure_is_a_json_500(registry: Registry, monkeypatch: pytes
     response = invoke("GET", "/v1/r/manifests/latest")
     assert response["statusCode"] == 500
     assert json.loads(body_of(response))["errors"][0]["code"] == "INTERNAL"
+
+
+def test_a_request_for_another_route_is_not_found(registry: Registry) -> None:
+    # GIVEN the events of two other routes: another method on this path, and another path
+    digest = digest_of(b"x")
+    head = importlib.import_module("vmregistry_functions.blob_head").lambda_handler
+    found = find_route("GET", f"/v1/r/blobs/{digest}")
+    other = find_route("GET", "/v1/r/tags/list")
+    assert found
+    assert other
+    wrong_method = build_event(*found, "GET", f"/v1/r/blobs/{digest}")
+    wrong_path = build_event(*other, "HEAD", "/v1/r/tags/list")
+    for event in (wrong_method, wrong_path):
+        # WHEN blob_head's function receives it (a stack wired wrong, or a test harness)
+        response = head(event, LambdaContext("blob_head", "req-1"))
+        # THEN it answers NOT_FOUND and names the one route it serves
+        assert response["statusCode"] == 404
+        error = json.loads(body_of(response))["errors"][0]
+        assert error["code"] == "NOT_FOUND"
+        assert error["message"] == "this function serves HEAD /v1/{name}/blobs/{digest}"
+
+
+def test_responses_have_the_rest_proxy_shape() -> None:
+    # GIVEN a text and a binary response, as handlers build them
+    text = Response(201, "application/json", "{}", {"Location": "/v1/a", "Content-Type": "text/x"})
+    binary = Response(200, body=b"\x00\xff", headers={"Content-Length": "2"})
+    # WHEN they are turned into what the function returns THEN API Gateway gets the REST proxy
+    # fields: every header as a list, an explicit Content-Type beside the shorthand kept,
+    # and bytes base64-encoded
+    assert text.to_proxy() == {
+        "statusCode": 201,
+        "body": "{}",
+        "isBase64Encoded": False,
+        "multiValueHeaders": {"Location": ["/v1/a"], "Content-Type": ["text/x"]},
+    }
+    assert binary.to_proxy() == {
+        "statusCode": 200,
+        "body": "AP8=",
+        "isBase64Encoded": True,
+        "multiValueHeaders": {"Content-Length": ["2"]},
+    }
+    assert Response(204).to_proxy()["body"] is None
 
 
 def test_metrics_are_published_per_operation(

@@ -60,11 +60,6 @@ class Route:
         )
         return re.compile(pattern + ("/?" if self.trailing_slash else ""))
 
-    @property
-    def rule(self) -> str:
-        """The same pattern without named groups, for Powertools' resolver (it rewrites ``<...>``)."""
-        return re.sub(r"\(\?P<\w+>", "(?:", self._regex.pattern)
-
     def match(self, path: str) -> dict[str, str] | None:
         found = self._regex.fullmatch(path)
         return found.groupdict() if found else None

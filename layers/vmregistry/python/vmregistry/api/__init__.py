@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from vmregistry.api.endpoint import Endpoint, HttpResponse, Request, Response, json_response
+from vmregistry.api.endpoint import Endpoint, Request
+from vmregistry.api.response import HttpResponse, Response, json_response
 
 __all__ = ["Endpoint", "HttpResponse", "Request", "Response", "json_response"]

@@ -2,37 +2,28 @@
 
 A handler module is three statements: ``endpoint = Endpoint("<operation>")``,
 a function decorated with ``@endpoint.handle`` that takes a :class:`Request`
-and returns a Powertools ``Response``, and ``lambda_handler = endpoint.lambda_handler``.
+and returns a :class:`~vmregistry.api.response.Response`, and
+``lambda_handler = endpoint.lambda_handler``.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 
 from vmregistry import names
 from vmregistry.api import access
 from vmregistry.api.observability import instrument, logger, metrics, metrics_enabled
+from vmregistry.api.response import JSON, HttpResponse, Response
 from vmregistry.errors import RegistryError, error_body
 from vmregistry.routes import Route, route_by_operation
 from vmregistry.storage import StorageUnavailable
 
-__all__ = ["Endpoint", "HttpResponse", "Request", "Response", "json_response"]
-
-JSON = "application/json"
-
-HttpResponse = Response[Any]
-"""What a handler returns (Powertools' Response, whatever the body type)."""
-
-
-def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> HttpResponse:
-    return Response(status, JSON, json.dumps(body, separators=(",", ":")), dict(headers or {}))
+__all__ = ["Endpoint", "Request", "error_response"]
 
 
 def error_response(error: RegistryError) -> HttpResponse:
@@ -98,49 +89,47 @@ class Request:
 
 
 class Endpoint:
-    """The Powertools resolver for one operation of the route table."""
+    """One operation of the route table: the function that serves it, and its error mapping.
+
+    A function serves exactly one route, so there is nothing to resolve: the
+    method and path are checked against that route (anything else is
+    NOT_FOUND, as API Gateway only sends this route's requests here), and
+    every failure becomes the registry's JSON error.
+    """
 
     def __init__(self, operation: str) -> None:
         self.route = route_by_operation(operation)
-        self.app = APIGatewayRestResolver()
-        self.app.exception_handler(RegistryError)(error_response)
-        self.app.exception_handler(StorageUnavailable)(self._unavailable)
-        self.app.exception_handler(Exception)(self._internal)
-        self.app.not_found(self._not_found)
+        self._function: Callable[[Request], HttpResponse] | None = None
         self.lambda_handler = instrument(self._entry)
 
     def _entry(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        """Resolve, then count the request and its outcome (CloudWatch EMF, per operation)."""
-        response = self.app.resolve(event, context)
-        if not metrics_enabled():
-            return response
-        status = int(response.get("statusCode", 500))
-        metrics.add_dimension(name="operation", value=self.route.operation)
-        metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
-        if status >= 400:
-            metrics.add_metric(name="ServerErrors" if status >= 500 else "ClientErrors", unit=MetricUnit.Count, value=1)
-        return response
+        """Respond, then count the request and its outcome (CloudWatch EMF, per operation)."""
+        response = self.respond(event)
+        if metrics_enabled():
+            metrics.add_dimension(name="operation", value=self.route.operation)
+            metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+            if response.status_code >= 400:
+                outcome = "ServerErrors" if response.status_code >= 500 else "ClientErrors"
+                metrics.add_metric(name=outcome, unit=MetricUnit.Count, value=1)
+        return response.to_proxy()
 
     def handle(self, function: Callable[[Request], HttpResponse]) -> Callable[[Request], HttpResponse]:
-        route = self.route
-
-        def resolved() -> HttpResponse:
-            return function(Request.parse(route, self.app.current_event.raw_event))
-
-        self.app.route(route.rule, method=route.method)(resolved)
+        self._function = function
         return function
 
-    @staticmethod
-    def _unavailable(exc: StorageUnavailable) -> HttpResponse:
-        logger.error("storage unavailable", extra={"error": str(exc)})
-        return error_response(RegistryError("UNAVAILABLE", f"storage backend unavailable: {exc}; retry later"))
-
-    @staticmethod
-    def _internal(exc: Exception) -> HttpResponse:
-        logger.exception("unhandled error")
-        return error_response(RegistryError("INTERNAL", "internal server error; the request id is in the logs"))
-
-    def _not_found(self, exc: Exception) -> HttpResponse:
-        return error_response(
-            RegistryError("NOT_FOUND", f"this function serves {self.route.method} {self.route.template}")
-        )
+    def respond(self, event: Mapping[str, Any]) -> HttpResponse:
+        """The handler's answer to ``event``, or the registry error it raised."""
+        route, function = self.route, self._function
+        method = str(event.get("httpMethod") or "").upper()
+        if function is None or method != route.method or route.match(str(event.get("path") or "")) is None:
+            return error_response(RegistryError("NOT_FOUND", f"this function serves {route.method} {route.template}"))
+        try:
+            return function(Request.parse(route, event))
+        except RegistryError as error:
+            return error_response(error)
+        except StorageUnavailable as exc:
+            logger.error("storage unavailable", extra={"error": str(exc)})
+            return error_response(RegistryError("UNAVAILABLE", f"storage backend unavailable: {exc}; retry later"))
+        except Exception:
+            logger.exception("unhandled error")
+            return error_response(RegistryError("INTERNAL", "internal server error; the request id is in the logs"))
