@@ -96,7 +96,7 @@ class Api(Construct):
                 ),
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 metrics_enabled=True,
-                tracing_enabled=True,
+                tracing_enabled=config.tracing != "off",
                 throttling_rate_limit=config.throttle_rate_limit,
                 throttling_burst_limit=config.throttle_burst_limit,
             ),

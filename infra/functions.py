@@ -245,8 +245,9 @@ class Functions(Construct):
             "POWERTOOLS_METRICS_NAMESPACE": "VmRegistry",
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
-        if not config.tracing:
-            # Also keeps the handlers from importing the X-Ray SDK at cold start.
+        if config.tracing != "sdk":
+            # Powertools' Tracer off: the handlers never import the X-Ray SDK at cold start
+            # (with ``active`` Lambda still traces each invocation and its init, without it).
             environment["POWERTOOLS_TRACE_DISABLED"] = "true"
         return environment
 
@@ -287,7 +288,7 @@ class Functions(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             memory_size=spec.memory_size or config.memory_size,
             timeout=spec.timeout,
-            tracing=lambda_.Tracing.ACTIVE if config.tracing else lambda_.Tracing.DISABLED,
+            tracing=lambda_.Tracing.DISABLED if config.tracing == "off" else lambda_.Tracing.ACTIVE,
             environment=dict(self.environment),
         )
 

@@ -103,6 +103,7 @@ def test_cdk_cli_synth_builds_the_template_the_tests_read(synth: Synthesized, tm
         ({"presignExpires": 8 * 24 * 3600}, "presignExpires"),
         ({"memorySize": 64}, "memorySize"),
         ({"stageName": "a/b"}, "stageName"),
+        ({"tracing": "xray"}, "tracing"),
     ],
 )
 def test_bad_parameters_are_refused_with_the_key_named(context: dict[str, object], key: str) -> None:
@@ -117,6 +118,16 @@ def test_command_line_strings_are_read_like_cdk_json_values() -> None:
     # THEN both mean the same deployment
     assert from_cli == from_json
     assert (from_cli.max_repository_depth, from_cli.retain_bucket) == (6, False)
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [("off", "off"), ("ACTIVE", "active"), ("sdk", "sdk"), (True, "active"), ("false", "off"), (False, "off")],
+)
+def test_tracing_takes_a_mode_or_the_former_booleans(value: object, mode: str) -> None:
+    # GIVEN a mode, or true/false as cdk.json and -c tracing=... held them before the modes
+    # THEN on/off keep their meaning (traces or none), and traces no longer cost the SDK's import
+    assert DeploymentConfig.from_context({"tracing": value}).tracing == mode
 
 
 def test_a_missing_public_key_stops_synth_with_instructions(tmp_path: Path) -> None:

@@ -60,11 +60,10 @@ def test_handler_strings_name_modules_that_import(spec: Any) -> None:
     assert callable(getattr(module, attribute))
 
 
-def test_functions_run_the_chosen_python_on_arm64_with_tracing(synth: Synthesized) -> None:
+def test_functions_run_the_chosen_python_on_arm64(synth: Synthesized) -> None:
     for props in functions_by_handler(synth).values():
         assert props["Runtime"] == f"python{PYTHON_VERSION}"
         assert props["Architectures"] == ["arm64"]
-        assert props["TracingConfig"] == {"Mode": "Active"}
         assert props["LoggingConfig"]["LogFormat"] == "JSON"
 
 
@@ -279,16 +278,31 @@ def test_alarms_watch_client_visible_failures_and_notify_the_topic(synth: Synthe
     assert len(alarms) <= 10
 
 
-def test_tracing_can_be_switched_off(tmp_path: Path) -> None:
-    # GIVEN a deployment that trades X-Ray traces for ~0.5 s less cold start
+def test_default_tracing_is_lambdas_own_without_the_sdk(synth: Synthesized) -> None:
+    # GIVEN the default deployment (tracing "active")
+    (stage,) = resources_of_type(synth.template, "AWS::ApiGateway::Stage").values()
+    assert stage["Properties"]["TracingEnabled"] is True
+    for props in functions_by_handler(synth).values():
+        # THEN Lambda traces every function, and the handlers leave the X-Ray SDK unloaded
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert props["Environment"]["Variables"]["POWERTOOLS_TRACE_DISABLED"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("tracing", "lambda_mode", "stage_traced", "sdk"),
+    [("off", "PassThrough", False, False), ("sdk", "Active", True, True)],
+)
+def test_tracing_modes(tmp_path: Path, tracing: str, lambda_mode: str, stage_traced: bool, sdk: bool) -> None:
+    # GIVEN a deployment that chooses no traces (less cold start than none) or the SDK's subsegments
     from infra.app import build_app
 
-    app, stack = build_app(infra_context(tracing=False), outdir=str(tmp_path / "cdk.out"))
+    app, stack = build_app(infra_context(tracing=tracing), outdir=str(tmp_path / "cdk.out"))
     app.synth()
     template = json.loads((tmp_path / "cdk.out" / f"{stack.stack_name}.template.json").read_text())
-    functions = resources_of_type(template, "AWS::Lambda::Function").values()
-    # THEN no function is traced, and the handlers are told not to load the X-Ray SDK
-    for function in functions:
+    # THEN the stage, every function, and whether the handlers load the SDK follow the choice
+    (stage,) = resources_of_type(template, "AWS::ApiGateway::Stage").values()
+    assert stage["Properties"]["TracingEnabled"] is stage_traced
+    for function in resources_of_type(template, "AWS::Lambda::Function").values():
         props = function["Properties"]
-        assert props.get("TracingConfig", {"Mode": "PassThrough"}) == {"Mode": "PassThrough"}
-        assert props["Environment"]["Variables"]["POWERTOOLS_TRACE_DISABLED"] == "true"
+        assert props.get("TracingConfig", {"Mode": "PassThrough"}) == {"Mode": lambda_mode}
+        assert ("POWERTOOLS_TRACE_DISABLED" not in props["Environment"]["Variables"]) is sdk
