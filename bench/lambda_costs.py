@@ -1,12 +1,8 @@
-"""What each Lambda function costs: cold import, warm invocation, artefact size.
+"""What each Lambda function costs: cold start, warm invocation, artefact size.
 
-* **Cold import**: ``python -S -X importtime`` importing the handler module in a
-  fresh interpreter whose path is what Lambda's holds (the function code and the
-  shared layer precompiled as the stack ships them, then the dependencies; warm
-  disk cache, as on a Lambda host that has the layers in its page cache), with
-  the environment a deployed function has (``AWS_LAMBDA_FUNCTION_NAME`` set),
-  tracing on (the stack's default) and off, median of several runs; the time is
-  also split by top-level package so the heavy dependency is named.
+* **Cold start** (:mod:`bench.lambda_cold`): the import of every handler module
+  in a fresh interpreter laid out as Lambda's, without and with the X-Ray SDK,
+  the import plus a first invocation, and the S3 backend's setup.
 * **Warm invocation**: each ``lambda_handler`` called in one process with the
   API Gateway REST event :func:`vmregistry.local.events.build_event` builds,
   against the filesystem backend on a temporary root (the warm path of the
@@ -29,7 +25,6 @@ import io
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,89 +33,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["artefact_sizes", "import_times", "warm_invocations"]
+from bench.lambda_cold import cold_costs, operations
+
+__all__ = ["artefact_sizes", "warm_invocations"]
 
 ROOT = Path(__file__).resolve().parent.parent
-LAMBDA_ENV = {
-    "AWS_LAMBDA_FUNCTION_NAME": "vmregistry-bench",
-    "AWS_REGION": "us-east-1",
-    "POWERTOOLS_SERVICE_NAME": "vmregistry",
-    "POWERTOOLS_METRICS_NAMESPACE": "VmRegistry",
-    "POWERTOOLS_LOG_LEVEL": "INFO",
-    "VMREGISTRY_STORAGE": "s3",
-    "VMREGISTRY_S3_BUCKET": "vmregistry-bench",
-}
-
-
-def _operations() -> list[str]:
-    from vmregistry.routes import ROUTES
-
-    return [route.operation for route in ROUTES]
-
-
-def _lambda_path() -> list[str]:
-    """What a deployed function's sys.path holds: its precompiled code, then the layers.
-
-    Built the way the stack builds them (bytecode for the runtime), so the figure is the
-    one Lambda pays, not one inflated by compiling sources; the venv's site-packages stand
-    in for the dependency layer (pip precompiled it at install).
-    """
-    from infra.build_layers import build_code_asset
-
-    assets = Path(tempfile.mkdtemp(prefix="vmr-lambda-code-"))
-    functions = build_code_asset(ROOT / "functions", assets / "functions", "/var/task")
-    shared = build_code_asset(ROOT / "layers" / "vmregistry", assets / "vmregistry", "/opt")
-    import sysconfig
-
-    return [str(functions), str(shared / "python"), sysconfig.get_paths()["purelib"]]
-
-
-def _import_once(module: str, path: list[str], traced: bool) -> tuple[float, dict[str, float]]:
-    environ = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("VMREGISTRY_", "POWERTOOLS_")) and k != "PYTHONDONTWRITEBYTECODE"
-    }
-    environ |= LAMBDA_ENV | ({} if traced else {"POWERTOOLS_TRACE_DISABLED": "true"})
-    code = f"import sys; sys.path[:0] = {path!r}; import {module}"
-    done = subprocess.run(
-        [sys.executable, "-S", "-X", "importtime", "-c", code],
-        capture_output=True,
-        text=True,
-        env=environ,
-        check=True,
-    )
-    total = 0.0
-    by_package: dict[str, float] = {}
-    for line in done.stderr.splitlines():
-        if not line.startswith("import time:") or "[us]" in line:
-            continue
-        self_us, cumulative_us, name = (part.strip() for part in line.removeprefix("import time:").split("|"))
-        by_package[name.split(".")[0]] = by_package.get(name.split(".")[0], 0.0) + int(self_us) / 1000
-        if name == module:
-            total = int(cumulative_us) / 1000
-    return total, by_package
-
-
-def import_times(runs: int, operations: list[str] | None = None) -> dict[str, Any]:
-    """``{operation: {"ms": median, "min", "max", "top": [[package, ms], ...]}}``."""
-    out: dict[str, Any] = {}
-    path = _lambda_path()
-    for operation in operations or _operations():
-        module = f"vmregistry_functions.{operation}"
-        samples = [_import_once(module, path, traced=True) for _ in range(runs)]
-        untraced = [_import_once(module, path, traced=False)[0] for _ in range(runs)]
-        times = [total for total, _ in samples]
-        packages = samples[len(samples) // 2][1]
-        top = sorted(packages.items(), key=lambda item: -item[1])[:4]
-        out[operation] = {
-            "ms": round(statistics.median(times), 1),
-            "untraced_ms": round(statistics.median(untraced), 1),
-            "min": round(min(times), 1),
-            "max": round(max(times), 1),
-            "top": [[name, round(ms, 1)] for name, ms in top],
-        }
-    return out
 
 
 def _zip_size(directory: Path) -> int:
@@ -171,7 +88,7 @@ def warm_invocations(iterations: int) -> dict[str, Any]:
     tmp = tempfile.mkdtemp(prefix="bench-lambda-")
     settings = Settings(fs_path=tmp)
     configure(Registry(FilesystemStorage(tmp, UrlSigner("http://127.0.0.1:9", b"bench")), settings))
-    handlers = {op: importlib.import_module(f"vmregistry_functions.{op}").lambda_handler for op in _operations()}
+    handlers = {op: importlib.import_module(f"vmregistry_functions.{op}").lambda_handler for op in operations()}
 
     def call(
         method: str, path: str, query: str = "", body: bytes = b"", headers: dict[str, str] | None = None
@@ -257,7 +174,7 @@ def warm_invocations(iterations: int) -> dict[str, Any]:
         )[1],
     }
     out: dict[str, Any] = {}
-    for operation in _operations():
+    for operation in operations():
         make = cases.get(operation)
         if make is None:
             out[operation] = {"missing": "no benchmark case"}
@@ -290,10 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.lambda_costs")
     parser.add_argument("--import-runs", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=1000)
-    parser.add_argument("--import-only", nargs="*", metavar="OPERATION", help="time the import of these handlers only")
+    parser.add_argument(
+        "--import-only", nargs="*", metavar="OPERATION", help="time the cold start of these handlers only"
+    )
     args = parser.parse_args(argv)
     result = {
-        "import": import_times(args.import_runs, args.import_only),
+        "import": cold_costs(args.import_runs, args.import_only, log=lambda op: print(op, file=sys.stderr)),
         "invoke": warm_invocations(args.iterations),
         "artefacts": artefact_sizes(),
     }

@@ -23,6 +23,12 @@ def _mib(entry: dict[str, Any] | None) -> str:
     return f"{entry['median']:,.0f} ({entry['min']:,.0f}-{entry['max']:,.0f})"
 
 
+def _ms(entry: dict[str, Any] | None) -> str:
+    if not entry or "ms" not in entry:
+        return "-"
+    return f"{entry['ms']:,.0f} ({entry['min']:,.0f}-{entry['max']:,.0f})"
+
+
 def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str = "median") -> str:
     if not a or not b or not b.get(key):
         return "-"
@@ -57,7 +63,11 @@ def check_targets(result: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     if imports:
         worst = max(imports.items(), key=lambda item: item[1]["ms"])
         checks.append(
-            ("every handler imports in < 150 ms cold", f"slowest {worst[0]} {worst[1]['ms']} ms", worst[1]["ms"] < 150)
+            (
+                "every handler imports in < 150 ms cold (no X-Ray SDK: the default)",
+                f"slowest {worst[0]} {worst[1]['ms']} ms",
+                worst[1]["ms"] < 150,
+            )
         )
     head = (lam.get("invoke") or {}).get("blob_head")
     if head and "p50_ms" in head:
@@ -146,18 +156,22 @@ def render_markdown(result: dict[str, Any]) -> str:
         out += [
             "## Lambda costs",
             "",
-            "| Handler | Cold import ms, X-Ray on (min-max) | X-Ray off | Heaviest packages (self ms) | Warm p50 ms"
-            " | Warm p99 ms |",
-            "|---|---|---|---|---|---|",
+            "Cold figures: ms, median (min-max), fresh interpreters laid out as Lambda's. *No SDK* is a"
+            " function deployed with `tracing` `active` (the default) or `off`; *SDK* with `tracing` `sdk`."
+            " *First invocation* is the import plus one call on the filesystem backend; *S3 setup* is what"
+            " building the registry on S3 (boto3, the client) adds to a first invocation in AWS.",
+            "",
+            "| Handler | Cold import, no SDK | Cold import, SDK | First invocation | S3 setup"
+            " | Heaviest packages, no SDK (self ms) | Warm p50 ms | Warm p99 ms |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         imports, invokes = lam.get("import") or {}, lam.get("invoke") or {}
         for op in imports or invokes:
             imp, inv = imports.get(op) or {}, invokes.get(op) or {}
             heavy = ", ".join(f"{name} {ms:.0f}" for name, ms in imp.get("top", [])[:3])
-            cold = f"{imp['ms']} ({imp['min']}-{imp['max']})" if imp else "-"
-            untraced = imp.get("untraced_ms", "-")
+            cells = [_ms(imp), _ms(imp.get("sdk")), _ms(imp.get("first_call")), _ms(imp.get("s3_setup"))]
             out.append(
-                f"| {op} | {cold} | {untraced} | {heavy} | {inv.get('p50_ms', '-')} | {inv.get('p99_ms', '-')} |"
+                f"| {op} | {' | '.join(cells)} | {heavy} | {inv.get('p50_ms', '-')} | {inv.get('p99_ms', '-')} |"
             )
         sizes = lam.get("artefacts") or {}
         if sizes:
