@@ -3,3 +3,8 @@
 The operations and their paths are listed once, in :data:`vmregistry.routes.ROUTES`;
 a module's name is its operation's name.
 """
+
+from vmregistry import coldstart
+
+# Before any handler's imports: each entry point resumes the collector once its module has loaded.
+coldstart.pause()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from vmregistry import coldstart
 from vmregistry.api.observability import logger
 from vmregistry.auth import Unauthorized, Verifier, authorize
 from vmregistry.config import Settings
@@ -54,3 +55,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         },
     )
     return response
+
+
+# The module has loaded: end the init the functions package paused (API handlers, in instrument).
+coldstart.resume()

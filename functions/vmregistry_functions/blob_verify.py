@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vmregistry import coldstart
 from vmregistry.api.observability import logger, tracer
 from vmregistry.errors import RegistryError
 from vmregistry.runtime import get_registry
@@ -27,3 +28,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     state = "published" if blob is not None else "failed"
     logger.info("verification finished", extra={"uuid": upload_id, "digest": digest, "state": state})
     return {"state": state}
+
+
+# The module has loaded: end the init the functions package paused (API handlers, in instrument).
+coldstart.resume()

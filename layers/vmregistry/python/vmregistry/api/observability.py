@@ -15,6 +15,8 @@ from typing import Any, Protocol
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 
+from vmregistry import coldstart
+
 __all__ = ["NoTracer", "instrument", "logger", "metrics", "metrics_enabled", "tracer", "tracing_enabled"]
 
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "vmregistry")
@@ -65,4 +67,6 @@ def instrument(handler: Handler) -> Handler:
         return measured(event, context) if metrics_enabled() else handler(event, context)
 
     traced = tracer.capture_lambda_handler(entry)
+    # Each handler module builds its entry point after its imports: that ends a Lambda init.
+    coldstart.resume()
     return logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)(traced)
