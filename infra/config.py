@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 __all__ = [
     "ARCHITECTURE",
@@ -170,7 +170,7 @@ def _tracing(key: str, raw: Any) -> Tracing:
     text = _TRACING_BOOLEANS.get(text, text)
     if text not in TRACING_MODES:
         raise ConfigError(f"{key} must be one of {', '.join(TRACING_MODES)}, not {raw!r}")
-    return cast(Tracing, text)
+    return text
 
 
 def cdk_json_context(root: Path = ROOT) -> dict[str, Any]:

@@ -91,10 +91,10 @@ class Request:
 class Endpoint:
     """One operation of the route table: the function that serves it, and its error mapping.
 
-    A function serves exactly one route, so there is nothing to resolve: the
-    method and path are checked against that route (anything else is
-    NOT_FOUND, as API Gateway only sends this route's requests here), and
-    every failure becomes the registry's JSON error.
+    A function serves exactly one route, so there is nothing to resolve: API
+    Gateway sends it only that route's requests, and anything else (a stack
+    wired wrong, a test harness) is answered NOT_FOUND. Every failure becomes
+    the registry's JSON error.
     """
 
     def __init__(self, operation: str) -> None:
