@@ -170,6 +170,8 @@ def render_markdown(result: dict[str, Any]) -> str:
             imp, inv = imports.get(op) or {}, invokes.get(op) or {}
             heavy = ", ".join(f"{name} {ms:.0f}" for name, ms in imp.get("top", [])[:3])
             cells = [_ms(imp), _ms(imp.get("sdk")), _ms(imp.get("first_call")), _ms(imp.get("s3_setup"))]
+            if "untraced_ms" in imp:  # a run from before the tracing modes: "ms" was with the SDK
+                cells = [f"{imp['untraced_ms']:,.0f}", _ms(imp), "-", "-"]
             out.append(
                 f"| {op} | {' | '.join(cells)} | {heavy} | {inv.get('p50_ms', '-')} | {inv.get('p99_ms', '-')} |"
             )
