@@ -211,11 +211,18 @@ def main(argv: list[str] | None = None) -> int:
         "--import-only", nargs="*", metavar="OPERATION", help="time the cold start of these handlers only"
     )
     args = parser.parse_args(argv)
-    result = {
-        "import": cold_costs(args.import_runs, args.import_only, log=lambda op: print(op, file=sys.stderr)),
-        "invoke": warm_invocations(args.iterations),
-        "artefacts": artefact_sizes(),
-    }
+    # Every scratch directory the measurements make (code assets, storage roots) lands in
+    # one, removed at the end: this process exists only to measure.
+    with tempfile.TemporaryDirectory(prefix="bench-lambda-") as scratch:
+        tempfile.tempdir = scratch
+        try:
+            result = {
+                "import": cold_costs(args.import_runs, args.import_only, log=lambda op: print(op, file=sys.stderr)),
+                "invoke": warm_invocations(args.iterations),
+                "artefacts": artefact_sizes(),
+            }
+        finally:
+            tempfile.tempdir = None
     json.dump(result, sys.stdout)
     return 0
 
