@@ -15,6 +15,7 @@ import logging
 import os
 import queue
 import re
+import secrets
 import socket
 import threading
 import time
@@ -38,7 +39,15 @@ from vmregistry.storage.filesystem import FilesystemStorage
 from vmregistry.storage.signing import UrlSigner, request_origin
 from vmregistry.verifiers import thread_verifier
 
-__all__ = ["API_GATEWAY_MAX_BODY", "Authorizer", "LocalServer"]
+__all__ = [
+    "API_GATEWAY_MAX_BODY",
+    "Authorizer",
+    "LocalServer",
+    "listen",
+    "presign_secret",
+    "public_url",
+    "quiet_powertools",
+]
 
 log = logging.getLogger("vmregistry.local.server")
 
@@ -52,6 +61,31 @@ SWEEP_INTERVAL = 3600
 
 # host[:port] as a client may put it in the Host header (names, IPv4, bracketed IPv6).
 _HOST_RE = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def quiet_powertools() -> None:
+    """Metrics and traces go to CloudWatch and X-Ray; locally they would be noise on stdout.
+
+    Powertools reads these when a handler module is imported: call this first.
+    """
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+
+
+def presign_secret() -> bytes:
+    """The data plane's HMAC key: ``VMREGISTRY_PRESIGN_SECRET``, else fresh random bytes."""
+    return os.environ.get("VMREGISTRY_PRESIGN_SECRET", "").encode() or secrets.token_bytes(32)
+
+
+def public_url(listener: socket.socket) -> str:
+    """The URL printed for ``listener``: a wildcard address is shown as the loopback one."""
+    host, port = listener.getsockname()[:2]
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
 
 Authorizer = Callable[[dict[str, Any]], Mapping[str, Any]]
 """Runs API Gateway's REQUEST authorizer step on an event: returns the context
@@ -241,13 +275,28 @@ class _AccessLog:
         self._thread.join(timeout=5)
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (``0`` picks a free port).
+
+    Bound apart from the HTTP server so that pre-forked workers
+    (:mod:`vmregistry.local.workers`) can all accept on the one socket their
+    parent bound. Non-blocking: when several processes wake for one
+    connection, the losers' ``accept`` fails at once and they go back to waiting.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host, port), family=family, backlog=128)
+    # Accepted sockets inherit it: answers are small writes that must not wait for Nagle.
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    listener.setblocking(False)
+    return listener
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 128
 
     def __init__(
         self,
-        address: tuple[str, int],
+        listener: socket.socket,
         dataplane: DataPlane | None,
         authorizer: Authorizer | None,
     ) -> None:
@@ -255,16 +304,22 @@ class _HTTPServer(ThreadingHTTPServer):
         self.authorizer = authorizer
         self.origin_from_host = False
         self._handlers: dict[str, Callable[..., dict[str, Any]]] = {}
-        self.access_log = _AccessLog()  # before binding: a failed bind calls server_close()
-        super().__init__(address, _Handler)
+        address = listener.getsockname()
+        super().__init__(address[:2], _Handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = listener
+        self.server_address = address
+        self.server_name, self.server_port = str(address[0]), int(address[1])
+        self.access_log = _AccessLog()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = self.socket.accept()
+        connection.setblocking(True)  # the listener is non-blocking; request threads read blocking
+        return connection, address
 
     def server_close(self) -> None:
         super().server_close()
         self.access_log.close()
-
-    def server_bind(self) -> None:
-        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().server_bind()
 
     def handler_for(self, route: Route) -> Callable[..., dict[str, Any]]:
         handler = self._handlers.get(route.operation)
@@ -275,7 +330,13 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class LocalServer:
-    """Storage, data plane and HTTP server for one process, ready to serve."""
+    """Storage, data plane and HTTP server for one process, ready to serve.
+
+    ``listener`` is a socket from :func:`listen` to serve on instead of binding
+    ``host:port`` (a pre-forked worker gets its parent's); ``secret`` keys the
+    data plane's URL signatures, so workers that share it accept each other's
+    URLs. ``sweep`` runs the hourly upload sweep: one process of a group does.
+    """
 
     def __init__(
         self,
@@ -283,19 +344,24 @@ class LocalServer:
         host: str = "127.0.0.1",
         port: int = 8080,
         authorizer: Authorizer | None = None,
+        *,
+        listener: socket.socket | None = None,
+        secret: bytes | None = None,
+        sweep: bool = True,
     ) -> None:
-        # Metrics and traces go to CloudWatch and X-Ray; locally they would be noise on stdout.
-        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        quiet_powertools()
         self.settings = settings
-        self.httpd = _HTTPServer((host, port), None, authorizer)
-        bound_host, bound_port = self.httpd.server_address[:2]
-        self.port = int(bound_port)
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else str(bound_host)
-        self.url = f"http://{shown}:{self.port}"
-        secret = os.environ.get("VMREGISTRY_PRESIGN_SECRET", "").encode() or None
-        signer = UrlSigner(settings.public_url or self.url, secret)
-        self.storage = open_storage(settings, signer)
+        self.sweep = sweep
+        listener = listener or listen(host, port)
+        self.url = public_url(listener)
+        self.port = int(listener.getsockname()[1])
+        signer = UrlSigner(settings.public_url or self.url, secret or presign_secret())
+        try:
+            self.storage = open_storage(settings, signer)
+        except BaseException:
+            listener.close()
+            raise
+        self.httpd = _HTTPServer(listener, None, authorizer)
         if isinstance(self.storage, FilesystemStorage):
             self.httpd.dataplane = DataPlane(self.storage, signer)
         # Without a configured public URL, answer each client on the address it used.
@@ -318,8 +384,9 @@ class LocalServer:
             self.sweep_uploads()
 
     def serve_forever(self) -> None:
-        self.sweep_uploads()
-        threading.Thread(target=self._sweeper, name="upload-sweeper", daemon=True).start()
+        if self.sweep:
+            self.sweep_uploads()
+            threading.Thread(target=self._sweeper, name="upload-sweeper", daemon=True).start()
         try:
             self.httpd.serve_forever(poll_interval=0.2)
         finally:
