@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import re
 import signal
@@ -24,6 +25,8 @@ from urllib.parse import urlsplit
 
 import pytest
 from vmregistry import mediatypes
+from vmregistry.config import Settings
+from vmregistry.local.server import LocalServer
 from vmregistry.storage import MIN_PART_SIZE
 
 from tests.conftest import RunningServer, start_server, stop_server
@@ -382,3 +385,41 @@ def test_a_worker_count_below_one_is_refused(tmp_path: Path, value: str) -> None
     )
     assert done.returncode == 2
     assert "at least 1" in done.stderr
+
+
+# -- what several processes write to one log ------------------------------------------------------
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_a_reset_keep_alive_connection_is_not_reported(tmp_path: Path) -> None:
+    # GIVEN a server, and a client that reset its connection while the server waited for the next request
+    server = LocalServer(Settings(fs_path=str(tmp_path / "root")), port=0)
+    captured = _Records()
+    logger = logging.getLogger("vmregistry.local.server")
+    logger.addHandler(captured)
+    try:
+        try:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        except ConnectionResetError:
+            # WHEN the HTTP server reports it
+            server.httpd.handle_error(None, ("127.0.0.1", 5555))
+        # THEN nothing is logged (the stdlib would print a traceback, in pieces, to stderr)
+        assert captured.records == []
+        try:
+            raise ValueError("a real fault")
+        except ValueError:
+            server.httpd.handle_error(None, ("127.0.0.1", 5555))
+        # AND a real fault is one record, with its traceback
+        assert [r.getMessage() for r in captured.records] == ["unexpected error serving 127.0.0.1"]
+        assert captured.records[0].exc_info is not None
+    finally:
+        logger.removeHandler(captured)
+        server.httpd.server_close()

@@ -17,6 +17,7 @@ import queue
 import re
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -320,6 +321,17 @@ class _HTTPServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self.access_log.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Report a failure outside a request's dispatch through the log, as one record.
+
+        The stdlib prints these to stderr in pieces, which other threads' (and
+        other workers') lines then split. A client that closed or reset its
+        keep-alive connection (wrk at the end of every run) is not a failure.
+        """
+        if isinstance(sys.exception(), ConnectionError | TimeoutError):
+            return
+        log.exception("unexpected error serving %s", client_address[0] if client_address else "?")
 
     def handler_for(self, route: Route) -> Callable[..., dict[str, Any]]:
         handler = self._handlers.get(route.operation)
