@@ -82,9 +82,9 @@ def _workers(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     serve = subparsers.add_parser(
         "serve",
-        help="run the registry in one local process",
-        description="Serve the /v1 API from one process, through the same handlers AWS Lambda runs."
-        " Stores under ./storage unless told otherwise.",
+        help="run the registry locally",
+        description="Serve the /v1 API through the same handlers AWS Lambda runs, from one worker process"
+        " per CPU sharing the port (-workers). Stores under ./storage unless told otherwise.",
         allow_abbrev=False,
     )
     serve.add_argument(
@@ -106,8 +106,8 @@ def register(subparsers: Any) -> None:
         type=_positive,
         metavar="N",
         default=None,
-        help="server processes sharing the port (default: one per CPU); 1 serves from this process alone"
-        " [VMREGISTRY_WORKERS]",
+        help="worker processes sharing the port (default: one per CPU, since one Python process uses one"
+        " core); 1 serves from this process alone, without a supervisor [VMREGISTRY_WORKERS]",
     )
     serve.add_argument(
         *_flag("public_url"),
@@ -195,10 +195,12 @@ def _serve_workers(settings: Settings, host: str, port: int, authorizer: Authori
     import importlib
 
     from vmregistry.local.server import LocalServer, listen, presign_secret, public_url, quiet_powertools
-    from vmregistry.local.workers import Supervisor
+    from vmregistry.local.workers import SUPPORTED, Supervisor
     from vmregistry.routes import ROUTES
     from vmregistry.verifiers import WORKER_MODULE
 
+    if not SUPPORTED:
+        raise ValueError("-workers above 1 needs fork() and sigwaitinfo() (Linux); use -workers 1")
     listener = listen(host, port)
     secret = presign_secret()  # a URL one worker signs must verify in every other
     quiet_powertools()

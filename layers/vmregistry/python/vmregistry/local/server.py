@@ -1,10 +1,11 @@
-"""The local single-process registry: the Lambda handlers behind a real HTTP server.
+"""The local registry: the Lambda handlers behind a real HTTP server, in one process.
 
 ``/v1/...`` requests become API Gateway events (:mod:`vmregistry.local.events`)
 and go to the very ``lambda_handler`` each operation deploys as; if an
 authorizer is configured it runs first, on the event API Gateway would give
 it, and its context reaches the handler. ``/_data/...`` is the filesystem
 backend's data plane (:mod:`vmregistry.local.dataplane`). Nothing else is served.
+Several such processes can serve one socket: :mod:`vmregistry.local.workers`.
 """
 
 from __future__ import annotations

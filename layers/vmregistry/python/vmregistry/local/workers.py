@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator
 
 from vmregistry.local.server import LocalServer
 
-__all__ = ["STOP_GRACE", "Supervisor", "default_workers"]
+__all__ = ["STOP_GRACE", "SUPPORTED", "Supervisor", "default_workers"]
 
 log = logging.getLogger("vmregistry.local.workers")
 
@@ -55,9 +55,14 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _WAITED = {signal.SIGCHLD, *_STOP_SIGNALS}
 _READY = b"r"
 
+SUPPORTED = hasattr(os, "fork") and hasattr(signal, "sigwaitinfo")
+"""Whether this platform can run workers (not Windows: no fork; not macOS: no ``sigwaitinfo``)."""
+
 
 def default_workers() -> int:
-    """One worker per CPU this process may run on."""
+    """One worker per CPU this process may run on (1 where workers are not :data:`SUPPORTED`)."""
+    if not SUPPORTED:
+        return 1
     counted = getattr(os, "process_cpu_count", None)  # Python 3.13: honours the affinity mask
     if counted is not None:
         return int(counted() or 1)
