@@ -273,6 +273,38 @@ def test_sigterm_stops_every_worker(tmp_path: Path) -> None:
     assert "SIGTERM: stopping 3 workers" in server.logs()
 
 
+def test_a_request_being_served_finishes_when_the_server_stops(tmp_path: Path) -> None:
+    # GIVEN a two-worker server, and a presigned PUT whose body is half sent
+    server = start_server(tmp_path, "-workers", "2")
+    try:
+        data = os.urandom(8 * 1024 * 1024)
+        digest = digest_of(data)
+        started = request("POST", f"{server.url}/v1/drain/repo/blobs/uploads/?digest={digest}&size={len(data)}")
+        upload = started.json()["upload"]
+        target = urlsplit(upload["url"])
+        connection = http.client.HTTPConnection("127.0.0.1", target.port, timeout=60)
+        connection.putrequest(upload["method"], f"{target.path}?{target.query}")
+        for name, value in {**upload["headers"], "Content-Length": str(len(data))}.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        connection.send(data[: len(data) // 2])
+        # WHEN the server is told to stop, and the rest of the body arrives once its worker said it is finishing
+        server.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + WAIT
+        while "finishing 1 requests in progress" not in server.logs() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        connection.send(data[len(data) // 2 :])
+        response = connection.getresponse()
+        # THEN the request completes, telling the client not to reuse the connection, and the server exits
+        assert response.status == 200, response.read()
+        assert response.getheader("Connection") == "close"
+        response.read()
+        connection.close()
+        assert server.process.wait(WAIT) == 0
+    finally:
+        stop_server(server)
+
+
 def test_a_killed_worker_is_replaced(tmp_path: Path) -> None:
     # GIVEN a two-worker server
     server = start_server(tmp_path, "-workers", "2")

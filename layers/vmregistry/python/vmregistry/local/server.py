@@ -58,6 +58,8 @@ API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 # An error answered before the body was read: read (and drop) up to this much of
 # it first, so the client sees the answer instead of a reset connection.
 DRAIN_LIMIT = 64 * 1024 * 1024
+# How long a stopping server waits for the requests it is serving.
+DRAIN_TIMEOUT = 8.0
 UPLOAD_MAX_AGE = 24 * 3600
 SWEEP_INTERVAL = 3600
 
@@ -149,6 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(split.path)
         self._sent = 0
         self._reader = None
+        self.server.begin()
         try:
             if path.startswith("/_data/") and self.server.dataplane is not None:
                 query = dict(parse_qsl(split.query, keep_blank_values=True))
@@ -181,6 +184,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "client": self.client_address[0],
                 }
             )
+            self.server.end()
 
     def _invoke(self, path: str, query: str) -> tuple[int, list[tuple[str, str]], bytes]:
         found = find_route(self.command, path)
@@ -218,6 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise RegistryError("TOO_LARGE", str(exc)) from None
 
     def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        if self.server.stopping:
+            self.close_connection = True  # the client must take its next request elsewhere
         self._status = status
         self.send_response(status)
         names = {k.lower() for k, _ in headers}
@@ -313,6 +319,28 @@ class _HTTPServer(ThreadingHTTPServer):
         self.server_address = address
         self.server_name, self.server_port = str(address[0]), int(address[1])
         self.access_log = _AccessLog()
+        self.stopping = False
+        self._in_flight = 0
+        self._settled = threading.Condition(threading.Lock())
+
+    def begin(self) -> None:
+        with self._settled:
+            self._in_flight += 1
+
+    def end(self) -> None:
+        with self._settled:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._settled.notify_all()
+
+    def drain(self, timeout: float) -> int:
+        """Wait until no request is being served (idle keep-alive connections do not count); how many still are."""
+        self.stopping = True
+        with self._settled:
+            if self._in_flight:
+                log.info("finishing %d requests in progress before stopping", self._in_flight)
+            self._settled.wait_for(lambda: not self._in_flight, timeout)
+            return self._in_flight
 
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, address = self.socket.accept()
@@ -404,6 +432,11 @@ class LocalServer:
             self.httpd.serve_forever(poll_interval=0.2)
         finally:
             self._stop.set()
+            # Requests already being served finish (a push completing, a body arriving); the
+            # supervisor's grace (workers.STOP_GRACE) is longer, so it need not kill a draining worker.
+            unfinished = self.httpd.drain(DRAIN_TIMEOUT)
+            if unfinished:
+                log.warning("stopping with %d requests still being served", unfinished)
             self.httpd.server_close()
 
     def start(self) -> threading.Thread:
