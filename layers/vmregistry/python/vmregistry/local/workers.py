@@ -31,6 +31,10 @@ The parent (the supervisor):
 A worker dies with its parent even when the parent is killed outright: it
 holds the read end of a pipe that only the parent holds open for writing,
 and end-of-file on it means the parent is gone.
+
+What stays per worker, by design: the authorizer's result cache (a token is
+verified once per worker, as once per API Gateway cache node) and the
+handlers' warm state, as in separate Lambda execution environments.
 """
 
 from __future__ import annotations
