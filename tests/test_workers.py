@@ -393,6 +393,8 @@ def test_one_worker_serves_from_the_process_itself(tmp_path: Path) -> None:
         assert request("GET", f"{server.url}/v1/").status == 200
     finally:
         stop_server(server)
+    # AND SIGTERM stops it as it stops a group: cleanly, status 0
+    assert server.process.returncode == 0
 
 
 def test_the_worker_count_comes_from_the_environment(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import io
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -175,6 +176,8 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"vmregistry serve: {exc}", file=sys.stderr)
         return 2
     _announce(server.url, settings, 1)
+    # SIGTERM stops like Ctrl-C: the requests being served finish, the access log is written out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     return 0
