@@ -92,6 +92,12 @@ def _machine(result: dict[str, Any]) -> list[str]:
         f"- **Peers**: {m.get('distribution') or 'distribution not installed'}; {m.get('curl') or 'no curl'};"
         f" {m.get('wrk') or 'wrk not installed'}",
     ]
+    workers = (result.get("settings") or {}).get("workers")
+    if workers:
+        lines.append(
+            f"- **vmregistry workers** (throughput, control plane): {workers}"
+            " (`serve -workers`; distribution's Go runtime uses every core); memory: 1"
+        )
     loads = result.get("load") or {}
     if loads:
         shown = ", ".join(f"{k} {v}" for k, v in loads.items())

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vmregistry.local.workers import default_workers
+
 from bench import control, memory, report, s3, throughput
 from bench.servers import Server, distribution_version, start_distribution, start_vmregistry
 from bench.throughput import MIB
@@ -85,6 +87,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--iterations", type=int, default=2000, help="warm invocations per handler")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--skip", nargs="*", choices=SECTIONS, default=[], help="skip these sections")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="vmregistry serve -workers for throughput and control (default: one per CPU, as serve and"
+        " distribution's Go runtime use)",
+    )
     parser.add_argument("--no-distribution", action="store_true", help="measure vmregistry alone")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, one run, nothing to docs/")
     parser.add_argument(
@@ -132,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             "memory_sizes_mib": [s // MIB for s in args.memory_sizes],
             "control_seconds": args.control_seconds,
             "iterations": args.iterations,
+            "workers": args.workers,
         },
     }
     try:
@@ -145,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _servers(work: Path, use_distribution: bool) -> list[Server]:
+def _servers(work: Path, use_distribution: bool, workers: int) -> list[Server]:
     home = work / "servers"
     home.mkdir(exist_ok=True)
-    servers = [start_vmregistry(home)]
+    servers = [start_vmregistry(home, workers=workers)]
     if use_distribution:
         servers.append(start_distribution(home))
     return servers
@@ -161,7 +171,7 @@ def _run(
         print(f"[bench {time.strftime('%H:%M:%S')}] {message} (load {_load()})", file=sys.stderr, flush=True)
 
     if "throughput" in sections or "control" in sections:
-        servers = _servers(work, use_distribution)
+        servers = _servers(work, use_distribution, args.workers)
         try:
             if "throughput" in sections:
                 result["load"]["throughput"] = _load()
@@ -208,7 +218,8 @@ def _run(
     if "memory" in sections:
         log("memory")
         result["load"]["memory"] = _load()
-        starters: dict[str, Callable[[Path], Server]] = {"vmregistry": start_vmregistry}
+        # One process: its peak is what moving a blob costs (a transfer runs in one worker).
+        starters: dict[str, Callable[[Path], Server]] = {"vmregistry": lambda home: start_vmregistry(home, workers=1)}
         if use_distribution:
             starters["distribution"] = start_distribution
         result["memory"] = memory.measure_memory(starters, args.memory_sizes, work)

@@ -2,7 +2,8 @@
 
 distribution runs with the configuration Debian ships (filesystem driver,
 in-memory blob descriptor cache) minus auth; vmregistry with the filesystem
-backend and its local data plane. Both keep their default logging
+backend and its local data plane, its workers as the caller says (distribution's
+Go runtime uses every core). Both keep their default logging
 (distribution: every request at ``info`` plus an access log; vmregistry: one
 JSON line per request), to files in the work directory, so neither pays for
 a terminal. Each server is stopped with
@@ -130,14 +131,19 @@ def start_distribution(work: Path) -> Server:
     return Server("distribution", url, "/v2", root, process, log)
 
 
-def start_vmregistry(work: Path, env: dict[str, str] | None = None, *args: str) -> Server:
-    """``vmregistry serve`` from this venv, filesystem backend unless ``args`` say otherwise."""
+def start_vmregistry(work: Path, env: dict[str, str] | None = None, *args: str, workers: int | None = None) -> Server:
+    """``vmregistry serve`` from this venv, filesystem backend unless ``args`` say otherwise.
+
+    ``workers`` is ``-workers``; unset, serve's default (one process per CPU).
+    """
     root = work / "vmregistry-root"
     log = work / f"vmregistry-{time.monotonic_ns()}.log"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("VMREGISTRY_")}
     environ.update(env or {})
     command = [str(Path(sys.executable).with_name("vmregistry")), "serve", "-port", "0"]
     command += list(args) or ["-fs-path", str(root)]
+    if workers is not None:
+        command += ["-workers", str(workers)]
     with open(log, "wb") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=environ, cwd=work)
     deadline = time.monotonic() + START_TIMEOUT

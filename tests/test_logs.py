@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -27,6 +28,7 @@ def test_terminal_lines_are_coloured_and_readable(stream: io.StringIO) -> None:
     assert "PUT" in line
     assert "/v1/a/blobs/x" in line
     assert "1.5 ms" in line
+    assert f"pid {os.getpid()}" in line
 
 
 def test_non_terminal_lines_are_json(stream: io.StringIO) -> None:
@@ -35,6 +37,7 @@ def test_non_terminal_lines_are_json(stream: io.StringIO) -> None:
     entry = json.loads(stream.getvalue())
     assert entry["status"] == 503
     assert entry["level"] == "WARNING"
+    assert entry["pid"] == os.getpid()  # which worker of `serve -workers N` wrote it
     assert {k: entry[k] for k in FIELDS if k != "status"} == {k: v for k, v in FIELDS.items() if k != "status"}
 
 

@@ -1,7 +1,7 @@
 """vmregistry: a serverless registry for virtual-machine images.
 
 The package is the domain layer every Lambda function gets as a layer, the
-local single-process server, and the reference client.
+local server, and the reference client.
 """
 
 from __future__ import annotations

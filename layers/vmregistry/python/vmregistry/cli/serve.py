@@ -11,10 +11,15 @@ import argparse
 import contextlib
 import io
 import os
+import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vmregistry.config import SETTINGS_HELP, env_name
+
+if TYPE_CHECKING:
+    from vmregistry.config import Settings
+    from vmregistry.local.server import Authorizer
 
 __all__ = ["register", "settings_from_args"]
 
@@ -53,12 +58,34 @@ def settings_from_args(args: argparse.Namespace, settings: tuple[str, ...]) -> N
         os.environ[env_name(setting)] = "true" if value is True else str(value)
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
+def _workers(args: argparse.Namespace) -> int:
+    """``-workers``, else ``VMREGISTRY_WORKERS``, else one per CPU."""
+    if args.workers is not None:
+        return int(args.workers)
+    from_env = os.environ.get("VMREGISTRY_WORKERS", "").strip()
+    if from_env:
+        return _positive(from_env)
+    from vmregistry.local.workers import default_workers
+
+    return default_workers()
+
+
 def register(subparsers: Any) -> None:
     serve = subparsers.add_parser(
         "serve",
-        help="run the registry in one local process",
-        description="Serve the /v1 API from one process, through the same handlers AWS Lambda runs."
-        " Stores under ./storage unless told otherwise.",
+        help="run the registry locally",
+        description="Serve the /v1 API through the same handlers AWS Lambda runs, from one worker process"
+        " per CPU sharing the port (-workers). Stores under ./storage unless told otherwise.",
         allow_abbrev=False,
     )
     serve.add_argument(
@@ -73,6 +100,15 @@ def register(subparsers: Any) -> None:
         type=int,
         default=int(os.environ.get("VMREGISTRY_PORT", "8080")),
         help="TCP port; 0 picks a free one [VMREGISTRY_PORT]",
+    )
+    serve.add_argument(
+        *_flag("workers"),
+        dest="workers",
+        type=_positive,
+        metavar="N",
+        default=None,
+        help="worker processes sharing the port (default: one per CPU, since one Python process uses one"
+        " core); 1 serves from this process alone, without a supervisor [VMREGISTRY_WORKERS]",
     )
     serve.add_argument(
         *_flag("public_url"),
@@ -130,20 +166,56 @@ def run_serve(args: argparse.Namespace) -> int:
     configure_logging()
     settings_from_args(args, _SERVE_SETTINGS)
     try:
+        workers = _workers(args)
         settings = Settings.from_env()
-        server = LocalServer(settings, args.host, args.port, authorizer=local_authorizer(settings))
-    except (ValueError, OSError, StorageError) as exc:
+        authorizer = local_authorizer(settings)
+        if workers > 1:
+            return _serve_workers(settings, args.host, args.port, authorizer, workers)
+        server = LocalServer(settings, args.host, args.port, authorizer=authorizer)
+    except (ValueError, OSError, StorageError, argparse.ArgumentTypeError) as exc:
         print(f"vmregistry serve: {exc}", file=sys.stderr)
         return 2
+    _announce(server.url, settings, 1)
+    # SIGTERM stops like Ctrl-C: the requests being served finish, the access log is written out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    return 0
+
+
+def _announce(url: str, settings: Settings, workers: int) -> None:
     where = (
         f"filesystem at {os.path.abspath(settings.fs_path)}"
         if settings.storage == "filesystem"
         else (f"s3 bucket {settings.s3_bucket}")
     )
-    print(f"vmregistry listening on {server.url} (storage: {where})", file=sys.stderr, flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
-    return 0
+    processes = "1 process" if workers == 1 else f"{workers} worker processes"
+    print(f"vmregistry listening on {url} (storage: {where}; {processes})", file=sys.stderr, flush=True)
+
+
+def _serve_workers(settings: Settings, host: str, port: int, authorizer: Authorizer | None, workers: int) -> int:
+    """Bind and decide in this process what every worker shares, then fork them (``local/workers.py``)."""
+    import importlib
+
+    from vmregistry.local.server import LocalServer, listen, presign_secret, public_url, quiet_powertools
+    from vmregistry.local.workers import SUPPORTED, Supervisor
+    from vmregistry.routes import ROUTES
+    from vmregistry.verifiers import WORKER_MODULE
+
+    if not SUPPORTED:
+        raise ValueError("-workers above 1 needs fork() and sigwaitinfo() (Linux); use -workers 1")
+    listener = listen(host, port)
+    secret = presign_secret()  # a URL one worker signs must verify in every other
+    quiet_powertools()
+    # Imported once here, shared copy-on-write: a worker starts (or restarts) without paying for it.
+    for module in {route.module for route in ROUTES} | {WORKER_MODULE}:
+        importlib.import_module(module)
+
+    def make_server(index: int) -> LocalServer:
+        return LocalServer(settings, authorizer=authorizer, listener=listener, secret=secret, sweep=index == 0)
+
+    url = public_url(listener)
+    return Supervisor(workers, make_server).run(on_ready=lambda: _announce(url, settings, workers))
 
 
 def run_sweep(args: argparse.Namespace) -> int:

@@ -1,1 +1,1 @@
-"""Local single-process mode: the same handlers, served over HTTP from one process."""
+"""Local mode: the same handlers, served over HTTP from one process or pre-forked workers."""

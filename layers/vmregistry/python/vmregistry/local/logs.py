@@ -26,6 +26,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,  # which worker process wrote it (vmregistry serve -workers)
         }
         entry.update({k: getattr(record, k) for k in _FIELDS if hasattr(record, k)})
         if record.exc_info:
@@ -42,7 +43,7 @@ class TerminalFormatter(logging.Formatter):
             colour = _STATUS_COLOURS.get(status // 100, "")
             return (
                 f"{_DIM}{stamp}{_RESET} {colour}{status}{_RESET} {fields['method']:<6} {fields['path']}"
-                f" {_DIM}{fields['duration_ms']:.1f} ms {fields['bytes']} B{_RESET}"
+                f" {_DIM}{fields['duration_ms']:.1f} ms {fields['bytes']} B pid {record.process}{_RESET}"
             )
         colour = _LEVEL_COLOURS.get(record.levelname, "")
         line = f"{_DIM}{stamp}{_RESET} {colour}{record.levelname.lower()}{_RESET} {record.getMessage()}"

@@ -1,10 +1,11 @@
-"""The local single-process registry: the Lambda handlers behind a real HTTP server.
+"""The local registry: the Lambda handlers behind a real HTTP server, in one process.
 
 ``/v1/...`` requests become API Gateway events (:mod:`vmregistry.local.events`)
 and go to the very ``lambda_handler`` each operation deploys as; if an
 authorizer is configured it runs first, on the event API Gateway would give
 it, and its context reaches the handler. ``/_data/...`` is the filesystem
 backend's data plane (:mod:`vmregistry.local.dataplane`). Nothing else is served.
+Several such processes can serve one socket: :mod:`vmregistry.local.workers`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import logging
 import os
 import queue
 import re
+import secrets
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -38,7 +41,15 @@ from vmregistry.storage.filesystem import FilesystemStorage
 from vmregistry.storage.signing import UrlSigner, request_origin
 from vmregistry.verifiers import thread_verifier
 
-__all__ = ["API_GATEWAY_MAX_BODY", "Authorizer", "LocalServer"]
+__all__ = [
+    "API_GATEWAY_MAX_BODY",
+    "Authorizer",
+    "LocalServer",
+    "listen",
+    "presign_secret",
+    "public_url",
+    "quiet_powertools",
+]
 
 log = logging.getLogger("vmregistry.local.server")
 
@@ -47,11 +58,38 @@ API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 # An error answered before the body was read: read (and drop) up to this much of
 # it first, so the client sees the answer instead of a reset connection.
 DRAIN_LIMIT = 64 * 1024 * 1024
+# How long a stopping server waits for the requests it is serving.
+DRAIN_TIMEOUT = 8.0
 UPLOAD_MAX_AGE = 24 * 3600
 SWEEP_INTERVAL = 3600
 
 # host[:port] as a client may put it in the Host header (names, IPv4, bracketed IPv6).
 _HOST_RE = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def quiet_powertools() -> None:
+    """Metrics and traces go to CloudWatch and X-Ray; locally they would be noise on stdout.
+
+    Powertools reads these when a handler module is imported: call this first.
+    """
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+
+
+def presign_secret() -> bytes:
+    """The data plane's HMAC key: ``VMREGISTRY_PRESIGN_SECRET``, else fresh random bytes."""
+    return os.environ.get("VMREGISTRY_PRESIGN_SECRET", "").encode() or secrets.token_bytes(32)
+
+
+def public_url(listener: socket.socket) -> str:
+    """The URL printed for ``listener``: a wildcard address is shown as the loopback one."""
+    host, port = listener.getsockname()[:2]
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
 
 Authorizer = Callable[[dict[str, Any]], Mapping[str, Any]]
 """Runs API Gateway's REQUEST authorizer step on an event: returns the context
@@ -113,6 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(split.path)
         self._sent = 0
         self._reader = None
+        self.server.begin()
         try:
             if path.startswith("/_data/") and self.server.dataplane is not None:
                 query = dict(parse_qsl(split.query, keep_blank_values=True))
@@ -145,6 +184,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "client": self.client_address[0],
                 }
             )
+            self.server.end()
 
     def _invoke(self, path: str, query: str) -> tuple[int, list[tuple[str, str]], bytes]:
         found = find_route(self.command, path)
@@ -182,6 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise RegistryError("TOO_LARGE", str(exc)) from None
 
     def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        if self.server.stopping:
+            self.close_connection = True  # the client must take its next request elsewhere
         self._status = status
         self.send_response(status)
         names = {k.lower() for k, _ in headers}
@@ -241,13 +283,28 @@ class _AccessLog:
         self._thread.join(timeout=5)
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (``0`` picks a free port).
+
+    Bound apart from the HTTP server so that pre-forked workers
+    (:mod:`vmregistry.local.workers`) can all accept on the one socket their
+    parent bound. Non-blocking: when several processes wake for one
+    connection, the losers' ``accept`` fails at once and they go back to waiting.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host, port), family=family, backlog=128)
+    # Accepted sockets inherit it: answers are small writes that must not wait for Nagle.
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    listener.setblocking(False)
+    return listener
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 128
 
     def __init__(
         self,
-        address: tuple[str, int],
+        listener: socket.socket,
         dataplane: DataPlane | None,
         authorizer: Authorizer | None,
     ) -> None:
@@ -255,16 +312,55 @@ class _HTTPServer(ThreadingHTTPServer):
         self.authorizer = authorizer
         self.origin_from_host = False
         self._handlers: dict[str, Callable[..., dict[str, Any]]] = {}
-        self.access_log = _AccessLog()  # before binding: a failed bind calls server_close()
-        super().__init__(address, _Handler)
+        address = listener.getsockname()
+        super().__init__(address[:2], _Handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = listener
+        self.server_address = address
+        self.server_name, self.server_port = str(address[0]), int(address[1])
+        self.access_log = _AccessLog()
+        self.stopping = False
+        self._in_flight = 0
+        self._settled = threading.Condition(threading.Lock())
+
+    def begin(self) -> None:
+        with self._settled:
+            self._in_flight += 1
+
+    def end(self) -> None:
+        with self._settled:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._settled.notify_all()
+
+    def drain(self, timeout: float) -> int:
+        """Wait until no request is being served (idle keep-alive connections do not count); how many still are."""
+        self.stopping = True
+        with self._settled:
+            if self._in_flight:
+                log.info("finishing %d requests in progress before stopping", self._in_flight)
+            self._settled.wait_for(lambda: not self._in_flight, timeout)
+            return self._in_flight
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = self.socket.accept()
+        connection.setblocking(True)  # the listener is non-blocking; request threads read blocking
+        return connection, address
 
     def server_close(self) -> None:
         super().server_close()
         self.access_log.close()
 
-    def server_bind(self) -> None:
-        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().server_bind()
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Report a failure outside a request's dispatch through the log, as one record.
+
+        The stdlib prints these to stderr in pieces, which other threads' (and
+        other workers') lines then split. A client that closed or reset its
+        keep-alive connection (wrk at the end of every run) is not a failure.
+        """
+        if isinstance(sys.exception(), ConnectionError | TimeoutError):
+            return
+        log.exception("unexpected error serving %s", client_address[0] if client_address else "?")
 
     def handler_for(self, route: Route) -> Callable[..., dict[str, Any]]:
         handler = self._handlers.get(route.operation)
@@ -275,7 +371,13 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class LocalServer:
-    """Storage, data plane and HTTP server for one process, ready to serve."""
+    """Storage, data plane and HTTP server for one process, ready to serve.
+
+    ``listener`` is a socket from :func:`listen` to serve on instead of binding
+    ``host:port`` (a pre-forked worker gets its parent's); ``secret`` keys the
+    data plane's URL signatures, so workers that share it accept each other's
+    URLs. ``sweep`` runs the hourly upload sweep: one process of a group does.
+    """
 
     def __init__(
         self,
@@ -283,19 +385,24 @@ class LocalServer:
         host: str = "127.0.0.1",
         port: int = 8080,
         authorizer: Authorizer | None = None,
+        *,
+        listener: socket.socket | None = None,
+        secret: bytes | None = None,
+        sweep: bool = True,
     ) -> None:
-        # Metrics and traces go to CloudWatch and X-Ray; locally they would be noise on stdout.
-        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        quiet_powertools()
         self.settings = settings
-        self.httpd = _HTTPServer((host, port), None, authorizer)
-        bound_host, bound_port = self.httpd.server_address[:2]
-        self.port = int(bound_port)
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else str(bound_host)
-        self.url = f"http://{shown}:{self.port}"
-        secret = os.environ.get("VMREGISTRY_PRESIGN_SECRET", "").encode() or None
-        signer = UrlSigner(settings.public_url or self.url, secret)
-        self.storage = open_storage(settings, signer)
+        self.sweep = sweep
+        listener = listener or listen(host, port)
+        self.url = public_url(listener)
+        self.port = int(listener.getsockname()[1])
+        signer = UrlSigner(settings.public_url or self.url, secret or presign_secret())
+        try:
+            self.storage = open_storage(settings, signer)
+        except BaseException:
+            listener.close()
+            raise
+        self.httpd = _HTTPServer(listener, None, authorizer)
         if isinstance(self.storage, FilesystemStorage):
             self.httpd.dataplane = DataPlane(self.storage, signer)
         # Without a configured public URL, answer each client on the address it used.
@@ -318,12 +425,18 @@ class LocalServer:
             self.sweep_uploads()
 
     def serve_forever(self) -> None:
-        self.sweep_uploads()
-        threading.Thread(target=self._sweeper, name="upload-sweeper", daemon=True).start()
+        if self.sweep:
+            self.sweep_uploads()
+            threading.Thread(target=self._sweeper, name="upload-sweeper", daemon=True).start()
         try:
             self.httpd.serve_forever(poll_interval=0.2)
         finally:
             self._stop.set()
+            # Requests already being served finish (a push completing, a body arriving); the
+            # supervisor's grace (workers.STOP_GRACE) is longer, so it need not kill a draining worker.
+            unfinished = self.httpd.drain(DRAIN_TIMEOUT)
+            if unfinished:
+                log.warning("stopping with %d requests still being served", unfinished)
             self.httpd.server_close()
 
     def start(self) -> threading.Thread:

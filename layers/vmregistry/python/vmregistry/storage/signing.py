@@ -3,8 +3,9 @@
 A URL authorises one method, one operation and one set of parameters (the
 object key, and for parts the upload id and part number, and for single PUTs
 the SHA-256 the body must have) until it expires. Any change to any of them,
-or to the expiry, breaks the signature. The secret never leaves the process
-(or the operator's configuration), so only this server can mint URLs.
+or to the expiry, breaks the signature. The secret never leaves the server
+(its workers share it; or the operator's configuration), so only this server
+can mint URLs.
 """
 
 from __future__ import annotations
