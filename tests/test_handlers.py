@@ -257,6 +257,28 @@ def test_api_handlers_do_not_load_what_they_never_use() -> None:
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize(
+    ("operation", "unused"),
+    [
+        ("blob_head", ["uploads", "manifests", "listing"]),
+        ("blob_get", ["uploads", "manifests", "listing"]),
+        ("manifest_get", ["uploads", "listing"]),
+        ("tags_list", ["uploads"]),
+        ("version_check", ["blobs", "uploads", "manifests", "listing"]),
+    ],
+)
+def test_a_handler_loads_only_the_domain_modules_it_uses(operation: str, unused: list[str]) -> None:
+    # GIVEN a fresh interpreter importing one handler, as its cold Lambda function does
+    probe = (
+        "import sys\n"
+        f"import vmregistry_functions.{operation}\n"
+        f"print(sorted(m for m in {[f'vmregistry.registry.{m}' for m in unused]!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    # THEN the parts of the domain layer it never calls stayed unloaded (cold-start time)
+    assert result.stdout.strip() == "[]"
+
+
 def test_handlers_in_lambda_without_the_sdk_load_no_resolver_and_no_xray() -> None:
     # GIVEN a fresh interpreter in a deployed function's environment with tracing "active" or "off"
     env = os.environ | {"AWS_LAMBDA_FUNCTION_NAME": "vmregistry-test", "POWERTOOLS_TRACE_DISABLED": "true"}

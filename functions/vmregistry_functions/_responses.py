@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vmregistry.api import HttpResponse, Request, json_response
-from vmregistry.registry import BlobInfo, Manifest, Page, UploadStatus
+
+if TYPE_CHECKING:  # each handler imports only the domain modules it uses (cold start)
+    from vmregistry.registry import BlobInfo, Manifest, Page, UploadStatus
 
 __all__ = ["blob_created", "blob_headers", "manifest_headers", "page_link", "upload_status"]
 

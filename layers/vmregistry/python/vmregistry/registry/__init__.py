@@ -2,16 +2,27 @@
 
 Handlers parse a request, call one method here and map the result to a
 response; every client mistake surfaces as a :class:`~vmregistry.errors.RegistryError`.
+
+Each Lambda function performs one operation, so it should load only the part of
+the domain it uses: a HEAD blob has no use for the upload or manifest modules,
+and importing them is cold-start time (``bench/lambda_cold.py``). Hence the
+services of :class:`Registry` are built on first use and this package's names
+are resolved on first access.
 """
 
 from __future__ import annotations
 
-from vmregistry.config import Settings
-from vmregistry.registry.blobs import BlobInfo, Blobs, Download
-from vmregistry.registry.listing import Page, paginate, parse_page_size
-from vmregistry.registry.manifests import Manifest, Manifests, accepts
-from vmregistry.registry.uploads import PartResult, Uploads, UploadStatus, Verifier
-from vmregistry.storage import Storage
+import importlib
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vmregistry.config import Settings
+    from vmregistry.registry.blobs import BlobInfo, Blobs, Download
+    from vmregistry.registry.listing import Page, paginate, parse_page_size
+    from vmregistry.registry.manifests import Manifest, Manifests, accepts
+    from vmregistry.registry.uploads import PartResult, Uploads, UploadStatus, Verifier
+    from vmregistry.storage import Storage
 
 __all__ = [
     "BlobInfo",
@@ -27,13 +38,59 @@ __all__ = [
     "parse_page_size",
 ]
 
+_EXPORTS = {
+    "BlobInfo": "blobs",
+    "Download": "blobs",
+    "Page": "listing",
+    "paginate": "listing",
+    "parse_page_size": "listing",
+    "Manifest": "manifests",
+    "accepts": "manifests",
+    "PartResult": "uploads",
+    "UploadStatus": "uploads",
+    "Verifier": "uploads",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 class Registry:
-    """One storage backend seen through the registry's operations."""
+    """One storage backend seen through the registry's operations.
+
+    The services hold nothing but their configuration, so two threads that race to
+    build one on first use build equal ones, and either may win.
+    """
 
     def __init__(self, storage: Storage, settings: Settings | None = None, verifier: Verifier | None = None) -> None:
+        if settings is None:
+            from vmregistry.config import Settings
+
+            settings = Settings()
         self.storage = storage
-        self.settings = settings or Settings()
-        self.blobs = Blobs(storage, self.settings)
-        self.uploads = Uploads(storage, self.settings, self.blobs, verifier)
-        self.manifests = Manifests(storage, self.blobs)
+        self.settings = settings
+        self.verifier = verifier
+
+    @cached_property
+    def blobs(self) -> Blobs:
+        from vmregistry.registry.blobs import Blobs
+
+        return Blobs(self.storage, self.settings)
+
+    @cached_property
+    def uploads(self) -> Uploads:
+        from vmregistry.registry.uploads import Uploads
+
+        return Uploads(self.storage, self.settings, self.blobs, self.verifier)
+
+    @cached_property
+    def manifests(self) -> Manifests:
+        from vmregistry.registry.manifests import Manifests
+
+        return Manifests(self.storage, self.blobs)
