@@ -12,14 +12,12 @@ layer translates.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["ERROR_CODES", "ErrorCode", "RegistryError", "error_body"]
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorCode:
+class ErrorCode(NamedTuple):
     code: str
     status: int
     message: str

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import Literal, NamedTuple
 
 __all__ = ["ROUTES", "WORKERS", "Action", "Grant", "Route", "Worker", "find_route", "route_by_operation"]
 
@@ -170,8 +170,7 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Worker:
+class Worker(NamedTuple):
     """A function that no HTTP route reaches: operations invoke it asynchronously."""
 
     operation: str

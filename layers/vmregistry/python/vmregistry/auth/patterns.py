@@ -35,7 +35,7 @@ too long) is matched by no pattern at all, not even ``**``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vmregistry.names import MAX_NAME_LENGTH, is_valid_name
 
@@ -49,8 +49,7 @@ class PatternError(ValueError):
     """The text is not a pattern of this language."""
 
 
-@dataclass(frozen=True, slots=True)
-class Pattern:
+class Pattern(NamedTuple):
     """A parsed repository pattern; build with :meth:`parse`."""
 
     text: str

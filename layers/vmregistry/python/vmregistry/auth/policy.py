@@ -32,8 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 __all__ = [
     "IDENTITY_SOURCES",
@@ -56,8 +55,7 @@ RESULT_CACHE_TTL = 300
 Effect = Literal["Allow", "Deny"]
 
 
-@dataclass(frozen=True, slots=True)
-class MethodArn:
+class MethodArn(NamedTuple):
     """``arn:aws:execute-api:<region>:<account>:<api>/<stage>/<METHOD>/<path>``."""
 
     region: str

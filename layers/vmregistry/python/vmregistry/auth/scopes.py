@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any, NamedTuple, get_args
 
 from vmregistry.auth.patterns import Pattern, PatternError
 from vmregistry.routes import Action
@@ -56,8 +55,7 @@ class ScopeError(ValueError):
     """A scope claim of the wrong shape: the whole token is malformed."""
 
 
-@dataclass(frozen=True, slots=True)
-class Access:
+class Access(NamedTuple):
     """One granted pattern and the actions granted on every name it matches."""
 
     pattern: Pattern
@@ -140,8 +138,7 @@ def format_scope(name: str, actions: Iterable[str]) -> str:
     return f"{RESOURCE_TYPE}:{name}:{','.join(actions)}"
 
 
-@dataclass(frozen=True, slots=True)
-class AccessSet:
+class AccessSet(NamedTuple):
     """Everything one token grants."""
 
     entries: tuple[Access, ...] = ()

@@ -9,7 +9,7 @@ guessing digests.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vmregistry import paths
 from vmregistry.config import Settings
@@ -19,14 +19,12 @@ from vmregistry.storage import ChecksumMismatch, ObjectNotFound, Storage
 __all__ = ["BlobInfo", "Blobs", "Download"]
 
 
-@dataclass(frozen=True, slots=True)
-class BlobInfo:
+class BlobInfo(NamedTuple):
     digest: str
     size: int
 
 
-@dataclass(frozen=True, slots=True)
-class Download:
+class Download(NamedTuple):
     """Where the bytes come from: a presigned URL, or (no redirect possible) the bytes."""
 
     info: BlobInfo

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vmregistry.errors import RegistryError
 
@@ -12,8 +12,7 @@ __all__ = ["MAX_PAGE_SIZE", "Page", "paginate", "parse_page_size"]
 MAX_PAGE_SIZE = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
+class Page(NamedTuple):
     items: list[str]
     next_last: str | None
     """The ``last`` value of the next page, or ``None`` on the final page."""

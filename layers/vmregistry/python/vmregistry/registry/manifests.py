@@ -9,8 +9,7 @@ a manifest that is not also addressable by digest.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from vmregistry import mediatypes, paths
 from vmregistry.config import MAX_MANIFEST_SIZE
@@ -22,8 +21,7 @@ from vmregistry.storage import ObjectNotFound, Storage
 __all__ = ["Manifest", "Manifests", "accepts"]
 
 
-@dataclass(frozen=True, slots=True)
-class Manifest:
+class Manifest(NamedTuple):
     data: bytes
     digest: str
     media_type: str

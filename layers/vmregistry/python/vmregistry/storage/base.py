@@ -30,8 +30,8 @@ from __future__ import annotations
 import builtins  # the contract's list() method shadows the builtin inside the class
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Protocol
+from types import MappingProxyType
+from typing import NamedTuple, Protocol
 
 __all__ = [
     "MAX_PARTS",
@@ -71,8 +71,7 @@ class StorageUnavailable(StorageError):
     """The backend could not be reached or refused us; the client may retry later."""
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectInfo:
+class ObjectInfo(NamedTuple):
     key: str
     size: int
     modified: float
@@ -82,22 +81,20 @@ class ObjectInfo:
     """Lowercase hex SHA-256 when the backend computed it while writing (saves a re-read)."""
 
 
-@dataclass(frozen=True, slots=True)
-class UploadedPart:
+class UploadedPart(NamedTuple):
     number: int
     size: int
     etag: str
 
 
-@dataclass(frozen=True, slots=True)
-class PresignedRequest:
+class PresignedRequest(NamedTuple):
     """A request the client sends itself, straight to the data plane."""
 
     url: str
     method: str
     expires_at: int
     """Seconds since the epoch."""
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = MappingProxyType({})
     """Headers the client must send unchanged (they are part of the signature)."""
 
 
