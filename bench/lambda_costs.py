@@ -205,7 +205,7 @@ def warm_invocations(iterations: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.lambda_costs")
-    parser.add_argument("--import-runs", type=int, default=5)
+    parser.add_argument("--import-runs", type=int, default=9)
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument(
         "--import-only", nargs="*", metavar="OPERATION", help="time the cold start of these handlers only"

@@ -83,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--s3-runs", type=int, default=3, help="runs per S3-mode figure (LocalStack is slow)")
     parser.add_argument("--memory-sizes", type=_sizes, default=_sizes("64M,4G"), help="blob sizes for peak RSS")
     parser.add_argument("--control-seconds", type=float, default=5.0, help="wrk duration per case")
-    parser.add_argument("--import-runs", type=int, default=5)
+    parser.add_argument(
+        "--import-runs", type=int, default=9, help="fresh interpreters per cold figure (the spread here is +-20 %%)"
+    )
     parser.add_argument("--iterations", type=int, default=2000, help="warm invocations per handler")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--skip", nargs="*", choices=SECTIONS, default=[], help="skip these sections")
