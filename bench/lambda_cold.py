@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LAMBDA_ENV", "cold_costs", "lambda_path", "operations"]
+__all__ = ["LAMBDA_ENV", "cold_costs", "lambda_path", "operations", "vm_manifest"]
 
 ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_ENV = {
@@ -143,6 +143,24 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def vm_manifest(config: bytes, layer: bytes) -> bytes:
+    """A vmregistry manifest of one config blob and one disk layer (push both first)."""
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.vmregistry.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.vmregistry.config.v1+json",
+                "digest": _digest(config),
+                "size": len(config),
+            },
+            "layers": [
+                {"mediaType": "application/vnd.vmregistry.disk.v1", "digest": _digest(layer), "size": len(layer)}
+            ],
+        }
+    ).encode()
+
+
 def _prepare(root: Path) -> dict[str, Request]:
     """Lay out a registry in ``root`` and return each operation's request against it.
 
@@ -182,18 +200,7 @@ def _prepare(root: Path) -> dict[str, Request]:
     )
     for blob in (config, layer, small):
         call("PUT", f"/v1/{REPO}/blobs/{_digest(blob)}", body=blob)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.vmregistry.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.vmregistry.config.v1+json",
-                "digest": _digest(config),
-                "size": len(config),
-            },
-            "layers": [{"mediaType": "application/vnd.vmregistry.disk.v1", "digest": _digest(layer), "size": 4096}],
-        }
-    ).encode()
+    manifest = vm_manifest(config, layer)
     typed = {"Content-Type": "application/vnd.vmregistry.manifest.v1+json"}
     for tag in ("v1", "old"):
         call("PUT", f"/v1/{REPO}/manifests/{tag}", body=manifest, headers=typed)

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.lambda_cold import cold_costs, operations
+from bench.lambda_cold import cold_costs, operations, vm_manifest
 
 __all__ = ["artefact_sizes", "warm_invocations"]
 
@@ -110,20 +110,7 @@ def warm_invocations(iterations: int) -> dict[str, Any]:
     config, layer = b'{"architecture":"amd64"}', os.urandom(4096)
     for blob in (config, layer):
         call("PUT", f"/v1/{repo}/blobs/{digest_of(blob)}", body=blob)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.vmregistry.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.vmregistry.config.v1+json",
-                "digest": digest_of(config),
-                "size": len(config),
-            },
-            "layers": [
-                {"mediaType": "application/vnd.vmregistry.disk.v1", "digest": digest_of(layer), "size": len(layer)}
-            ],
-        }
-    ).encode()
+    manifest = vm_manifest(config, layer)
     manifest_type = {"Content-Type": "application/vnd.vmregistry.manifest.v1+json"}
     call("PUT", f"/v1/{repo}/manifests/v1", body=manifest, headers=manifest_type)
 

@@ -243,18 +243,23 @@ def test_event_shape_matches_api_gateway(registry: Registry) -> None:
     assert event["isBase64Encoded"] is False
 
 
-def test_api_handlers_do_not_load_what_they_never_use() -> None:
-    # GIVEN a fresh interpreter importing every API handler (as a cold Lambda would, one each)
-    modules = ", ".join(repr(route.module) for route in ROUTES)
+def _loaded_after_importing(modules: list[str], watched: list[str], env: dict[str, str] | None = None) -> list[str]:
+    """Which of ``watched`` a fresh interpreter has loaded after importing ``modules``."""
     probe = (
         "import importlib, sys\n"
-        f"for name in [{modules}]:\n"
+        f"for name in {modules!r}:\n"
         "    importlib.import_module(name)\n"
-        "print(sorted(m for m in ('jwt', 'cryptography', 'boto3') if m in sys.modules))\n"
+        f"print(','.join(m for m in {watched!r} if m in sys.modules))\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    return [m for m in result.stdout.strip().split(",") if m]
+
+
+def test_api_handlers_do_not_load_what_they_never_use() -> None:
+    # GIVEN a fresh interpreter importing every API handler (as a cold Lambda would, one each)
+    loaded = _loaded_after_importing([route.module for route in ROUTES], ["jwt", "cryptography", "boto3"])
     # THEN token verification (the authorizer's job) and the S3 client (chosen at first use) stay unloaded
-    assert result.stdout.strip() == "[]"
+    assert loaded == []
 
 
 @pytest.mark.parametrize(
@@ -269,31 +274,23 @@ def test_api_handlers_do_not_load_what_they_never_use() -> None:
 )
 def test_a_handler_loads_only_the_domain_modules_it_uses(operation: str, unused: list[str]) -> None:
     # GIVEN a fresh interpreter importing one handler, as its cold Lambda function does
-    probe = (
-        "import sys\n"
-        f"import vmregistry_functions.{operation}\n"
-        f"print(sorted(m for m in {[f'vmregistry.registry.{m}' for m in unused]!r} if m in sys.modules))\n"
+    loaded = _loaded_after_importing(
+        [f"vmregistry_functions.{operation}"], [f"vmregistry.registry.{m}" for m in unused]
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     # THEN the parts of the domain layer it never calls stayed unloaded (cold-start time)
-    assert result.stdout.strip() == "[]"
+    assert loaded == []
 
 
 def test_handlers_in_lambda_without_the_sdk_load_no_resolver_and_no_xray() -> None:
     # GIVEN a fresh interpreter in a deployed function's environment with tracing "active" or "off"
     env = os.environ | {"AWS_LAMBDA_FUNCTION_NAME": "vmregistry-test", "POWERTOOLS_TRACE_DISABLED": "true"}
-    modules = ", ".join(repr(route.module) for route in ROUTES)
-    probe = (
-        "import importlib, sys\n"
-        f"for name in [{modules}]:\n"
-        "    importlib.import_module(name)\n"
-        "print(sorted(m for m in ('aws_lambda_powertools.event_handler', 'aws_xray_sdk') if m in sys.modules))\n"
-    )
     # WHEN every API handler is imported
-    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    loaded = _loaded_after_importing(
+        [route.module for route in ROUTES], ["aws_lambda_powertools.event_handler", "aws_xray_sdk"], env
+    )
     # THEN neither Powertools' resolver (each function answers its one route itself) nor the
     # X-Ray SDK (only tracing "sdk" needs it) was loaded: together they were ~0.4 s of cold start
-    assert result.stdout.strip() == "[]"
+    assert loaded == []
 
 
 @pytest.mark.parametrize(
