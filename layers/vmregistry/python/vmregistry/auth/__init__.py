@@ -17,8 +17,7 @@ Handlers re-check the authorizer's context in :mod:`vmregistry.api.access`.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vmregistry.auth.context import CONTEXT_GRANTS, grants_of
 from vmregistry.auth.patterns import Pattern, PatternError
@@ -31,6 +30,7 @@ from vmregistry.auth.policy import (
     evaluate_policy,
 )
 from vmregistry.auth.scopes import ACTIONS, Access, AccessSet, ScopeError, format_scope
+from vmregistry.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from vmregistry.auth.authorizer import Unauthorized, authorize
@@ -67,11 +67,7 @@ _LAZY = {
     ),
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"vmregistry.auth.{_LAZY[name]}"), name)
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

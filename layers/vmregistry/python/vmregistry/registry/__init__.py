@@ -12,9 +12,10 @@ are resolved on first access.
 
 from __future__ import annotations
 
-import importlib
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vmregistry.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from vmregistry.config import Settings
@@ -51,14 +52,7 @@ _EXPORTS = {
     "Verifier": "uploads",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 class Registry:
