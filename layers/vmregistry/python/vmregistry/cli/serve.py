@@ -19,7 +19,6 @@ from vmregistry.config import SETTINGS_HELP, env_name
 
 if TYPE_CHECKING:
     from vmregistry.config import Settings
-    from vmregistry.local.server import Authorizer
 
 __all__ = ["register", "settings_from_args"]
 
@@ -154,9 +153,9 @@ _SERVE_SETTINGS = (*(s for s, _ in _STORAGE_FLAGS), "public_url", *(s for s, _ i
 
 def run_serve(args: argparse.Namespace) -> int:
     from vmregistry.config import Settings
+    from vmregistry.local.app import LocalServer, serve_workers
     from vmregistry.local.gateway_auth import local_authorizer
     from vmregistry.local.logs import configure_logging
-    from vmregistry.local.server import LocalServer
     from vmregistry.storage import StorageError
 
     # Handler logs (Powertools, stdout) and access logs (stderr) must leave whole lines
@@ -168,9 +167,11 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         workers = _workers(args)
         settings = Settings.from_env()
-        authorizer = local_authorizer(settings)
+        authorizer, settings = local_authorizer(settings)
         if workers > 1:
-            return _serve_workers(settings, args.host, args.port, authorizer, workers)
+            return serve_workers(
+                settings, args.host, args.port, authorizer, workers, lambda url: _announce(url, settings, workers)
+            )
         server = LocalServer(settings, args.host, args.port, authorizer=authorizer)
     except (ValueError, OSError, StorageError, argparse.ArgumentTypeError) as exc:
         print(f"vmregistry serve: {exc}", file=sys.stderr)
@@ -191,31 +192,6 @@ def _announce(url: str, settings: Settings, workers: int) -> None:
     )
     processes = "1 process" if workers == 1 else f"{workers} worker processes"
     print(f"vmregistry listening on {url} (storage: {where}; {processes})", file=sys.stderr, flush=True)
-
-
-def _serve_workers(settings: Settings, host: str, port: int, authorizer: Authorizer | None, workers: int) -> int:
-    """Bind and decide in this process what every worker shares, then fork them (``local/workers.py``)."""
-    import importlib
-
-    from vmregistry.local.server import LocalServer, listen, presign_secret, public_url, quiet_powertools
-    from vmregistry.local.workers import SUPPORTED, Supervisor
-    from vmregistry.routes import ROUTES
-    from vmregistry.verifiers import WORKER_MODULE
-
-    if not SUPPORTED:
-        raise ValueError("-workers above 1 needs fork() and sigwaitinfo() (Linux); use -workers 1")
-    listener = listen(host, port)
-    secret = presign_secret()  # a URL one worker signs must verify in every other
-    quiet_powertools()
-    # Imported once here, shared copy-on-write: a worker starts (or restarts) without paying for it.
-    for module in {route.module for route in ROUTES} | {WORKER_MODULE}:
-        importlib.import_module(module)
-
-    def make_server(index: int) -> LocalServer:
-        return LocalServer(settings, authorizer=authorizer, listener=listener, secret=secret, sweep=index == 0)
-
-    url = public_url(listener)
-    return Supervisor(workers, make_server).run(on_ready=lambda: _announce(url, settings, workers))
 
 
 def run_sweep(args: argparse.Namespace) -> int:
