@@ -210,13 +210,10 @@ def local_authorizer(settings: Settings, workdir: Path | None = None) -> tuple[G
     try:
         load_public_key(path)
     except (OSError, ValueError) as exc:
-        log.warning(
-            "authentication is DISABLED: cannot use the public key %s (%s); anyone who can reach this"
-            " server may pull, push and delete",
-            path,
-            exc,
-        )
-        return None, dataclasses.replace(settings, auth="none")
+        raise KeyUnusable(
+            f"cannot use the public key {path} ({exc}); fix -auth-public-key / VMREGISTRY_AUTH_PUBLIC_KEY, or"
+            " remove it (and ./auth.pub) to serve without authentication"
+        ) from None
     settings = dataclasses.replace(settings, auth_public_key=path, auth="jwt")
     handler: LambdaHandler = importlib.import_module(AUTHORIZER.module).lambda_handler
     log.info("authentication enabled: every request needs a bearer token verified with %s", path)
