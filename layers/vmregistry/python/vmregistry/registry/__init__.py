@@ -20,7 +20,7 @@ from vmregistry.lazy import lazy_exports
 if TYPE_CHECKING:
     from vmregistry.config import Settings
     from vmregistry.registry.blobs import BlobInfo, Blobs, Download
-    from vmregistry.registry.listing import Page, paginate, parse_page_size
+    from vmregistry.registry.listing import Page, page_of, parse_page_size
     from vmregistry.registry.manifests import Manifest, Manifests, accepts
     from vmregistry.registry.uploads import PartResult, Uploads, UploadStatus, Verifier
     from vmregistry.storage import Storage
@@ -35,7 +35,7 @@ __all__ = [
     "UploadStatus",
     "Verifier",
     "accepts",
-    "paginate",
+    "page_of",
     "parse_page_size",
 ]
 
@@ -43,7 +43,7 @@ _EXPORTS = {
     "BlobInfo": "blobs",
     "Download": "blobs",
     "Page": "listing",
-    "paginate": "listing",
+    "page_of": "listing",
     "parse_page_size": "listing",
     "Manifest": "manifests",
     "accepts": "manifests",

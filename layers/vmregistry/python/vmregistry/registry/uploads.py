@@ -19,21 +19,21 @@ has uploaded (or mounted from a repository it may pull).
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from vmregistry import paths
 from vmregistry.config import Settings
-from vmregistry.errors import RegistryError
+from vmregistry.digests import EMPTY_SHA256, Digest, hasher, split
+from vmregistry.errors import RegistryError, error_dict
 from vmregistry.registry.blobs import BlobInfo, Blobs, too_large
 from vmregistry.storage import (
-    MAX_PART_SIZE,
     MAX_PARTS,
     MAX_SINGLE_PUT_SIZE,
     MIN_PART_SIZE,
@@ -43,6 +43,7 @@ from vmregistry.storage import (
     Storage,
     UploadedPart,
 )
+from vmregistry.wire import MAX_PARTS_PER_REQUEST
 
 __all__ = ["PartResult", "Session", "UploadStatus", "Uploads", "Verifier"]
 
@@ -50,7 +51,6 @@ Verifier = Callable[[dict[str, str]], None]
 """Hands a verification job (repository, uuid, digest) to something that outlives the request."""
 
 _PART_SPEC = re.compile(r"([1-9][0-9]{0,4})(?:-([1-9][0-9]{0,4}))?")
-MAX_PARTS_PER_REQUEST = 100
 
 
 @dataclass(slots=True)
@@ -70,15 +70,12 @@ class Session:
 
 @dataclass(frozen=True, slots=True)
 class PartResult:
+    """A part stored inline (its size and etag), or where to send it (``request``)."""
+
     number: int
     size: int | None = None
     etag: str | None = None
     request: PresignedRequest | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        if self.request is None:
-            return {"number": self.number, "size": self.size, "etag": self.etag}
-        return {"number": self.number, **presigned_json(self.request)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,34 +88,12 @@ class UploadStatus:
     def uploaded(self) -> int:
         return sum(p.size for p in self.parts)
 
-    def to_json(self) -> dict[str, Any]:
-        s = self.session
-        body: dict[str, Any] = {
-            "uuid": s.uuid,
-            "repository": s.repository,
-            "mode": s.mode,
-            "state": s.state,
-            "error": s.error,
-            "digest": s.digest,
-            "size": s.size,
-            "uploaded": self.uploaded,
-            "parts": [{"number": p.number, "size": p.size, "etag": p.etag} for p in self.parts],
-            "minPartSize": MIN_PART_SIZE,
-            "maxPartSize": MAX_PART_SIZE,
-            "maxParts": MAX_PARTS,
-        }
-        if self.request is not None:
-            body["upload"] = presigned_json(self.request)
-        return body
 
-
-def presigned_json(request: PresignedRequest) -> dict[str, Any]:
-    return {
-        "url": request.url,
-        "method": request.method,
-        "headers": dict(request.headers),
-        "expiresAt": request.expires_at,
-    }
+def _hex(digest: str) -> Digest:
+    parsed = split(digest)
+    if parsed is None:  # parsed by names.parse_digest before it got here
+        raise ValueError(f"not a digest: {digest!r}")
+    return parsed
 
 
 def parse_part_spec(spec: str) -> list[int]:
@@ -133,6 +108,15 @@ def parse_part_spec(spec: str) -> list[int]:
     if last - first + 1 > MAX_PARTS_PER_REQUEST:
         raise RegistryError("BLOB_UPLOAD_INVALID", f"at most {MAX_PARTS_PER_REQUEST} parts per request", {"part": spec})
     return list(range(first, last + 1))
+
+
+@contextlib.contextmanager
+def _known(upload_id: str) -> Iterator[None]:
+    """Storage that lost the upload (completed, cancelled, swept meanwhile) means the client's session is gone."""
+    try:
+        yield
+    except ObjectNotFound:
+        raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
 
 
 class Uploads:
@@ -160,12 +144,15 @@ class Uploads:
 
     def _presign_single(self, session: Session) -> PresignedRequest | None:
         assert session.digest is not None
+        digest = _hex(session.digest)
+        if digest.algorithm != "sha256":
+            return None  # storage can only bind a SHA-256 to a presigned PUT
         # Straight to the blob's final key: storage refuses a body with another SHA-256, so only
         # the right bytes can land there, and the marker shows this session is the one that sent them.
         return self.storage.presign_put(
             paths.blob_key(session.digest),
             self.settings.presign_expires,
-            sha256=session.digest.removeprefix("sha256:"),
+            sha256=digest.hex,
             size=session.size,
             marker=session.uuid,
         )
@@ -227,35 +214,37 @@ class Uploads:
             )
         return session.multipart_id
 
+    def _put_inline_part(self, session: Session, number: int | None, body: bytes) -> UploadedPart:
+        """Store ``body`` as part ``number`` (``None``: the part after the last one stored)."""
+        if len(body) > self.settings.inline_limit:
+            raise too_large(len(body), self.settings.inline_limit)
+        key, multipart_id = paths.upload_data_key(session.uuid), self._multipart(session)
+        if number is None:
+            existing = self.storage.multipart_list_parts(key, multipart_id)
+            number = existing[-1].number + 1 if existing else 1
+        return self.storage.multipart_put_part(key, multipart_id, number, body)
+
     def put_parts(self, repository: str, upload_id: str, spec: str | None, body: bytes) -> list[PartResult]:
         """Store an inline part, or hand out presigned URLs for the parts in ``spec``."""
         session = self.load(repository, upload_id)
         multipart_id = self._multipart(session)
-        key = paths.upload_data_key(upload_id)
-        try:
+        with _known(upload_id):
             if body:
-                if len(body) > self.settings.inline_limit:
-                    raise too_large(len(body), self.settings.inline_limit)
-                if spec is None:
-                    existing = self.storage.multipart_list_parts(key, multipart_id)
-                    numbers = [existing[-1].number + 1 if existing else 1]
-                else:
-                    numbers = parse_part_spec(spec)
+                numbers = parse_part_spec(spec) if spec is not None else [None]
                 if len(numbers) != 1:
                     raise RegistryError("BLOB_UPLOAD_INVALID", "an inline body is exactly one part")
-                stored = self.storage.multipart_put_part(key, multipart_id, numbers[0], body)
+                stored = self._put_inline_part(session, numbers[0], body)
                 return [PartResult(stored.number, stored.size, stored.etag)]
             if spec is None:
                 raise RegistryError("BLOB_UPLOAD_INVALID", "send a part inline, or ask for URLs with ?part=N or N-M")
             results = []
+            key = paths.upload_data_key(upload_id)
             for number in parse_part_spec(spec):
                 request = self.storage.multipart_presign_part(key, multipart_id, number, self.settings.presign_expires)
                 if request is None:
                     raise RegistryError("UNSUPPORTED", "this storage backend cannot presign parts; send parts inline")
                 results.append(PartResult(number, request=request))
             return results
-        except ObjectNotFound:
-            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
 
     def status(self, repository: str, upload_id: str) -> UploadStatus:
         session = self.load(repository, upload_id)
@@ -263,10 +252,8 @@ class Uploads:
             return UploadStatus(session, request=self._presign_single(session))
         if session.state != "open":  # the multipart upload is already joined: no parts to list
             return UploadStatus(session)
-        try:
+        with _known(upload_id):
             parts = self.storage.multipart_list_parts(paths.upload_data_key(upload_id), self._multipart(session))
-        except ObjectNotFound:
-            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
         return UploadStatus(session, parts)
 
     def complete(self, repository: str, upload_id: str, digest: str, body: bytes = b"") -> BlobInfo | UploadStatus:
@@ -292,26 +279,22 @@ class Uploads:
             )
         if session.mode == "single":
             return self._complete_single(session, digest, body)
-        actual: str | None
         info, actual = self._join(session, key, body)
         if session.size is not None and info.size != session.size:
             self.cancel(repository, upload_id)
             raise RegistryError("SIZE_INVALID", detail={"expected": session.size, "actual": info.size})
-        if actual is None:
-            # The backend could not hash while joining (S3 multipart): read it back.
+        wanted = _hex(digest)
+        if actual is None or wanted.algorithm != "sha256":
+            # The backend could not hash while joining (S3 multipart), or not in this algorithm: read it back.
             session.state, session.digest = "verifying", digest
             self._save(session)
             if self.verifier is not None and info.size > self.settings.verify_inline_bytes:
                 self.verifier({"repository": repository, "uuid": upload_id, "digest": digest})
                 return UploadStatus(session)
-            actual = self._hash(key)
-        if "sha256:" + actual != digest:
+            actual = self._hash(key, wanted.algorithm)
+        if actual != wanted.hex:
             self.cancel(repository, upload_id)
-            raise RegistryError(
-                "DIGEST_INVALID",
-                "the uploaded bytes do not hash to the digest; the upload was discarded",
-                {"expected": digest, "actual": "sha256:" + actual},
-            )
+            raise _mismatch(digest, str(Digest(wanted.algorithm, actual)))
         return self._publish(session, digest, info.size)
 
     def _complete_single(self, session: Session, digest: str, body: bytes) -> BlobInfo:
@@ -353,40 +336,30 @@ class Uploads:
                 "BLOB_UPLOAD_INVALID", "this upload is not awaiting verification", {"state": session.state}
             )
         key = paths.upload_data_key(upload_id)
+        wanted = _hex(digest)
         info = self.storage.stat(key)
-        actual = self._hash(key) if info is not None else None
-        if info is None or "sha256:" + str(actual) != digest:
+        actual = self._hash(key, wanted.algorithm) if info is not None else None
+        if info is None or actual != wanted.hex:
             self.storage.delete(key)
             session.state = "failed"
-            session.error = {
-                "code": "DIGEST_INVALID",
-                "message": "the uploaded bytes do not hash to the digest; the upload was discarded",
-                "detail": {"expected": digest, "actual": f"sha256:{actual}" if actual else None},
-            }
+            session.error = error_dict(_mismatch(digest, str(Digest(wanted.algorithm, actual)) if actual else None))
             self._save(session)
             return None
-        try:
+        with _known(upload_id):  # cancelled or swept while we were hashing
             return self._publish(session, digest, info.size)
-        except ObjectNotFound:  # cancelled or swept while we were hashing
-            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
 
     def _join(self, session: Session, key: str, body: bytes) -> tuple[ObjectInfo, str | None]:
+        """Join the parts (``body``, if any, is the last one); the whole's SHA-256 when the backend computed it."""
         multipart_id = self._multipart(session)
-        try:
+        with _known(session.uuid):
             if body:
-                if len(body) > self.settings.inline_limit:
-                    raise too_large(len(body), self.settings.inline_limit)
-                existing = self.storage.multipart_list_parts(key, multipart_id)
-                next_number = existing[-1].number + 1 if existing else 1
-                self.storage.multipart_put_part(key, multipart_id, next_number, body)
+                self._put_inline_part(session, None, body)
             parts = self.storage.multipart_list_parts(key, multipart_id)
-        except ObjectNotFound:
-            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": session.uuid}) from None
         if not parts:
             # An empty blob: no parts, nothing to join.
             info = self.storage.write(key, b"")
             self.storage.multipart_abort(key, multipart_id)
-            return info, hashlib.sha256(b"").hexdigest()
+            return info, EMPTY_SHA256
         numbers = [p.number for p in parts]
         if numbers != list(range(1, len(parts) + 1)):
             missing = sorted(set(range(1, numbers[-1] + 1)) - set(numbers))
@@ -399,15 +372,14 @@ class Uploads:
                 {"parts": small[:100]},
             )
         try:
-            info = self.storage.multipart_complete(key, multipart_id, parts)
+            with _known(session.uuid):
+                info = self.storage.multipart_complete(key, multipart_id, parts)
         except ValueError as exc:
             raise RegistryError("BLOB_UPLOAD_INVALID", str(exc)) from None
-        except ObjectNotFound:
-            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": session.uuid}) from None
         return info, info.sha256
 
-    def _hash(self, key: str) -> str:
-        digest = hashlib.sha256()
+    def _hash(self, key: str, algorithm: str) -> str:
+        digest = hasher(algorithm)
         stream = self.storage.open(key)
         try:
             while chunk := stream.read(8 * 1024 * 1024):
@@ -454,3 +426,11 @@ class Uploads:
                     self.storage.delete(key)
                 swept += 1
         return swept
+
+
+def _mismatch(expected: str, actual: str | None) -> RegistryError:
+    return RegistryError(
+        "DIGEST_INVALID",
+        "the uploaded bytes do not hash to the digest; the upload was discarded",
+        {"expected": expected, "actual": actual},
+    )
