@@ -17,7 +17,10 @@ def catalog_list(request: Request) -> HttpResponse:
     n = parse_page_size(request.query.get("n"))
     last = request.query.get("last") or None
     page = get_registry().manifests.repositories_page(
-        n, names.parse_name(last) if last else None, lambda repository: request.may(repository, "pull")
+        n,
+        names.parse_name(last) if last else None,
+        lambda repository: request.may(repository, "pull"),
+        request.name_prefixes("pull"),
     )
     return json_response(200, {"repositories": page.items}, page_link(request, "/v1/_catalog", page, n))
 

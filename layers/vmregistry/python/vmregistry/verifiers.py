@@ -2,7 +2,7 @@
 
 ``upload_complete`` must answer within API Gateway's 29 seconds, but hashing a
 multi-GB object read back from S3 takes longer. It hands the job to a
-:data:`~vmregistry.registry.Verifier`: here, an asynchronous invocation of the
+:data:`~vmregistry.registry.UploadVerifier`: here, an asynchronous invocation of the
 ``blob_verify`` worker function (it may run for 15 minutes). Local mode runs
 the same worker on a thread (:mod:`vmregistry.local.verifier`).
 """
@@ -13,12 +13,12 @@ import json
 import threading
 from typing import Any
 
-from vmregistry.registry import Verifier
+from vmregistry.registry import UploadVerifier
 
 __all__ = ["lambda_verifier"]
 
 
-def lambda_verifier(function_name: str) -> Verifier:
+def lambda_verifier(function_name: str) -> UploadVerifier:
     """Invoke the worker function asynchronously (Lambda queues and retries the event)."""
     lock = threading.Lock()
     client: list[Any] = []

@@ -19,6 +19,7 @@ from vmregistry import names
 from vmregistry.api import access
 from vmregistry.api.observability import instrument, logger, metrics, metrics_enabled
 from vmregistry.api.response import JSON, HttpResponse, Response
+from vmregistry.auth.context import grants_of
 from vmregistry.errors import RegistryError, error_body
 from vmregistry.routes import Action, Route, routes_of
 from vmregistry.runtime import get_settings
@@ -91,6 +92,11 @@ class Request:
     def may(self, repository: str, action: Action) -> bool:
         """Does the caller's token grant ``action`` on another ``repository`` (a mount's source)?"""
         return access.may(self.authorizer, repository, action, get_settings())
+
+    def name_prefixes(self, action: Action) -> list[str] | None:
+        """Where the repository names the token grants ``action`` on start; ``None``: anywhere."""
+        grants = grants_of(self.authorizer)
+        return grants.name_prefixes(action) if grants is not None else None
 
 
 class Endpoint:

@@ -14,7 +14,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from vmregistry.local.events import LambdaContext
-from vmregistry.registry import Verifier
+from vmregistry.registry import UploadVerifier
 from vmregistry.routes import function
 
 __all__ = ["thread_verifier"]
@@ -23,7 +23,7 @@ log = logging.getLogger("vmregistry.local.verifier")
 WORKER = function("blob_verify")
 
 
-def thread_verifier(max_workers: int = 2) -> Verifier:
+def thread_verifier(max_workers: int = 2) -> UploadVerifier:
     """Run the worker handler in this process, off the request thread."""
     executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="blob-verify")
 

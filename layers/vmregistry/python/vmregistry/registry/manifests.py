@@ -17,6 +17,8 @@ manifests.)
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -226,13 +228,22 @@ class Manifests:
         return page
 
     def repositories_page(
-        self, n: int | None, last: str | None, visible: Callable[[str], bool] = lambda _: True
+        self,
+        n: int | None,
+        last: str | None,
+        visible: Callable[[str], bool] = lambda _: True,
+        prefixes: list[str] | None = None,
     ) -> Page:
-        """One page of the catalog after ``last``, of the repositories ``visible`` admits."""
+        """One page of the catalog after ``last``, of the repositories ``visible`` admits.
+
+        ``prefixes``: every visible name starts with one of them (the caller's grants,
+        ``team/**`` -> ``team/``), so the walk covers only those ranges of the catalog
+        instead of filtering all of it; ``None`` walks everything.
+        """
         start = paths.catalog_key(last) if last else None
-        names = (
-            paths.repository_of_catalog_key(key) for key in self.storage.list(paths.CATALOG_PREFIX, start_after=start)
-        )
+        ranges = [paths.CATALOG_PREFIX + prefix for prefix in (prefixes if prefixes is not None else [""])]
+        keys = heapq.merge(*(self.storage.list(prefix, start_after=start) for prefix in ranges))
+        names = (paths.repository_of_catalog_key(key) for key, _ in itertools.groupby(keys))
         return page_of((name for name in names if name is not None), n, visible)
 
     def repositories(self) -> list[str]:

@@ -19,22 +19,28 @@ has uploaded (or mounted from a repository it may pull).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable
+from dataclasses import asdict
 
 from vmregistry import paths
 from vmregistry.config import Settings
-from vmregistry.digests import EMPTY_SHA256, Digest, hasher, split
+from vmregistry.digests import EMPTY_SHA256, Digest, hasher
 from vmregistry.errors import RegistryError, error_dict
 from vmregistry.registry.blobs import BlobInfo, Blobs, too_large
+from vmregistry.registry.sessions import (
+    PartResult,
+    Session,
+    UploadStatus,
+    UploadVerifier,
+    digest_parts,
+    known,
+    mismatch,
+    parse_part_spec,
+)
 from vmregistry.storage import (
-    MAX_PARTS,
     MAX_SINGLE_PUT_SIZE,
     MIN_PART_SIZE,
     ObjectInfo,
@@ -43,84 +49,14 @@ from vmregistry.storage import (
     Storage,
     UploadedPart,
 )
-from vmregistry.wire import MAX_PARTS_PER_REQUEST
 
-__all__ = ["PartResult", "Session", "UploadStatus", "Uploads", "Verifier"]
-
-Verifier = Callable[[dict[str, str]], None]
-"""Hands a verification job (repository, uuid, digest) to something that outlives the request."""
-
-_PART_SPEC = re.compile(r"([1-9][0-9]{0,4})(?:-([1-9][0-9]{0,4}))?")
-
-
-@dataclass(slots=True)
-class Session:
-    uuid: str
-    repository: str
-    created: float
-    mode: Literal["single", "multipart"]
-    digest: str | None = None
-    size: int | None = None
-    multipart_id: str | None = None
-    state: Literal["open", "verifying", "failed"] = "open"
-    """``verifying``: joined, the whole object is being hashed; ``failed``: it did not match ``digest``."""
-    error: dict[str, Any] | None = None
-    """Why verification failed (the error a synchronous completion would have answered)."""
-
-
-@dataclass(frozen=True, slots=True)
-class PartResult:
-    """A part stored inline (its size and etag), or where to send it (``request``)."""
-
-    number: int
-    size: int | None = None
-    etag: str | None = None
-    request: PresignedRequest | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class UploadStatus:
-    session: Session
-    parts: list[UploadedPart] = field(default_factory=list)
-    request: PresignedRequest | None = None
-
-    @property
-    def uploaded(self) -> int:
-        return sum(p.size for p in self.parts)
-
-
-def _hex(digest: str) -> Digest:
-    parsed = split(digest)
-    if parsed is None:  # parsed by names.parse_digest before it got here
-        raise ValueError(f"not a digest: {digest!r}")
-    return parsed
-
-
-def parse_part_spec(spec: str) -> list[int]:
-    """``"3"`` or ``"1-8"`` -> part numbers, within S3's limits."""
-    found = _PART_SPEC.fullmatch(spec)
-    if found is None:
-        raise RegistryError("BLOB_UPLOAD_INVALID", "part is a number N or a range N-M", {"part": spec[:50]})
-    first = int(found.group(1))
-    last = int(found.group(2) or first)
-    if not 1 <= first <= last <= MAX_PARTS:
-        raise RegistryError("BLOB_UPLOAD_INVALID", f"parts are numbered 1 to {MAX_PARTS}", {"part": spec})
-    if last - first + 1 > MAX_PARTS_PER_REQUEST:
-        raise RegistryError("BLOB_UPLOAD_INVALID", f"at most {MAX_PARTS_PER_REQUEST} parts per request", {"part": spec})
-    return list(range(first, last + 1))
-
-
-@contextlib.contextmanager
-def _known(upload_id: str) -> Iterator[None]:
-    """Storage that lost the upload (completed, cancelled, swept meanwhile) means the client's session is gone."""
-    try:
-        yield
-    except ObjectNotFound:
-        raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
+__all__ = ["PartResult", "Session", "UploadStatus", "UploadVerifier", "Uploads"]
 
 
 class Uploads:
-    def __init__(self, storage: Storage, settings: Settings, blobs: Blobs, verifier: Verifier | None = None) -> None:
+    def __init__(
+        self, storage: Storage, settings: Settings, blobs: Blobs, verifier: UploadVerifier | None = None
+    ) -> None:
         self.storage = storage
         self.settings = settings
         self.blobs = blobs
@@ -144,7 +80,7 @@ class Uploads:
 
     def _presign_single(self, session: Session) -> PresignedRequest | None:
         assert session.digest is not None
-        digest = _hex(session.digest)
+        digest = digest_parts(session.digest)
         if digest.algorithm != "sha256":
             return None  # storage can only bind a SHA-256 to a presigned PUT
         # Straight to the blob's final key: storage refuses a body with another SHA-256, so only
@@ -228,7 +164,7 @@ class Uploads:
         """Store an inline part, or hand out presigned URLs for the parts in ``spec``."""
         session = self.load(repository, upload_id)
         multipart_id = self._multipart(session)
-        with _known(upload_id):
+        with known(upload_id):
             if body:
                 numbers = parse_part_spec(spec) if spec is not None else [None]
                 if len(numbers) != 1:
@@ -252,7 +188,7 @@ class Uploads:
             return UploadStatus(session, request=self._presign_single(session))
         if session.state != "open":  # the multipart upload is already joined: no parts to list
             return UploadStatus(session)
-        with _known(upload_id):
+        with known(upload_id):
             parts = self.storage.multipart_list_parts(paths.upload_data_key(upload_id), self._multipart(session))
         return UploadStatus(session, parts)
 
@@ -283,7 +219,7 @@ class Uploads:
         if session.size is not None and info.size != session.size:
             self.cancel(repository, upload_id)
             raise RegistryError("SIZE_INVALID", detail={"expected": session.size, "actual": info.size})
-        wanted = _hex(digest)
+        wanted = digest_parts(digest)
         if actual is None or wanted.algorithm != "sha256":
             # The backend could not hash while joining (S3 multipart), or not in this algorithm: read it back.
             session.state, session.digest = "verifying", digest
@@ -294,7 +230,7 @@ class Uploads:
             actual = self._hash(key, wanted.algorithm)
         if actual != wanted.hex:
             self.cancel(repository, upload_id)
-            raise _mismatch(digest, str(Digest(wanted.algorithm, actual)))
+            raise mismatch(digest, str(Digest(wanted.algorithm, actual)))
         return self._publish(session, digest, info.size)
 
     def _complete_single(self, session: Session, digest: str, body: bytes) -> BlobInfo:
@@ -336,22 +272,22 @@ class Uploads:
                 "BLOB_UPLOAD_INVALID", "this upload is not awaiting verification", {"state": session.state}
             )
         key = paths.upload_data_key(upload_id)
-        wanted = _hex(digest)
+        wanted = digest_parts(digest)
         info = self.storage.stat(key)
         actual = self._hash(key, wanted.algorithm) if info is not None else None
         if info is None or actual != wanted.hex:
             self.storage.delete(key)
             session.state = "failed"
-            session.error = error_dict(_mismatch(digest, str(Digest(wanted.algorithm, actual)) if actual else None))
+            session.error = error_dict(mismatch(digest, str(Digest(wanted.algorithm, actual)) if actual else None))
             self._save(session)
             return None
-        with _known(upload_id):  # cancelled or swept while we were hashing
+        with known(upload_id):  # cancelled or swept while we were hashing
             return self._publish(session, digest, info.size)
 
     def _join(self, session: Session, key: str, body: bytes) -> tuple[ObjectInfo, str | None]:
         """Join the parts (``body``, if any, is the last one); the whole's SHA-256 when the backend computed it."""
         multipart_id = self._multipart(session)
-        with _known(session.uuid):
+        with known(session.uuid):
             if body:
                 self._put_inline_part(session, None, body)
             parts = self.storage.multipart_list_parts(key, multipart_id)
@@ -372,7 +308,7 @@ class Uploads:
                 {"parts": small[:100]},
             )
         try:
-            with _known(session.uuid):
+            with known(session.uuid):
                 info = self.storage.multipart_complete(key, multipart_id, parts)
         except ValueError as exc:
             raise RegistryError("BLOB_UPLOAD_INVALID", str(exc)) from None
@@ -426,11 +362,3 @@ class Uploads:
                     self.storage.delete(key)
                 swept += 1
         return swept
-
-
-def _mismatch(expected: str, actual: str | None) -> RegistryError:
-    return RegistryError(
-        "DIGEST_INVALID",
-        "the uploaded bytes do not hash to the digest; the upload was discarded",
-        {"expected": expected, "actual": actual},
-    )
