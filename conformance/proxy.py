@@ -39,7 +39,6 @@ from urllib.parse import parse_qsl, urlsplit
 __all__ = ["ProxyHandler", "main", "serve"]
 
 CHUNK = 1 << 20
-JSON_PREVIEW = 2048
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"})
 NO_BODY_STATUSES = frozenset({204, 304})
 SERVICE = "conformance-proxy"
@@ -84,6 +83,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
     upstream: str = ""
     challenge: bool = False
     insufficient_status: int = 401
+    json_preview: int = 2048
+    """How many bytes of a JSON body are logged (manifests reach 4 MiB)."""
     log_stream: TextIO = sys.stdout
     lock = threading.Lock()
 
@@ -169,8 +170,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
         connection.endheaders()
         for piece in _chunks(self.rfile) if chunked else self._fixed(length):
             sent += len(piece)
-            if len(preview) < JSON_PREVIEW:
-                preview += piece[: JSON_PREVIEW - len(preview)]
+            if len(preview) < self.json_preview:
+                preview += piece[: self.json_preview - len(preview)]
             connection.send(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
         if chunked:
             connection.send(b"0\r\n\r\n")
@@ -189,11 +190,14 @@ class ProxyHandler(BaseHTTPRequestHandler):
         received, answer = 0, b""
         while has_body and (piece := response.read(CHUNK)):
             received += len(piece)
-            if len(answer) < JSON_PREVIEW:
-                answer += piece[: JSON_PREVIEW - len(answer)]
+            if len(answer) < self.json_preview:
+                answer += piece[: self.json_preview - len(answer)]
             self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if relay_chunked else piece)
         if relay_chunked:
             self.wfile.write(b"0\r\n\r\n")
+        declared = response.getheader("Content-Length")
+        if has_body and declared is not None and int(declared) != received:
+            self.close_connection = True  # the upstream sent a short body: let the client see the EOF
         connection.close()
         self._record(started, response, out_headers, sent, preview, received, answer)
 
@@ -240,7 +244,13 @@ class ProxyHandler(BaseHTTPRequestHandler):
 
 
 def serve(
-    upstream: str, port: int, log: TextIO, *, challenge: bool = False, insufficient_status: int = 401
+    upstream: str,
+    port: int,
+    log: TextIO,
+    *,
+    challenge: bool = False,
+    insufficient_status: int = 401,
+    json_preview: int = 2048,
 ) -> ThreadingHTTPServer:
     """A proxy to ``upstream`` on ``127.0.0.1:port`` (0: any free port); call ``serve_forever``."""
     attributes = {
@@ -248,6 +258,7 @@ def serve(
         "log_stream": log,
         "challenge": challenge,
         "insufficient_status": insufficient_status,
+        "json_preview": json_preview,
     }
     handler = type("Handler", (ProxyHandler,), attributes)
     return ThreadingHTTPServer(("127.0.0.1", port), handler)
@@ -260,10 +271,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", help="file for the JSON lines (default: stdout)")
     parser.add_argument("--challenge", action="store_true", help="demand Docker token auth (dummy tokens)")
     parser.add_argument("--insufficient-status", type=int, default=401, choices=(401, 403))
+    parser.add_argument("--json-preview", type=int, default=2048, help="bytes of each JSON body to log")
     args = parser.parse_args(argv)
     log = open(args.log, "a") if args.log else sys.stdout  # noqa: SIM115 - open for the server's lifetime
     server = serve(
-        args.upstream, args.port, log, challenge=args.challenge, insufficient_status=args.insufficient_status
+        args.upstream,
+        args.port,
+        log,
+        challenge=args.challenge,
+        insufficient_status=args.insufficient_status,
+        json_preview=args.json_preview,
     )
     print(f"proxy on http://127.0.0.1:{server.server_address[1]} -> {args.upstream}", file=sys.stderr, flush=True)
     try:
