@@ -13,7 +13,7 @@ PYTHON ?= $(shell for p in $(HOME)/.pyenv/versions/3.13*/bin/python3.13 python3.
 	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null && { echo $$p; break; }; \
 	done)
 
-.PHONY: install localstack cdk synth run test lint typecheck clean bench
+.PHONY: install localstack cdk synth run test lint typecheck clean bench conformance
 
 install: $(STAMP)
 
@@ -78,6 +78,14 @@ bench: install localstack
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq docker-registry wrk; }
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The OCI distribution-spec conformance suite (README: Conformance); not part of `make test`.
+# CONFORMANCE_SERVERS: distribution, vmregistry-fs, vmregistry-s3 (needs LocalStack).
+CONFORMANCE_SERVERS ?= distribution
+conformance: install $(if $(findstring s3,$(CONFORMANCE_SERVERS)),localstack)
+	@command -v docker-registry >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq docker-registry; }
+	$(BIN)/python -m conformance $(addprefix --server ,$(CONFORMANCE_SERVERS)) $(CONFORMANCE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(LOCALSTACK_VENV) build cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache
