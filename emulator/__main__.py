@@ -57,7 +57,7 @@ def up(state: Path, port: int, context: dict[str, str]) -> int:
         print(f"deploying the stack with {public_key} (log: {state / 'deploy.log'})", file=sys.stderr)
         deployment = deploy(emulator, public_key, context)
     except (EmulatorUnavailable, DeployError) as exc:
-        stop(state)
+        stop(state)  # whatever start() left behind
         print(f"emulator-up: {exc}", file=sys.stderr)
         return 1
     summary = {

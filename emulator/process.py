@@ -32,7 +32,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from emulator import tls
@@ -40,7 +40,9 @@ from emulator import tls
 __all__ = [
     "MINISTACK_PYTHON",
     "MINISTACK_VERSION",
+    "REGION",
     "ROOT",
+    "ROOT_KEY",
     "Emulator",
     "EmulatorUnavailable",
     "free_port",
@@ -54,6 +56,8 @@ MINISTACK_VERSION = "1.5.33"
 """The version the gaps in docs/deploy.md were measured on; ``make ministack`` installs it."""
 ACCOUNT = "000000000000"
 REGION = "us-east-1"
+ROOT_KEY = "test"
+"""The emulator's root access key id and secret under ``AUTH=true``."""
 START_TIMEOUT = 60.0
 STOP_GRACE = 10.0
 PID_FILE = "ministack.pid"
@@ -71,6 +75,11 @@ class Emulator:
     pid: int
     state: Path
     ca: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, compare=False, repr=False)
+    """Set in the process that started it (which then reaps it when stopping)."""
+
+    def stop(self) -> bool:
+        return stop(self.state, self.process)
 
     @property
     def log(self) -> Path:
@@ -88,8 +97,8 @@ class Emulator:
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_ENDPOINT_URL_S3": self.endpoint,
             "AWS_S3_FORCE_PATH_STYLE": "1",
-            "AWS_ACCESS_KEY_ID": "test",  # the emulator's root credentials under AUTH=true
-            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_ACCESS_KEY_ID": ROOT_KEY,
+            "AWS_SECRET_ACCESS_KEY": ROOT_KEY,
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             "AWS_CA_BUNDLE": str(self.ca),
@@ -173,7 +182,7 @@ def start(state: Path, port: int | None = None) -> Emulator:
             start_new_session=True,  # its own process group: stop() ends the functions it started too
         )
     (state / PID_FILE).write_text(str(process.pid))
-    emulator = Emulator(endpoint, process.pid, state, files.ca)
+    emulator = Emulator(endpoint, process.pid, state, files.ca, process)
     context = emulator.ssl_context()
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -182,7 +191,7 @@ def start(state: Path, port: int | None = None) -> Emulator:
         if process.poll() is not None:
             raise EmulatorUnavailable(f"MiniStack exited with {process.returncode}:\n{emulator.logs()[-4000:]}")
         time.sleep(0.2)
-    stop(state)
+    emulator.stop()
     raise EmulatorUnavailable(f"MiniStack did not answer within {START_TIMEOUT:g} s:\n{emulator.logs()[-4000:]}")
 
 
@@ -196,11 +205,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def stop(state: Path) -> bool:
+def stop(state: Path, process: subprocess.Popen[bytes] | None = None) -> bool:
     """Stop the MiniStack whose pid file is in ``state``, and every function it started.
 
     SIGTERM to its process group (the functions are its children), SIGKILL after
-    :data:`STOP_GRACE` seconds. Returns whether one was running.
+    :data:`STOP_GRACE` seconds. ``process`` is its ``Popen`` when this process started
+    it, to reap it. Returns whether one was running.
     """
     pid_file = state / PID_FILE
     if not pid_file.exists():
@@ -211,13 +221,11 @@ def stop(state: Path) -> bool:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE
-        while _alive(pid) and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
+        while _alive(pid) and (process is None or process.poll() is None) and time.monotonic() < deadline:
             time.sleep(0.1)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+    if process is not None:
+        process.wait()
     pid_file.unlink()
     return running
