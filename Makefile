@@ -94,8 +94,8 @@ typecheck: install
 	$(BIN)/mypy
 
 # Benchmarks against CNCF distribution (docs/bench.md); not part of `make test`.
-# LocalStack (make localstack) is for the S3-mode section.
-bench: install localstack
+# LocalStack (make localstack) is for the S3-mode section, MiniStack for the deployed stack's.
+bench: install localstack cdk ministack
 	@command -v docker-registry >/dev/null && command -v wrk >/dev/null || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq docker-registry wrk; }
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt

@@ -18,7 +18,6 @@ installs it; a developer may skip it with ``VMREGISTRY_SKIP_EMULATOR=1``
 
 from __future__ import annotations
 
-import http.client
 import os
 import ssl
 import subprocess
@@ -27,11 +26,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from emulator.deploy import Deployment, deploy
+from emulator.http import fetch
 from emulator.process import MINISTACK_PYTHON, start
 from tests.authkit import AUDIENCE, ISSUER, Keys
 from tests.conftest import VMREGISTRY
@@ -70,22 +69,8 @@ class DeployedStack:
     def fetch(
         self, method: str, url: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
     ) -> Reply:
-        """One HTTPS request, nothing followed or added. Names under ``.localhost`` are loopback
-        (RFC 6761: curl and browsers resolve them so; this machine's resolver does not)."""
-        parts = urlsplit(url)
-        host = parts.hostname or "127.0.0.1"
-        address = "127.0.0.1" if host.endswith(".localhost") else host
-        connection = http.client.HTTPSConnection(address, parts.port or 443, timeout=60, context=self.ssl_context())
-        sent = dict(headers or {})
-        if address != host:
-            sent.setdefault("Host", parts.netloc)
-        try:
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            connection.request(method, target, body=body, headers=sent)
-            response = connection.getresponse()
-            return Reply(response.status, response.headers, response.read())
-        finally:
-            connection.close()
+        """One HTTPS request to the emulator (the API or a presigned URL), nothing followed or added."""
+        return Reply(*fetch(self.ssl_context(), method, url, body, headers))
 
     def api(
         self,
