@@ -34,7 +34,7 @@ from vmregistry import mediatypes
 from vmregistry.auth import generate_key_pair, mint_token
 
 from emulator.deploy import Deployment, deploy
-from emulator.http import Answer, fetch
+from emulator.fetch import Answer, fetch
 from emulator.process import MINISTACK_PYTHON, MINISTACK_VERSION, start
 
 __all__ = ["measure"]

@@ -10,7 +10,8 @@ deployed-stack tests (``tests/test_deployed_stack.py``) use the same pieces:
 * :mod:`emulator.lambda_launcher`: how each function starts (layers at
   ``/opt``, no site-packages), as on Lambda;
 * :mod:`emulator.deploy`: the real CDK app, synthesized once and deployed with
-  the pinned CDK CLI (``cdklocal``).
+  the pinned CDK CLI (``cdklocal``);
+* :mod:`emulator.fetch`: one HTTPS request to it, as tests and the bench send them.
 
 What is deployed is the stack AWS gets; only the harness adapts to the
 emulator. The last two modules above run in MiniStack's interpreter and use

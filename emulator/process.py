@@ -173,7 +173,8 @@ def start(state: Path, port: int | None = None) -> Emulator:
     log = state / "ministack.log"
     with open(log, "wb") as handle:
         process = subprocess.Popen(
-            [str(MINISTACK_PYTHON), str(Path(__file__).with_name("ministack_main.py"))],
+            # -P: its folder must not shadow the standard library (emulator/ has modules of its own)
+            [str(MINISTACK_PYTHON), "-P", str(Path(__file__).with_name("ministack_main.py"))],
             stdout=handle,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

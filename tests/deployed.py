@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from emulator.deploy import Deployment, deploy
-from emulator.http import fetch
+from emulator.fetch import fetch
 from emulator.process import MINISTACK_PYTHON, start
 from tests.authkit import AUDIENCE, ISSUER, Keys
 from tests.conftest import VMREGISTRY
