@@ -36,12 +36,13 @@ from tests.authkit import AUDIENCE, ISSUER, Keys
 from tests.conftest import VMREGISTRY
 from tests.httpclient import Reply
 
-__all__ = ["OPT_OUT", "VERIFY_INLINE_BYTES", "DeployedStack", "deployed_stack"]
+__all__ = ["MAX_DEPTH", "OPT_OUT", "VERIFY_INLINE_BYTES", "DeployedStack", "deployed_stack"]
 
 OPT_OUT = "VMREGISTRY_SKIP_EMULATOR"
 VERIFY_INLINE_BYTES = 8 * 1024 * 1024
 """Multipart blobs above this go to the ``blob_verify`` worker (202): 1 GiB in a default deployment."""
 MAX_DEPTH = 4
+"""``maxRepositoryDepth`` of the deployment: names of 1..4 components are routed."""
 ALL = "repository:**:pull,push,delete"
 
 
@@ -50,10 +51,6 @@ class DeployedStack:
     deployment: Deployment
     keys: Keys
     workdir: Path
-
-    @property
-    def max_depth(self) -> int:
-        return MAX_DEPTH
 
     @property
     def base(self) -> str:

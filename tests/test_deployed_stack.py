@@ -10,7 +10,10 @@ interpreter; the gateway passes binary bodies, redirects and challenges
 through untouched; the authorizer's identity sources and cache behave.
 
 The emulator differs from AWS in ways listed in docs/deploy.md; the harness
-bridges them, and nothing deployed is weakened for it.
+bridges them, and nothing deployed is weakened for it. Raw requests send no
+``Accept`` unless a test needs one, so bodies must survive API Gateway's binary
+handling whatever the client sends. ``/v2`` checks belong here too, on the
+same ``stack`` fixture (``stack.api`` takes any path under the stage).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from emulator.deploy import STACK, host_architecture
 from emulator.process import REGION, ROOT_KEY
 from infra.config import PYTHON_VERSION
 from infra.functions import function_specs
-from tests.deployed import VERIFY_INLINE_BYTES, DeployedStack, deployed_stack
+from tests.deployed import MAX_DEPTH, VERIFY_INLINE_BYTES, DeployedStack, deployed_stack
 from tests.httpclient import Reply
 from tests.registry_flows import digest_of, make_manifest
 
@@ -165,12 +168,12 @@ def test_range_requests_work_on_the_redirect_target_and_tampered_urls_are_refuse
     assert stack.fetch("GET", target.split("?", 1)[0]).status == 403
 
 
-@pytest.mark.parametrize("depth", range(1, 5))
+@pytest.mark.parametrize("depth", range(1, MAX_DEPTH + 1))
 def test_repository_names_of_every_served_depth_hold_manifests_and_tags(
     stack: DeployedStack, image: dict[str, str], depth: int
 ) -> None:
     # GIVEN a name of `depth` components (the stack declares routes for 1..maxRepositoryDepth)
-    repository = "/".join(["depth", "a", "b", "c"][:depth]) if depth > 1 else "solo"
+    repository = "/".join(["depth", "a", "b", "c", "d", "e", "f", "g"][:depth]) if depth > 1 else "solo"
     manifest = image["manifest"].encode()
     # WHEN the config blob is mounted from team/app and the manifest stored under two tags
     mounted = stack.api("POST", f"/v1/{repository}/blobs/uploads/?mount={digest_of(CONFIG)}&from=team/app")
@@ -196,8 +199,9 @@ def link_target(link: str | None) -> str:
 
 def test_a_name_deeper_than_the_maximum_is_refused_by_the_gateway(stack: DeployedStack) -> None:
     # GIVEN a name one component deeper than maxRepositoryDepth: no API Gateway resource serves it
-    reply = stack.api("GET", "/v1/a/b/c/d/e/tags/list")
-    # THEN API Gateway itself refuses it with a 4xx, before any function runs
+    reply = stack.api("GET", "/v1/" + "/".join("abcdefghi"[: MAX_DEPTH + 1]) + "/tags/list")
+    # THEN API Gateway itself refuses it with a 4xx, before any function runs (AWS: 403
+    # "Missing Authentication Token", its answer for a path without a resource)
     assert reply.status in (403, 404), reply.body
 
 
