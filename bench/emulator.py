@@ -78,6 +78,8 @@ MANIFEST = json.dumps(
     }
 ).encode()
 AS_MANIFEST = {"Content-Type": mediatypes.MANIFEST}
+AS_BYTES = {"Content-Type": "application/octet-stream"}
+"""API Gateway passes a body to the function untouched (base64) only with a binary Content-Type."""
 MISSING = "sha256:" + "0" * 64
 UNKNOWN = "12345678-1234-4234-8234-123456789abc"
 
@@ -87,7 +89,7 @@ COLD: dict[str, Step] = {
     "tags_list": ("GET", f"/v1/{REPO}/tags/list", None, {}),
     "blob_head": ("HEAD", f"/v1/{REPO}/blobs/{MISSING}", None, {}),
     "blob_get": ("GET", f"/v1/{REPO}/blobs/{MISSING}", None, {}),
-    "blob_put": ("PUT", f"/v1/{REPO}/blobs/{_digest(CONFIG)}", CONFIG, {}),
+    "blob_put": ("PUT", f"/v1/{REPO}/blobs/{_digest(CONFIG)}", CONFIG, AS_BYTES),
     "blob_delete": ("DELETE", f"/v1/{REPO}/blobs/{MISSING}", None, {}),
     "upload_start": ("POST", f"/v1/{REPO}/blobs/uploads/", None, {}),
     "upload_patch": ("PATCH", f"/v1/{REPO}/blobs/uploads/{UNKNOWN}?part=1", None, {}),
@@ -112,7 +114,7 @@ def _operations(api: _Api) -> dict[str, Callable[[], Step]]:
 
     def blob_delete() -> Step:
         blob = uuid.uuid4().bytes
-        api.ok("PUT", f"/v1/{REPO}/blobs/{_digest(blob)}", blob)
+        api.ok("PUT", f"/v1/{REPO}/blobs/{_digest(blob)}", blob, AS_BYTES)
         return "DELETE", f"/v1/{REPO}/blobs/{_digest(blob)}", None, {}
 
     def upload_complete() -> Step:
@@ -136,7 +138,7 @@ def _operations(api: _Api) -> dict[str, Callable[[], Step]]:
         "tags_list": lambda: ("GET", f"/v1/{REPO}/tags/list", None, {}),
         "blob_head": lambda: ("HEAD", f"/v1/{REPO}/blobs/{_digest(config)}", None, {}),
         "blob_get": lambda: ("GET", f"/v1/{REPO}/blobs/{_digest(config)}", None, {}),
-        "blob_put": lambda: ("PUT", f"/v1/{REPO}/blobs/{_digest(config)}", config, {}),
+        "blob_put": lambda: ("PUT", f"/v1/{REPO}/blobs/{_digest(config)}", config, AS_BYTES),
         "blob_delete": blob_delete,
         "upload_start": lambda: ("POST", f"/v1/{REPO}/blobs/uploads/", None, {}),
         "upload_patch": lambda: ("PATCH", f"{status_session}?part=1", None, {}),
@@ -183,6 +185,7 @@ def measure(runs: int, workdir: Path | None = None) -> dict[str, Any]:
                 "status": timed[-1][1],
             }
         return {
+            "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "emulator": f"MiniStack {MINISTACK_VERSION}",
             "deploy_s": round(deployment.seconds),
             "runs": runs,

@@ -246,7 +246,8 @@ def _emulator_section(result: dict[str, Any]) -> list[str]:
     lam = result.get("lambda") or {}
     imports, invokes = lam.get("import") or {}, lam.get("invoke") or {}
     out += [
-        f"{measured['emulator']}, the stack deployed in {measured['deploy_s']} s; ms per request over HTTPS"
+        f"{measured['emulator']} ({measured.get('measured', result.get('started', '?'))}), the stack deployed in"
+        f" {measured['deploy_s']} s; ms per request over HTTPS"
         " through API Gateway, the authorizer and the function. *Cold*: the function's first request"
         " (version_check's also starts the authorizer); *warm*: median and p90 of"
         f" {measured['runs']} successful requests. In-process: the same handler called directly"

@@ -17,8 +17,8 @@ each difference and what AWS does):
 * **Layers at /opt and a clean interpreter**: MiniStack runs each Python
   function with its own interpreter (and that interpreter's site-packages),
   with each layer in a temporary folder. Functions start here through
-  :mod:`emulator.lambda_launcher` instead, which merges the layers into
-  ``/opt`` of a private mount namespace and starts the runtime's Python
+  :mod:`emulator.lambda_launcher` instead, which mounts the layers read-only
+  on ``/opt`` of a private mount namespace and starts the runtime's Python
   without any site-packages, as on Lambda.
 
 Only the standard library and MiniStack are importable here: this module runs

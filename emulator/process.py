@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -229,4 +230,7 @@ def stop(state: Path, process: subprocess.Popen[bytes] | None = None) -> bool:
     if process is not None:
         process.wait()
     pid_file.unlink()
+    # Each function's unpacked code and layers (~65 MB apiece): MiniStack leaves them behind.
+    for scratch in state.glob("ministack-lambda-*"):
+        shutil.rmtree(scratch, ignore_errors=True)
     return running

@@ -310,6 +310,22 @@ def test_bad_input_gets_the_registrys_4xx_through_the_gateway(
     assert (reply.status, reply.error_codes) == (status, [code]), reply.body[:500]
 
 
+def test_a_binary_body_needs_a_content_type_to_pass_the_gateway_intact(stack: DeployedStack) -> None:
+    # GIVEN bytes that are not UTF-8, sent inline
+    data = bytes(range(256)) * 4
+    path = f"/v1/team/binary/blobs/{digest_of(data)}"
+    # WHEN they are sent without a Content-Type, API Gateway hands them to the function as text
+    # (binaryMediaTypes match on the request's Content-Type), so they arrive changed ...
+    mangled = stack.api("PUT", path, data)
+    # THEN the registry refuses them as not matching the digest, and stores nothing
+    assert (mangled.status, mangled.error_codes) == (400, ["DIGEST_INVALID"])
+    assert stack.api("HEAD", path).status == 404
+    # ... while with a Content-Type, as the reference client sends, they arrive byte for byte
+    sent = stack.api("PUT", path, data, {"Content-Type": "application/octet-stream"})
+    assert sent.status == 201, sent.body
+    assert stack.api("HEAD", path).status == 200
+
+
 def test_an_uppercase_name_is_refused_before_any_function_runs(stack: DeployedStack) -> None:
     # The authorizer denies names outside the grammar (it decides per repository), so the
     # gateway answers 403 in the registry's error format; no handler sees the request.
