@@ -13,7 +13,7 @@ PYTHON ?= $(shell for p in $(HOME)/.pyenv/versions/3.13*/bin/python3.13 python3.
 	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null && { echo $$p; break; }; \
 	done)
 
-.PHONY: install localstack cdk synth run test lint typecheck clean bench conformance
+.PHONY: install localstack ministack emulator-up emulator-down cdk synth run test lint typecheck clean bench conformance
 
 install: $(STAMP)
 
@@ -56,6 +56,28 @@ $(LOCALSTACK_STAMP):
 	fi
 	touch $@
 
+# MiniStack, the AWS emulator the stack is deployed into (emulator/, docs/deploy.md), in its own
+# venv like LocalStack. Its interpreter also runs the functions, so it is the runtime's Python.
+MINISTACK_VENV := .ministack-venv
+MINISTACK_PYTHON ?= $(PYTHON)
+MINISTACK_STAMP := $(MINISTACK_VENV)/.installed-1.5.33
+
+ministack: $(MINISTACK_STAMP)
+
+$(MINISTACK_STAMP):
+	test -x $(MINISTACK_VENV)/bin/python || $(MINISTACK_PYTHON) -m venv $(MINISTACK_VENV)
+	$(MINISTACK_VENV)/bin/python -m pip install --quiet 'ministack==1.5.33'
+	touch $@
+
+# The stack, deployed into MiniStack on https://127.0.0.1:4566; prints the API's URL last.
+# EMULATOR_ARGS passes more, e.g. EMULATOR_ARGS="--port 4600 -c maxRepositoryDepth=2".
+emulator-up: install cdk ministack
+	$(BIN)/python -m emulator up $(EMULATOR_ARGS)
+
+emulator-down:
+	@test -x $(BIN)/python || { echo "nothing to stop (no $(VENV))"; exit 0; }
+	$(BIN)/python -m emulator down
+
 # The pinned AWS CDK CLI (package-lock.json) for synth/deploy and the infra tests.
 # jsii (CDK's Node bridge) warns on Node 20 at every start; the CLI works on it.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -76,7 +98,7 @@ run: install
 	$(BIN)/vmregistry serve
 
 # Static checks first (seconds), then every test; pytest exits 5 if it ran none.
-test: install localstack cdk
+test: install localstack cdk ministack
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -90,8 +112,8 @@ typecheck: install
 	$(BIN)/mypy
 
 # Benchmarks against CNCF distribution (docs/bench.md); not part of `make test`.
-# LocalStack (make localstack) is for the S3-mode section.
-bench: install localstack
+# LocalStack (make localstack) is for the S3-mode section, MiniStack for the deployed stack's.
+bench: install localstack cdk ministack
 	@command -v docker-registry >/dev/null && command -v wrk >/dev/null || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq docker-registry wrk; }
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
@@ -106,4 +128,4 @@ conformance: install $(if $(findstring s3,$(CONFORMANCE_SERVERS)),localstack)
 	$(BIN)/python -m conformance $(addprefix --server ,$(CONFORMANCE_SERVERS)) $(CONFORMANCE_ARGS)
 
 clean:
-	rm -rf $(VENV) $(LOCALSTACK_VENV) build cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCALSTACK_VENV) $(MINISTACK_VENV) .emulator build cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -7,7 +7,7 @@ from vmregistry.errors import RegistryError
 from vmregistry.registry import accepts
 from vmregistry.runtime import get_registry
 
-from vmregistry_functions._responses import manifest_headers
+from vmregistry_functions._responses import manifest_body, manifest_headers
 
 endpoint = Endpoint("manifest_get")
 
@@ -21,7 +21,7 @@ def manifest_get(request: Request) -> HttpResponse:
             f"the manifest is {manifest.media_type}; include it in Accept",
             {"mediaType": manifest.media_type},
         )
-    return Response(200, manifest.media_type, manifest.data, manifest_headers(manifest))
+    return Response(200, manifest.media_type, manifest_body(manifest), manifest_headers(manifest))
 
 
 lambda_handler = endpoint.lambda_handler
