@@ -159,11 +159,13 @@ class RequestHandler(BaseHTTPRequestHandler):
             reader = self.body_reader()
         except RegistryError:
             return
-        if isinstance(reader, LengthReader) and 0 < reader.remaining <= DRAIN_LIMIT:
-            buffer = memoryview(bytearray(1024 * 1024))
-            with contextlib.suppress(BodyError, OSError):
-                while reader.readinto(buffer):
-                    pass
+        if reader is None or (isinstance(reader, LengthReader) and reader.remaining > DRAIN_LIMIT):
+            return
+        buffer = memoryview(bytearray(1024 * 1024))
+        drained = 0
+        with contextlib.suppress(BodyError, OSError):
+            while drained <= DRAIN_LIMIT and (n := reader.readinto(buffer)):
+                drained += n
 
     def _dispatch(self) -> None:
         started = time.perf_counter()
