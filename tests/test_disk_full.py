@@ -1,4 +1,4 @@
-"""A full disk is a 507 with the registry's JSON error on every write path, leaves nothing, and the server goes on (issue 12).
+"""A full disk is a 507 with the registry's JSON error on every write path, and the server goes on (issue 12).
 
 The server runs on a real, small filesystem: a 16 MiB tmpfs mounted in a
 mount namespace of its own (``unshare --mount``, root only), so the mount
@@ -57,7 +57,7 @@ def small_disk(tmp_path: Path) -> Iterator[tuple[RunningServer, Path]]:
     volume.mkdir()
     if not _can_mount_tmpfs(volume):
         pytest.skip("needs root and unshare --mount to give the server a small filesystem of its own")
-    mount = f'mount -t tmpfs -o size=16m tmpfs "$0" && exec "$@"'
+    mount = 'mount -t tmpfs -o size=16m tmpfs "$0" && exec "$@"'
     prefix = ("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", mount, str(volume))
     server = start_server(tmp_path, "-workers", "1", storage=volume / "storage", prefix=prefix)
     try:
