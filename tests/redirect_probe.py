@@ -113,6 +113,7 @@ class Probe:
 
     def close(self) -> None:
         self.redirector.shutdown()
+        self.redirector.server_close()
         self.server.shutdown()
 
 
@@ -160,6 +161,7 @@ def urllib_put(p: Probe) -> str:
         with urllib.request.urlopen(urllib.request.Request(p.fresh(), data=p.data, method="PUT"), timeout=60) as r:
             return f"status {r.status}"
     except urllib.error.HTTPError as exc:
+        exc.close()
         return f"HTTPError {exc.code}"
 
 
@@ -209,7 +211,7 @@ def python_client(how: str) -> Callable[[Probe], str]:
 
 
 def go_client(kind: str, expect: bool) -> Callable[[Probe], str]:
-    """Go's net/http (``PROBE_GO``: a build of the program in docs/redirects.go)."""
+    """Go's net/http (``PROBE_GO``: a build of tests/redirect_probe.go: GO111MODULE=off go build)."""
 
     def attempt(p: Probe) -> str:
         command = [os.environ["PROBE_GO"], p.fresh(), str(p.file), kind, "expect" if expect else "plain"]

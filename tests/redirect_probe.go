@@ -1,4 +1,4 @@
-// Probe: what net/http does with a 307 answering a PUT with a body.
+// A probe for tests/redirect_probe.py: what Go's net/http does with a 307 answering a PUT with a body.
 package main
 
 import (
