@@ -178,7 +178,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         try:
             self._framing()
             reply = self.server.app(Exchange(self, path, split.query))
-            if self._body_left():
+            if self._body_left():  # refused before its body (an admission check): let the client read why
+                self._drain()
                 self.close_connection = True  # the unread rest of the body is not the next request
             self._send_reply(reply)
         except RegistryError as error:
