@@ -18,12 +18,22 @@ from vmregistry_functions._responses import blob_created, upload_status
 endpoint = Endpoint("upload_complete")
 
 
-@endpoint.handle
-def upload_complete(request: Request) -> HttpResponse:
+def _digest(request: Request) -> str:
     if "digest" not in request.query:
         raise RegistryError("DIGEST_INVALID", "completing an upload needs ?digest=sha256:<hex>")
-    digest = names.parse_digest(request.query["digest"])
-    result = get_registry().uploads.complete(request.name, request.upload_id, digest, request.body)
+    return names.parse_digest(request.query["digest"])
+
+
+@endpoint.admits
+def completable(request: Request) -> object:
+    _digest(request)
+    return get_registry().uploads.writable(request.name, request.upload_id)
+
+
+@endpoint.handle
+def upload_complete(request: Request) -> HttpResponse:
+    digest = _digest(request)
+    result = get_registry().uploads.complete(request.name, request.upload_id, digest, request.payload)
     if isinstance(result, UploadStatus):
         # Too big to hash within this request: a worker verifies it; poll the session or HEAD the blob.
         return upload_status(request, result, 202)

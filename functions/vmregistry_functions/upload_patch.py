@@ -2,7 +2,8 @@
 
 ``?part=N`` names one part, ``?part=N-M`` a range (URLs only). A body is
 stored as that part (or, without ``part``, as the next one); no body asks
-for presigned PUT URLs to send the parts straight to storage.
+for presigned PUT URLs to send the parts straight to storage. Before a body is
+received (local mode), the session must exist and take parts.
 """
 
 from __future__ import annotations
@@ -15,9 +16,16 @@ from vmregistry_functions._responses import part_json
 endpoint = Endpoint("upload_patch")
 
 
+@endpoint.admits
+def writable(request: Request) -> object:
+    return get_registry().uploads.writable(request.name, request.upload_id)
+
+
 @endpoint.handle
 def upload_patch(request: Request) -> HttpResponse:
-    parts = get_registry().uploads.put_parts(request.name, request.upload_id, request.query.get("part"), request.body)
+    parts = get_registry().uploads.put_parts(
+        request.name, request.upload_id, request.query.get("part"), request.payload
+    )
     location = request.url(f"/v1/{request.name}/blobs/uploads/{request.upload_id}")
     return json_response(
         202,

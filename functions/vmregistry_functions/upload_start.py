@@ -27,6 +27,14 @@ def _size(raw: str | None) -> int | None:
     return int(raw)
 
 
+@endpoint.admits
+def monolithic(request: Request) -> object:
+    """A body is a whole blob: it needs its digest."""
+    if "digest" not in request.query:
+        raise RegistryError("DIGEST_INVALID", "a monolithic upload needs ?digest=")
+    return names.parse_digest(request.query["digest"])
+
+
 @endpoint.handle
 def upload_start(request: Request) -> HttpResponse:
     query = request.query
@@ -38,7 +46,7 @@ def upload_start(request: Request) -> HttpResponse:
         digest=digest,
         size=_size(query.get("size")),
         mode=query.get("mode"),
-        body=request.body,
+        body=request.payload,
         mount=mount,
         mount_from=mount_from,
         may_pull=lambda repository: request.may(repository, "pull"),

@@ -11,7 +11,8 @@
     ├── catalog/<name>!                                the repository has a manifest (empty body)
     └── uploads/<uuid>/
         ├── session.json                               upload session state (repository, mode, ...)
-        └── data                                       multipart target, until verified and moved
+        ├── data                                       multipart target, until verified and moved
+        └── body                                       a streamed request body, staged for its handler
 
 Why this shape:
 
@@ -28,6 +29,11 @@ Why this shape:
   and the names nested under it (``a!`` beside ``a/``) never collide on a
   filesystem.
 * A tag holds a copy of its manifest, so a pull by tag is one read.
+* A staged body (local mode receives the body of a streamed route into
+  storage before it runs the handler, :mod:`vmregistry.local.gateway`) has an
+  id of its own, never a session's, so it is a leftover like any other key
+  under ``uploads/`` without a ``session.json``: the upload sweep removes it
+  if its request died before removing it.
 
 Every argument here has already passed :mod:`vmregistry.names`; these
 functions only assemble strings.
@@ -45,11 +51,13 @@ __all__ = [
     "blob_key",
     "catalog_key",
     "digest_of_key",
+    "is_staged_body_key",
     "layer_key",
     "layers_prefix",
     "manifest_key",
     "manifests_prefix",
     "repository_of_catalog_key",
+    "staged_body_key",
     "tag_key",
     "tags_prefix",
     "upload_data_key",
@@ -130,3 +138,16 @@ def upload_session_key(upload_id: str) -> str:
 
 def upload_data_key(upload_id: str) -> str:
     return f"{upload_prefix(upload_id)}data"
+
+
+_STAGED_BODY = "body"
+
+
+def staged_body_key(staging_id: str) -> str:
+    return f"{upload_prefix(staging_id)}{_STAGED_BODY}"
+
+
+def is_staged_body_key(key: str) -> bool:
+    """Is ``key`` where a streamed body is staged (``uploads/<id>/body``)?"""
+    head, _, name = key.removeprefix(UPLOADS_PREFIX).partition("/")
+    return key.startswith(UPLOADS_PREFIX) and bool(head) and "/" not in head and name == _STAGED_BODY

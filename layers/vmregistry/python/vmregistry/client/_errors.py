@@ -56,6 +56,7 @@ HINTS: dict[str, str] = {
     "TOO_MANY_REQUESTS": "the registry is throttling: wait a little, or lower --concurrency",
     "INTERNAL": "the registry failed: re-run the command; if it repeats, check the registry's logs",
     "UNAVAILABLE": "the registry's storage is unavailable: try again later",
+    "STORAGE_FULL": "the registry's storage is full: ask its operator to free space, then run the command again",
 }
 
 
