@@ -32,7 +32,7 @@ from vmregistry.client._image import DiskInfo, build_config, build_manifest, det
 from vmregistry.client._progress import Progress, Task
 from vmregistry.client._pull import PullOptions, PullResult, fetch_blob_bytes, pull_blob, pull_image
 from vmregistry.client._push import Blob, PushOptions, PushResult, push_blob, push_image
-from vmregistry.client._reference import Reference, Registry, parse_reference, parse_registry
+from vmregistry.client._reference import Reference, RegistryHost, parse_reference, parse_registry
 from vmregistry.client._registry import FetchedManifest, RegistryClient
 from vmregistry.client._state import cache_dir
 
@@ -49,9 +49,9 @@ __all__ = [
     "PushOptions",
     "PushResult",
     "Reference",
-    "Registry",
     "RegistryAPIError",
     "RegistryClient",
+    "RegistryHost",
     "Task",
     "TransientError",
     "UsageError",

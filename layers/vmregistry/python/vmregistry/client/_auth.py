@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 
 from vmregistry.client._errors import UsageError
-from vmregistry.client._reference import Registry
+from vmregistry.client._reference import RegistryHost
 
 __all__ = ["credentials_path", "resolve_token"]
 
@@ -39,7 +39,7 @@ def credentials_path() -> Path:
     return Path(config) / "vmregistry" / "credentials.json"
 
 
-def _from_file(registry: Registry) -> str | None:
+def _from_file(registry: RegistryHost) -> str | None:
     path = credentials_path()
     try:
         document = json.loads(path.read_text())
@@ -57,7 +57,7 @@ def _from_file(registry: Registry) -> str | None:
     return None
 
 
-def resolve_token(registry: Registry, token: str | None = None) -> str | None:
+def resolve_token(registry: RegistryHost, token: str | None = None) -> str | None:
     """The bearer token for ``registry``, or ``None`` to send requests without one."""
     if token:
         return token.strip()

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 from vmregistry import mediatypes
 from vmregistry.client._auth import resolve_token
 from vmregistry.client._errors import DigestMismatch, RegistryAPIError, UsageError
-from vmregistry.client._reference import Reference, Registry, parse_reference, parse_registry
+from vmregistry.client._reference import Reference, RegistryHost, parse_reference, parse_registry
 from vmregistry.client._transport import Reply, Transport
 
 __all__ = ["FetchedManifest", "RegistryClient", "sha256_digest"]
@@ -51,7 +51,7 @@ class RegistryClient:
 
     def __init__(
         self,
-        registry: Registry,
+        registry: RegistryHost,
         token: str | None = None,
         *,
         retries: int = 5,

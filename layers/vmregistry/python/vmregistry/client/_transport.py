@@ -28,7 +28,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from vmregistry.client._errors import ClientError, RegistryAPIError, TransientError, UsageError, from_response
-from vmregistry.client._reference import Registry
+from vmregistry.client._reference import RegistryHost
 
 __all__ = ["Body", "Reply", "Transport", "run_parallel", "tls_context", "with_retries"]
 
@@ -98,7 +98,7 @@ class Transport:
     """Sends requests; attaches the bearer token only to the registry's own origin."""
 
     def __init__(
-        self, registry: Registry, token: str | None = None, *, timeout: float = 120.0, ca_bundle: str | None = None
+        self, registry: RegistryHost, token: str | None = None, *, timeout: float = 120.0, ca_bundle: str | None = None
     ) -> None:
         self.registry = registry
         self.token = token
