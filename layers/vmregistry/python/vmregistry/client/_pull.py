@@ -298,6 +298,7 @@ def pull_image(
     """Download the image into ``directory``: ``manifest.json``, ``config.json`` and one file per disk."""
     options = options or PullOptions()
     progress = progress or Progress(mode="quiet")
+    client.want(f"repository:{repository}:pull")
     manifest: FetchedManifest = client.get_manifest(repository, reference)
     document = manifest.document()
     if document.get("mediaType", mediatypes.MANIFEST) != mediatypes.MANIFEST:

@@ -412,6 +412,7 @@ def push_image(
     """Push the disks as one image tagged ``tag``; returns the manifest digest."""
     options = options or PushOptions()
     progress = progress or Progress(mode="quiet")
+    client.want(f"repository:{repository}:pull,push")
     measured = measure_disks(disks, progress, DigestCache(options.state_root))
     config = build_config(
         measured,
