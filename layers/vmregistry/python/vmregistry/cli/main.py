@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "vmregistry.cli.serve",
     "vmregistry.cli.tokens",
     "vmregistry.cli.client",
+    "vmregistry.cli.login",
 )
 
 

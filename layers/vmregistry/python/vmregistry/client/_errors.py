@@ -136,6 +136,10 @@ def _scope(challenge: str | None) -> str | None:
     return challenge[start:end] if end > start else None
 
 
+def _is_html(content_type: str, text: str) -> bool:
+    return "html" in content_type.lower() or text[:15].lower().startswith(("<!doctype html", "<html"))
+
+
 def from_response(status: int, body: bytes, headers: dict[str, str], url: str) -> RegistryAPIError:
     """The error an error response stands for (headers keyed in lower case)."""
     code, message, detail = "", "", None
@@ -150,6 +154,12 @@ def from_response(status: int, body: bytes, headers: dict[str, str], url: str) -
             status, "INTERNAL" if status >= 500 else "BAD_REQUEST"
         )
         text = body[:300].decode("utf-8", "replace").strip()
+        if _is_html(headers.get("content-type", ""), text):
+            # A web server or a login portal on that port: its page explains nothing about the registry.
+            text = (
+                f"HTTP {status}: {url.split('?')[0]} answered with an HTML page, not the registry's JSON:"
+                " is this the registry's address and port?"
+            )
         message = text or f"HTTP {status}: {ERROR_CODES[code].message}"
     retry_after = headers.get("retry-after", "")
     return RegistryAPIError(

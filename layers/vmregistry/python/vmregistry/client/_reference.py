@@ -100,6 +100,11 @@ def parse_registry(text: str, *, insecure: bool = False) -> RegistryHost:
     return RegistryHost(f"{scheme}://{text}", text)
 
 
+def _looks_like_host(text: str) -> bool:
+    """Docker's rule: ``host.domain``, ``host:port``, ``[v6]`` or ``localhost``, not a repository component."""
+    return "." in text or ":" in text or text.startswith("[") or text == "localhost"
+
+
 def _split_repository(path: str) -> tuple[str, str | None, str | None]:
     """``repo:tag`` / ``repo@digest`` / ``repo`` -> (repository, tag, digest)."""
     digest = tag = None
@@ -149,5 +154,11 @@ def parse_reference(text: str, *, insecure: bool = False) -> list[Reference]:
             f"{text!r} has no repository: write REGISTRY/REPO[:TAG|@DIGEST], e.g. localhost:8080/ubuntu:24.04"
         )
     registry_text, rest = text.split("/", 1)
+    if not _looks_like_host(registry_text):
+        raise UsageError(
+            f"{text!r} needs a registry host: a reference is REGISTRY/REPO[:TAG|@DIGEST], e.g."
+            f" localhost:8080/{text} (the first component is the registry when it has a '.' or a ':' or is"
+            " localhost, as docker reads references)"
+        )
     repository, tag, digest = _split_repository(rest)
     return [Reference(parse_registry(registry_text, insecure=insecure), repository, tag, digest)]

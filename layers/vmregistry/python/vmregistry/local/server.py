@@ -32,6 +32,7 @@ from vmregistry.local.bodies import BodyError, ChunkedReader, LengthReader, read
 from vmregistry.local.dataplane import DataPlane, Reply
 from vmregistry.local.events import LambdaContext, build_event, split_response
 from vmregistry.local.logs import access_log
+from vmregistry.local.token_service import TOKEN_PATH, TokenService
 from vmregistry.registry import Registry
 from vmregistry.routes import Route, find_route
 from vmregistry.runtime import configure
@@ -157,6 +158,9 @@ class _Handler(BaseHTTPRequestHandler):
                 query = dict(parse_qsl(split.query, keep_blank_values=True))
                 reply = self.server.dataplane.handle(_Exchange(self, path.removeprefix("/_data/"), query))
                 self._send_reply(reply)
+            elif path == TOKEN_PATH and self.server.token_service is not None:  # the opt-in dev token endpoint
+                asked = dict(self.headers.items())
+                self._send(*self.server.token_service(self.command, path, split.query, asked, self._read_body()))
             else:
                 status, headers, body = self._invoke(path, split.query)
                 self._send(status, headers, body)
@@ -301,6 +305,7 @@ def listen(host: str, port: int) -> socket.socket:
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    token_service: TokenService | None = None
 
     def __init__(
         self,
