@@ -275,10 +275,12 @@ def test_proxy_variables_lowercase_first_and_credentials_decoded() -> None:
     config = ProxyConfig.from_env(
         {"https_proxy": "http://b%40ob:p%3Ass@low:3128", "HTTPS_PROXY": "http://up:1", "HTTP_PROXY": "plain:8080"}
     )
-    assert config.https is not None and config.https.netloc == "low:3128"
+    assert config.https is not None
+    assert config.https.netloc == "low:3128"
     assert config.https.headers() == {"Proxy-Authorization": "Basic YkBvYjpwOnNz"}  # base64 of b@ob:p:ss
     assert config.https.display == "http://low:3128"  # never the password
-    assert config.http is not None and (config.http.netloc, config.http.source) == ("plain:8080", "HTTP_PROXY")
+    assert config.http is not None
+    assert (config.http.netloc, config.http.source) == ("plain:8080", "HTTP_PROXY")
     with pytest.raises(UsageError, match="only http:// proxies") as refused:
         ProxyConfig.from_env({"HTTPS_PROXY": "socks5://user:secret@proxy:1080"})
     assert "secret" not in str(refused.value)
