@@ -308,6 +308,7 @@ def run_catalog(args: argparse.Namespace) -> int:
         ca_bundle=args.ca_bundle,
         on_retry=_note_retry,
     )
+    client.want("registry:catalog:*")  # what a login's token needs for the catalog (Docker's scope)
     for repository in client.catalog():
         print(repository)
     return 0

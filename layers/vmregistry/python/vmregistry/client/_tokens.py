@@ -234,6 +234,11 @@ class TokenSource:
         """Set by the transport: how requests to the realm are sent."""
 
     @property
+    def current(self) -> str | None:
+        """The token held now (no renewal): for diagnostics and tests."""
+        return self.static if self.static is not None else self._token
+
+    @property
     def renews(self) -> bool:
         """Can this source get a new token when the registry refuses one?"""
         return self.static is None and self.fetch is not None

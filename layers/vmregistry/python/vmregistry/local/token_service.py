@@ -27,7 +27,9 @@ Passwords are kept as scrypt hashes (:func:`hash_password`, stdlib
 ``hashlib.scrypt``) and compared in constant time. A token grants only what
 was asked **and** the user's ``access`` patterns allow, per repository name
 (:mod:`vmregistry.auth.patterns`): asking for ``repository:team/app:pull,delete``
-with ``team/*:pull,push`` gets ``repository:team/app:pull``. Tokens are RS256,
+with ``team/*:pull,push`` gets ``repository:team/app:pull``; Docker's
+``registry:catalog:*`` gets the user's pull patterns (the catalog lists what
+a token may pull). Tokens are RS256,
 signed with the private key whose public half the registry verifies with
 (:func:`vmregistry.auth.mint_token`).
 
@@ -61,6 +63,7 @@ from vmregistry.auth.scopes import AccessSet, ScopeError, format_scope, parse_sc
 from vmregistry.names import is_valid_name
 
 __all__ = [
+    "CATALOG_SCOPE",
     "DEFAULT_LIFETIME",
     "TOKEN_PATH",
     "TokenService",
@@ -71,6 +74,7 @@ __all__ = [
 ]
 
 TOKEN_PATH = "/auth/token"
+CATALOG_SCOPE = "registry:catalog:*"
 DEFAULT_LIFETIME = 300
 REFRESH_LIFETIME = 30 * 24 * 3600
 MAX_BODY = 64 * 1024
@@ -147,6 +151,12 @@ def _granted(user: User, requested: list[str]) -> list[str]:
     for scope in requested:
         kind, _, rest = scope.partition(":")
         name, _, actions = rest.rpartition(":")
+        if scope == CATALOG_SCOPE:
+            # The catalog lists what the token may pull: grant the user's pull patterns themselves.
+            for entry in user.access.entries:
+                if "pull" in entry.actions:
+                    out.setdefault(entry.pattern.text, set()).add("pull")
+            continue
         if kind != "repository" or not is_valid_name(name):
             continue  # not a concrete repository: grant nothing for it (the protocol allows a subset)
         allowed = user.access.actions_for(name)
