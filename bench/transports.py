@@ -25,6 +25,12 @@ The row ``vmregistry.client`` is the whole reference client (``push_blob`` /
 
 Run: ``python -m bench.transports [--size 1G] [--runs 5]``; httpx must be
 installed (``pip install httpx``), it is not a dependency of the project.
+
+``--clients before=DIR after=DIR`` compares versions of the reference client
+instead (A/B): each run pushes and pulls the blob once with each version, in
+alternation, each in its own interpreter importing ``vmregistry`` from DIR
+(e.g. a ``git worktree`` of another commit's ``layers/vmregistry/python``),
+timed inside that interpreter, against the same server.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ import argparse
 import http.client
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -233,6 +241,50 @@ def measure_transports(server: Server, source: Path, size: int, runs: int, work:
     }
 
 
+_CLIENT_RUN = """
+import json, sys, time
+from pathlib import Path
+from vmregistry.client import Blob, Progress, PullOptions, PushOptions, RegistryClient, pull_blob, push_blob
+url, repo, path, digest, size, work = sys.argv[1:7]
+size, work, quiet = int(size), Path(work), Progress(mode="quiet")
+with RegistryClient.connect(url) as client:
+    started = time.perf_counter()
+    push_blob(client, repo, Blob("blob", digest, size, path=Path(path)), PushOptions(state_root=work / "s"), quiet)
+    pushed = time.perf_counter() - started
+    started = time.perf_counter()
+    pull_blob(client, repo, digest, size, work / "pulled", PullOptions(), quiet)
+    pulled = time.perf_counter() - started
+(work / "pulled").unlink()
+print(json.dumps([size / 1048576 / pushed, size / 1048576 / pulled]))
+"""
+
+
+def measure_clients(
+    server: Server, source: Path, size: int, runs: int, work: Path, versions: dict[str, str]
+) -> dict[str, Any]:
+    """Push and pull MiB/s of each version of the reference client (label -> directory it imports from)."""
+    push: dict[str, list[float]] = {label: [] for label in versions}
+    pull: dict[str, list[float]] = {label: [] for label in versions}
+    for run in range(runs):
+        for index, (label, directory) in enumerate(versions.items()):
+            digest = vary(source, run * len(versions) + index + 1)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("VMREGISTRY_")} | {
+                "PYTHONPATH": str(Path(directory).resolve())
+            }
+            args = [server.url, f"bench/clients-{size}", str(source), digest, str(size), str(work)]
+            done = subprocess.run(
+                [sys.executable, "-c", _CLIENT_RUN, *args], env=env, capture_output=True, text=True, check=True
+            )
+            pushed, pulled = json.loads(done.stdout)
+            push[label].append(pushed)
+            pull[label].append(pulled)
+    return {
+        "size_mib": size // MIB,
+        "push": {name: summarise(values) for name, values in push.items()},
+        "pull": {name: summarise(values) for name, values in pull.items()},
+    }
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -253,12 +305,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--workers", type=int, default=None, help="vmregistry serve -workers")
     parser.add_argument("--out", type=Path, help="also write the result as JSON here")
+    parser.add_argument(
+        "--clients", nargs="+", metavar="LABEL=DIR", help="compare versions of the client instead (A/B)"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-transports-") as scratch:
         work = Path(scratch)
         source, _ = make_blob(work, args.size)
         with start_vmregistry(work, workers=args.workers) as server:
-            result = measure_transports(server, source, args.size, args.runs, work)
+            if args.clients:
+                versions = dict(item.split("=", 1) for item in args.clients)
+                result = measure_clients(server, source, args.size, args.runs, work, versions)
+            else:
+                result = measure_transports(server, source, args.size, args.runs, work)
     result |= {"versions": _versions(), "load": round(os.getloadavg()[0], 2)}
     print(f"{'MiB/s':<20} {'push median (min-max)':>24} {'pull median (min-max)':>24}")
     for name in result["push"]:

@@ -28,6 +28,7 @@ from vmregistry.client._errors import (
     DigestMismatch,
     RegistryAPIError,
     TransientError,
+    Unreachable,
     UsageError,
 )
 from vmregistry.client._image import DiskInfo, build_config, build_manifest, detect_format, hash_disk, parse_memory
@@ -40,7 +41,6 @@ from vmregistry.client._reference import Reference, RegistryHost, parse_referenc
 from vmregistry.client._registry import FetchedManifest, RegistryClient
 from vmregistry.client._state import cache_dir
 from vmregistry.client._tokens import Login, TokenSource
-from vmregistry.client._transport import Unreachable
 
 __all__ = [
     "HINTS",

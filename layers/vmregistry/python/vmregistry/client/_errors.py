@@ -21,6 +21,7 @@ __all__ = [
     "DigestMismatch",
     "RegistryAPIError",
     "TransientError",
+    "Unreachable",
     "UsageError",
     "from_response",
 ]
@@ -69,6 +70,10 @@ class UsageError(ClientError):
 
 class TransientError(ClientError):
     """Worth retrying: the connection failed or broke (5xx and 429 are :class:`RegistryAPIError`)."""
+
+
+class Unreachable(ClientError):
+    """No connection could be made to a host this run never reached: retrying will not help soon."""
 
 
 class DigestMismatch(ClientError):

@@ -24,13 +24,14 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from vmregistry.client._errors import UsageError
+from vmregistry.client._errors import ClientError, Unreachable, UsageError
 
-__all__ = ["Proxy", "ProxyConfig"]
+__all__ = ["Proxy", "ProxyConfig", "tunnel_refused", "unreachable"]
 
 DEFAULT_PROXY_PORT = 1080
 
@@ -164,3 +165,45 @@ class ProxyConfig:
         if any(exclusion.matches(name, port, address) for exclusion in self.exclusions):
             return None
         return proxy
+
+
+# -- what to tell the user when the way out is blocked ------------------------------
+
+
+def _reason(exc: OSError) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return exc.strerror or "name not known"
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def unreachable(exc: OSError, origin: str, registry: str, proxy: Proxy | None, role: str = "") -> Unreachable:
+    """The first connection to ``origin`` failed: say whether the proxy, the name or the registry is at fault.
+
+    ``role`` names what ``origin`` is when it is neither the registry nor storage (the Auth Server).
+    """
+    if proxy is not None:
+        return Unreachable(
+            f"cannot connect to the proxy {proxy.display} (from {proxy.source}) on the way to {origin}:"
+            f" {_reason(exc)}.\n  what to do: is the proxy running? If {urlsplit(origin).hostname} needs no proxy,"
+            " add it to NO_PROXY"
+        )
+    if isinstance(exc, socket.gaierror):
+        return Unreachable(f"cannot resolve the host of {origin}: {_reason(exc)}.\n  what to do: check the address")
+    if urlsplit(registry).netloc == urlsplit(origin).netloc:
+        return Unreachable(
+            f"cannot connect to {origin}: {_reason(exc)}.\n  what to do: is the registry running at {registry}?"
+            " Check the host and port"
+        )
+    what = role or "the storage the registry sent the client to"
+    return Unreachable(f"cannot connect to {what} at {origin}: {_reason(exc)}")
+
+
+def tunnel_refused(proxy: Proxy, netloc: str, detail: str) -> ClientError:
+    hint = (
+        "put the proxy's credentials in the URL: http://USER:PASSWORD@host:port"
+        if "407" in detail
+        else f"the proxy will not connect to {netloc}: ask its operator, or add the host to NO_PROXY"
+    )
+    return ClientError(f"the proxy {proxy.display} (from {proxy.source}) refused: {detail}\n  what to do: {hint}")

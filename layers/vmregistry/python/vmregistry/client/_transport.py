@@ -38,12 +38,18 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from vmregistry.client._errors import ClientError, RegistryAPIError, TransientError, UsageError, from_response
-from vmregistry.client._proxy import Proxy, ProxyConfig
+from vmregistry.client._errors import (
+    ClientError,
+    RegistryAPIError,
+    TransientError,
+    UsageError,
+    from_response,
+)
+from vmregistry.client._proxy import Proxy, ProxyConfig, tunnel_refused, unreachable
 from vmregistry.client._reference import RegistryHost
 from vmregistry.client._tokens import TokenSource
 
-__all__ = ["Body", "Reply", "Transport", "Unreachable", "run_parallel", "tls_context", "with_retries"]
+__all__ = ["Body", "Reply", "Transport", "run_parallel", "tls_context", "with_retries"]
 
 T = TypeVar("T")
 BLOCK_SIZE = 1024 * 1024
@@ -114,37 +120,6 @@ def tls_context(ca_bundle: str | None = None) -> ssl.SSLContext:
         except (OSError, ssl.SSLError) as exc:
             raise UsageError(f"cannot load the CA bundle {ca_bundle}: {exc}; it must be a PEM file") from None
     return context
-
-
-class Unreachable(ClientError):
-    """No connection could be made to a host this run never reached: retrying will not help soon."""
-
-
-def _unreachable(exc: OSError, scheme: str, host: str, registry: RegistryHost, proxy: Proxy | None) -> Unreachable:
-    origin = f"{scheme}://{host}"
-    if proxy is not None:
-        return Unreachable(
-            f"cannot connect to the proxy {proxy.display} (from {proxy.source}) on the way to {origin}: {_reason(exc)}."
-            f"\n  what to do: is the proxy running? If {urlsplit(origin).hostname} needs no proxy, add it to NO_PROXY"
-        )
-    if isinstance(exc, socket.gaierror):
-        return Unreachable(
-            f"cannot resolve the host of {origin}: {_reason(exc)}.\n  what to do: check the registry address"
-        )
-    if host == registry.host:
-        return Unreachable(
-            f"cannot connect to {origin}: {_reason(exc)}.\n  what to do: is the registry running at"
-            f" {registry.base_url}? Check the host and port"
-        )
-    return Unreachable(f"cannot connect to the storage at {origin} the registry sent the client to: {_reason(exc)}")
-
-
-def _reason(exc: OSError) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, socket.gaierror):
-        return exc.strerror or "name not known"
-    return exc.strerror or str(exc) or type(exc).__name__
 
 
 class Transport:
@@ -251,6 +226,7 @@ class Transport:
         send: dict[str, str],
         body: bytes | Body | None,
         length: int | None,
+        role: str = "",
     ) -> tuple[Reply, T | None]:
         """One exchange exactly as given (no header policy); connection failures raise."""
         parts = urlsplit(url)
@@ -291,10 +267,11 @@ class Transport:
         except (OSError, http.client.HTTPException) as exc:
             self._drop(parts.scheme, parts.netloc)
             if proxy is not None and str(exc).startswith("Tunnel connection failed"):
-                raise _tunnel_refused(proxy, parts.netloc, str(exc)) from None
+                raise tunnel_refused(proxy, parts.netloc, str(exc)) from None
             first_contact = parts.netloc not in self._reached and (proxy is None or proxy.netloc not in self._reached)
             if first_contact and isinstance(exc, ConnectionRefusedError | socket.gaierror):
-                raise _unreachable(exc, parts.scheme, parts.netloc, self.registry, proxy) from None
+                origin = f"{parts.scheme}://{parts.netloc}"
+                raise unreachable(exc, origin, self.registry.base_url, proxy, role) from None
             raise TransientError(f"{method} {parts.scheme}://{parts.netloc}{parts.path}: {exc!r}") from exc
         except BaseException:
             self._drop(parts.scheme, parts.netloc)
@@ -302,7 +279,7 @@ class Transport:
         if proxy is not None:
             self._reached.add(proxy.netloc)
         if reply.status == 407 and proxy is not None:
-            raise _tunnel_refused(proxy, parts.netloc, "407 Proxy Authentication Required")
+            raise tunnel_refused(proxy, parts.netloc, "407 Proxy Authentication Required")
         return reply, result
 
     def exchange(
@@ -312,7 +289,9 @@ class Transport:
 
         def attempt() -> Reply:
             send = {"User-Agent": USER_AGENT, **headers}
-            reply, data = self._send(method, url, lambda response: response.read(), send, body, None)
+            reply, data = self._send(
+                method, url, lambda response: response.read(), send, body, None, role="the registry's Auth Server"
+            )
             if data is not None:
                 reply.body = data
             if reply.status >= 500:
@@ -378,15 +357,6 @@ class Transport:
             return reply
 
         return with_retries(attempt, retries=retries, on_retry=on_retry)
-
-
-def _tunnel_refused(proxy: Proxy, netloc: str, detail: str) -> ClientError:
-    hint = (
-        "put the proxy's credentials in the URL: http://USER:PASSWORD@host:port"
-        if "407" in detail
-        else f"the proxy will not connect to {netloc}: ask its operator, or add the host to NO_PROXY"
-    )
-    return ClientError(f"the proxy {proxy.display} (from {proxy.source}) refused: {detail}\n  what to do: {hint}")
 
 
 _Item = TypeVar("_Item")
