@@ -498,3 +498,27 @@ def test_scopes_of_one_repository_are_merged() -> None:
 
     merged = merge_scopes(["repository:a:pull", "repository:b:push", "repository:a:push", "repository:a:pull"])
     assert merged == ["repository:a:pull,push", "repository:b:push"]
+
+
+def test_the_token_endpoint_refuses_to_start_with_a_key_the_server_does_not_verify(
+    token_server: TokenServer, tmp_path: Path
+) -> None:
+    # GIVEN a second key pair, and the server's public key
+    home = token_server.users.parent
+    made = run("keygen", "-dir", str(tmp_path), "-bits", "2048", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    common = ["-token-users", str(token_server.users)]
+
+    # WHEN serve is asked to sign with the other private key, or to issue tokens with auth off
+    for extra, expected in (
+        (
+            ["-auth-public-key", str(home / "auth.pub"), "-token-key", str(tmp_path / "auth.key")],
+            "not the private half",
+        ),
+        (["-token-key", str(home / "auth.key")], "needs authentication on"),
+    ):
+        workdir = tmp_path / f"serve-{len(extra)}-{expected.split()[0]}"
+        workdir.mkdir()
+        # THEN it stops at once, saying why (tokens it signs would never verify, or would not be needed)
+        with pytest.raises(RuntimeError, match=expected):
+            start_server(workdir, *common, *extra)
