@@ -45,9 +45,9 @@ HINTS: dict[str, str] = {
     "NOT_ACCEPTABLE": "the manifest has a media type this client does not ask for: upgrade the client",
     "PAGINATION_NUMBER_INVALID": "use a page size between 1 and the registry's maximum",
     "BAD_REQUEST": "the registry did not understand the request: upgrade the client or report a bug",
-    "UNAUTHORIZED": "pass a token that grants this scope with --token, VMREGISTRY_TOKEN or the credentials"
-    " file (~/.config/vmregistry/credentials.json); tokens come from your Auth Server, or from"
-    " 'vmregistry token' for a local registry",
+    "UNAUTHORIZED": "log in with 'vmregistry login REGISTRY' (or docker login), or pass a token that grants"
+    " this scope with --token, VMREGISTRY_TOKEN or the credentials file (~/.config/vmregistry/credentials.json);"
+    " tokens come from your Auth Server, or from 'vmregistry token' for a local registry",
     "DENIED": "your token does not grant this scope: get one that does (or check the repository name)",
     "SIGNATURE_INVALID": "a presigned URL expired or was altered: re-run the command (URLs are requested afresh)",
     "NOT_FOUND": "the URL is not a vmregistry /v1 API: check the registry address and its base path"
