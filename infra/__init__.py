@@ -4,10 +4,10 @@ One stack (:class:`~infra.stack.VmRegistryStack`) made of constructs, one module
 
 * :mod:`infra.storage`: the S3 bucket (private, encrypted, TLS only, RETAINed,
   self-cleaning upload staging);
-* :mod:`infra.functions`: one Lambda per operation of
-  :data:`vmregistry.routes.ROUTES` (and per worker, if the domain declares
-  ``WORKERS``) plus the authorizer, each with IAM derived from the route's
-  grants, and the layers (shared package, pip-built dependencies, public key);
+* :mod:`infra.functions`: one Lambda per entry of
+  :data:`vmregistry.routes.FUNCTIONS` (API operations, workers, the
+  authorizer), each with IAM derived from its grants, and the layers (shared
+  package, pip-built dependencies, public key);
 * :mod:`infra.auth`: the REQUEST authorizer and its result cache;
 * :mod:`infra.api`: the REST API with every route, method and repository depth;
 * :mod:`infra.monitoring`: alarms on client-visible failures.

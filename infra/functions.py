@@ -1,15 +1,15 @@
-"""One Lambda function per operation of the route table, each allowed only what it needs.
+"""One Lambda function per entry of the function table, each allowed only what it needs.
 
-Nothing here names an operation: the loop over :data:`vmregistry.routes.ROUTES`
-(and ``WORKERS``, background functions that operations invoke asynchronously)
-is the only list. What differs between functions is data in the table: the handler
-string and :attr:`Route.grants`, which :data:`S3_ACTIONS` turns into IAM
-actions, so the function that presigns downloads holds no ``s3:PutObject``
-and only the functions whose route grants ``delete`` hold ``s3:DeleteObject``.
-A presigned URL is signed with the function's own credentials, so a grant
-here is also the ceiling of what any URL the function hands out can do. A
-worker's invokers (``Worker.invoked_by``) may invoke that one function and
-learn its name from the worker's setting (``VMREGISTRY_VERIFY_FUNCTION``).
+Nothing here names a function: the loop over :data:`vmregistry.routes.FUNCTIONS`
+(API operations, background workers, the authorizer) is the only list. What
+differs between functions is data in the table: the handler string and
+:attr:`Function.grants`, which :data:`S3_ACTIONS` turns into IAM actions, so
+the function that presigns downloads holds no ``s3:PutObject`` and only the
+functions that grant ``delete`` hold ``s3:DeleteObject``. A presigned URL is
+signed with the function's own credentials, so a grant here is also the
+ceiling of what any URL the function hands out can do. A worker's invokers
+(:attr:`Function.invoked_by`) may invoke that one function and learn its
+name from the worker's setting (``VMREGISTRY_VERIFY_FUNCTION``).
 
 Every function runs the same code assets (the ``functions/`` package, the
 shared ``vmregistry`` layer, the dependency layer, the public-key layer) on
@@ -20,9 +20,7 @@ set (see :mod:`vmregistry.config`), plus Powertools' own variables.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping
 
 import aws_cdk as cdk
 from aws_cdk import CfnElement, Duration, RemovalPolicy, Stack
@@ -33,37 +31,23 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct, IConstruct
 from vmregistry import routes
 from vmregistry.config import env_name
-from vmregistry.routes import ROUTES, Grant
+from vmregistry.routes import FUNCTIONS, Function, Grant, routes_of
 
 from infra.build_layers import AUTH_KEY_LAMBDA_PATH, build_auth_key_layer, build_code_asset, ensure_deps_layer
 from infra.config import ARCHITECTURE, PYTHON_VERSION, ROOT, DeploymentConfig
 
 __all__ = [
     "API_TIMEOUT",
-    "AUTHORIZER_HANDLER",
     "S3_ACTIONS",
-    "WORKER_MEMORY",
-    "WORKER_SETTINGS",
-    "FunctionSpec",
     "Functions",
     "architecture",
+    "description",
     "function_specs",
     "log_retention",
     "runtime",
 ]
 
-AUTHORIZER_HANDLER = "vmregistry_functions.authorizer.lambda_handler"
-
-API_TIMEOUT = Duration.seconds(29)
-"""API Gateway gives up on an integration after 29 s; running longer only bills."""
-
-WORKER_MEMORY = 1769
-"""MB: the size at which Lambda gives a function one full vCPU, which hashing large blobs uses."""
-
-WORKER_SETTINGS: Mapping[str, str] = {"blob_verify": "verify_function"}
-"""Worker operation -> the setting (:mod:`vmregistry.config`) through which its invokers learn
-the worker function's name (``VMREGISTRY_VERIFY_FUNCTION``). A worker may also name it itself
-with a ``setting`` attribute."""
+API_TIMEOUT = Duration.seconds(routes.API_TIMEOUT_SECONDS)
 
 S3_ACTIONS: Mapping[Grant, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # grant: (object-level actions, bucket-level actions)
@@ -79,65 +63,17 @@ BUILD_ROOT = ROOT / "build"
 """Precompiled copies of our code go here (see :func:`infra.build_layers.build_code_asset`)."""
 
 
-class _Worker(Protocol):
-    """What the stack reads from an entry of ``vmregistry.routes.WORKERS``."""
-
-    @property
-    def operation(self) -> str: ...
-    @property
-    def handler(self) -> str: ...
-    @property
-    def grants(self) -> frozenset[Grant]: ...
-    @property
-    def invoked_by(self) -> frozenset[str]: ...
-    @property
-    def timeout_seconds(self) -> int: ...
-    @property
-    def summary(self) -> str: ...
+def function_specs() -> tuple[Function, ...]:
+    """Every function the stack declares: the function table, as it is."""
+    return FUNCTIONS
 
 
-@dataclass(frozen=True, slots=True)
-class FunctionSpec:
-    """One function to declare: from a route, a worker, or the authorizer."""
-
-    operation: str
-    handler: str
-    grants: frozenset[Grant]
-    description: str
-    timeout: Duration
-    invoked_by: frozenset[str] = frozenset()
-    """Operations whose functions may invoke this one (workers only)."""
-    memory_size: int | None = None
-    """None: the deployment's ``memorySize``."""
-    setting: str | None = None
-    """The setting that tells invokers this function's name (workers only)."""
-
-
-def function_specs() -> list[FunctionSpec]:
-    """Every function the stack declares, derived from the route and worker tables."""
-    specs = [
-        FunctionSpec(r.operation, r.handler, r.grants, f"{r.method} {r.template}: {r.summary}", API_TIMEOUT)
-        for r in ROUTES
-    ]
-    workers: Iterable[_Worker] = getattr(routes, "WORKERS", ())
-    for w in workers:
-        setting = getattr(w, "setting", None) or WORKER_SETTINGS.get(w.operation)
-        if setting is None:
-            raise KeyError(f"worker {w.operation!r}: add the setting that names it to infra.functions.WORKER_SETTINGS")
-        specs.append(
-            FunctionSpec(
-                w.operation,
-                w.handler,
-                w.grants,
-                f"worker: {w.summary}",
-                Duration.seconds(w.timeout_seconds),
-                invoked_by=w.invoked_by,
-                memory_size=WORKER_MEMORY,
-                setting=setting,
-            )
-        )
-    specs.append(FunctionSpec("authorizer", AUTHORIZER_HANDLER, frozenset(), "JWT REQUEST authorizer", API_TIMEOUT))
-    return specs
+def description(spec: Function) -> str:
+    """What the console shows for a function: its routes, or what kind of function it is."""
+    served = "; ".join(f"{r.method} {r.template}" for r in routes_of(spec.name))
+    if spec.kind == "worker":
+        return f"worker: {spec.summary}"[:256]
+    return (f"{served}: {spec.summary}" if served else spec.summary)[:256]
 
 
 def runtime() -> lambda_.Runtime:
@@ -203,18 +139,18 @@ class Functions(Construct):
         self.environment = self._environment(config, bucket)
         self.by_operation: dict[str, lambda_.Function] = {}
         specs = function_specs()
-        self.workers = {spec.operation for spec in specs if spec.setting is not None}
-        """Operations declared from ``WORKERS`` (no API route reaches them)."""
+        self.workers = {spec.name for spec in specs if spec.kind == "worker"}
+        """Functions no API route reaches, invoked by other functions."""
         for spec in specs:
-            self.by_operation[spec.operation] = self._declare(spec, config, bucket)
+            self.by_operation[spec.name] = self._declare(spec, config, bucket)
         for spec in specs:
             self._connect_invokers(spec)
 
-    def _connect_invokers(self, worker: FunctionSpec) -> None:
-        """Let each invoking operation call the worker asynchronously, and tell it the worker's name."""
+    def _connect_invokers(self, worker: Function) -> None:
+        """Let each invoking function call the worker asynchronously, and tell it the worker's name."""
         if not worker.invoked_by or worker.setting is None:
             return
-        target = self.by_operation[worker.operation]
+        target = self.by_operation[worker.name]
         for operation in sorted(worker.invoked_by):
             invoker = self.by_operation[operation]
             invoker.add_environment(env_name(worker.setting), target.function_name)
@@ -251,8 +187,8 @@ class Functions(Construct):
             environment["POWERTOOLS_TRACE_DISABLED"] = "true"
         return environment
 
-    def _declare(self, spec: FunctionSpec, config: DeploymentConfig, bucket: s3.IBucket) -> lambda_.Function:
-        name = _construct_id(spec.operation)
+    def _declare(self, spec: Function, config: DeploymentConfig, bucket: s3.IBucket) -> lambda_.Function:
+        name = _construct_id(spec.name)
         log_group = logs.LogGroup(
             self,
             f"{name}Logs",
@@ -263,7 +199,7 @@ class Functions(Construct):
             self,
             f"{name}Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"vmregistry {spec.operation}: storage grants {sorted(spec.grants) or 'none'}",
+            description=f"vmregistry {spec.name}: storage grants {sorted(spec.grants) or 'none'}",
         )
         # Instead of the AWSLambdaBasicExecutionRole managed policy: this function's log group only.
         role.add_to_policy(
@@ -277,7 +213,7 @@ class Functions(Construct):
         return lambda_.Function(
             self,
             name,
-            description=spec.description[:256],
+            description=description(spec),
             runtime=runtime(),
             architecture=architecture(),
             code=self.code,
@@ -286,8 +222,8 @@ class Functions(Construct):
             role=role,
             log_group=log_group,
             logging_format=lambda_.LoggingFormat.JSON,
-            memory_size=spec.memory_size or config.memory_size,
-            timeout=spec.timeout,
+            memory_size=spec.memory_mb or config.memory_size,
+            timeout=Duration.seconds(spec.timeout_seconds),
             tracing=lambda_.Tracing.DISABLED if config.tracing == "off" else lambda_.Tracing.ACTIVE,
             environment=dict(self.environment),
         )

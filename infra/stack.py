@@ -11,6 +11,7 @@ from typing import Any
 
 import aws_cdk as cdk
 from constructs import Construct
+from vmregistry.routes import AUTHORIZER
 
 from infra.api import Api
 from infra.auth import Auth
@@ -60,7 +61,7 @@ class VmRegistryStack(cdk.Stack):
         self.config = config
         self.storage = Storage(self, "Storage", config=config)
         self.functions = Functions(self, "Functions", config=config, bucket=self.storage.bucket)
-        authorizer_function = self.functions.by_operation["authorizer"]
+        authorizer_function = self.functions.by_operation[AUTHORIZER.name]
         self.auth = Auth(self, "Auth", handler=authorizer_function)
         self.api = Api(
             self,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from vmregistry.config import Settings
-from vmregistry.local.server import LocalServer
+from vmregistry.local.app import LocalServer
 from vmregistry.storage import Storage
 
 __all__ = ["BACKENDS", "backend"]

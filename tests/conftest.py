@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from vmregistry import runtime
 
 from tests import localstack as localstack_process
 from tests.httpclient import request
@@ -104,3 +105,11 @@ def s3_server(localstack: LocalStack, tmp_path_factory: pytest.TempPathFactory) 
     assert request("GET", running.url + "/v1/").status == 200
     yield running
     stop_server(running)
+
+
+@pytest.fixture(autouse=True)
+def fresh_runtime() -> Iterator[None]:
+    """Each test starts as a new Lambda execution environment: settings and registry built anew."""
+    runtime.reset()
+    yield
+    runtime.reset()

@@ -8,6 +8,7 @@ otherwise 403); anything else would be a 500 and fails the test.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import json
@@ -20,7 +21,7 @@ import pytest
 from vmregistry import mediatypes, runtime
 from vmregistry.auth import IDENTITY_SOURCES, RESULT_CACHE_TTL, MethodArn, Unauthorized, evaluate_policy
 from vmregistry.auth.scopes import ACTIONS
-from vmregistry.config import Settings
+from vmregistry.config import AuthMode, Settings
 from vmregistry.errors import RegistryError
 from vmregistry.local.events import LambdaContext, build_event
 from vmregistry.local.gateway_auth import GatewayAuthorizer, authorizer_event, identity_key
@@ -250,10 +251,16 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Regist
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     storage = FilesystemStorage(tmp_path / "storage", UrlSigner("http://data.test"))
-    registry = Registry(storage, Settings(fs_path=str(tmp_path / "storage")))
+    # The process's configuration (the authorizer's key, when a test set one) on this storage.
+    registry = Registry(storage, dataclasses.replace(Settings.from_env(), fs_path=str(tmp_path / "storage")))
     runtime.configure(registry)
     yield registry
     runtime.reset()
+
+
+def require_tokens(registry: Registry, mode: AuthMode) -> None:
+    """Serve ``registry`` with the ``auth`` setting ``mode``, as a function deployed with it would."""
+    runtime.configure(Registry(registry.storage, dataclasses.replace(registry.settings, auth=mode)))
 
 
 def call_handler(
@@ -293,7 +300,7 @@ def test_route_without_authorizer_refuses_when_auth_required(
     configured: Keys, registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a deployment requiring tokens, and a route someone wired without the authorizer
-    monkeypatch.setenv("VMREGISTRY_AUTH", "jwt")
+    require_tokens(registry, "jwt")
     # WHEN a request arrives with no authorizer context THEN the handler itself answers 401 with a challenge
     response = call_handler("PUT", f"/v1/team/app/blobs/{DIGEST}", None, b"x")
     assert response["statusCode"] == 401
@@ -307,6 +314,7 @@ def test_lambda_without_auth_setting_fails_closed(registry: Registry, monkeypatc
     # GIVEN a Lambda whose stack forgot VMREGISTRY_AUTH
     monkeypatch.delenv("VMREGISTRY_AUTH", raising=False)
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "vmregistry-tags-list")
+    require_tokens(registry, Settings.from_env().auth)
     # WHEN a request arrives without a context THEN it is refused
     assert call_handler("GET", "/v1/team/app/tags/list", None)["statusCode"] == 401
 
@@ -315,7 +323,7 @@ def test_handler_rechecks_scope_of_a_context(
     configured: Keys, registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN contexts from the real authorizer (even in a mode that does not require tokens)
-    monkeypatch.setenv("VMREGISTRY_AUTH", "none")
+    require_tokens(registry, "none")
     pull_only = context_for(configured, "repository:team/app:pull")
     pusher = context_for(configured, "repository:team/app:push")
     # WHEN a pull-only context reaches the push handler directly THEN 403 DENIED
@@ -336,7 +344,7 @@ def test_catalog_lists_only_what_the_token_may_pull(
     configured: Keys, registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN three repositories
-    monkeypatch.setenv("VMREGISTRY_AUTH", "jwt")
+    require_tokens(registry, "jwt")
     admin = context_for(configured, "repository:**:*")
     for name in ("team/a", "team/b/deep", "teamevil/x"):
         push(name, admin)

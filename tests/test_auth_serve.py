@@ -202,16 +202,37 @@ def test_without_auth_pub_auth_is_disabled_with_a_warning(tmp_path: Path) -> Non
         stop_server(running)
 
 
-def test_unreadable_auth_pub_disables_auth_with_a_warning(tmp_path: Path) -> None:
-    # GIVEN an auth.pub that is not a public key
-    (tmp_path / "auth.pub").write_text("this is not a PEM key\n")
-    running = start_server(tmp_path)
-    try:
-        assert "authentication is DISABLED" in running.logs()
-        assert "cannot use the public key" in running.logs()
-        assert request("GET", running.url + "/v1/").status == 200
-    finally:
-        stop_server(running)
+@pytest.mark.parametrize(
+    ("where", "content"),
+    [
+        ("./auth.pub", "this is not a PEM key\n"),
+        ("flag", None),  # a typo in -auth-public-key: no such file
+        ("env", None),  # the same typo in VMREGISTRY_AUTH_PUBLIC_KEY
+        ("flag", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"),
+    ],
+)
+def test_unusable_key_stops_the_server_instead_of_serving_open(tmp_path: Path, where: str, content: str | None) -> None:
+    # GIVEN a public key the operator named (or left as ./auth.pub) that cannot verify tokens
+    key = tmp_path / ("auth.pub" if where == "./auth.pub" else "named.pem")
+    if content is not None:
+        key.write_text(content)
+    args = ["-auth-public-key", str(key) + ("" if content else ".typo")] if where == "flag" else []
+    env = {"VMREGISTRY_AUTH_PUBLIC_KEY": str(key) + ".typo"} if where == "env" else {}
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("VMREGISTRY_")} | env
+    # WHEN the server starts
+    done = subprocess.run(
+        [VMREGISTRY, "serve", "-port", "0", "-fs-path", str(tmp_path / "storage"), *args],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # THEN it refuses to start (exit 2), saying which key and what to do, and never serves open
+    assert done.returncode == 2, done.stderr
+    assert "cannot use the public key" in done.stderr
+    assert "to serve without authentication" in done.stderr
+    assert "listening on" not in done.stderr + done.stdout
 
 
 def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -31,7 +31,7 @@ from vmregistry.client import (
     push_image,
 )
 from vmregistry.config import Settings
-from vmregistry.local.server import LocalServer
+from vmregistry.local.app import LocalServer
 
 from tests.conftest import RunningServer, start_server, stop_server
 from tests.proxykit import TINYPROXY, Proxy, start_proxy

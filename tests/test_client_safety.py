@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from vmregistry import paths
 from vmregistry.client import (
     HINTS,
     DigestMismatch,
@@ -87,7 +88,7 @@ def test_a_manifest_altered_in_storage_is_rejected(server: RunningServer, tmp_pa
     (tmp_path / "disk.img").write_bytes(os.urandom(4096))
     with RegistryClient.connect(server.url) as client:
         digest = push_image(client, "safety/manifest", "v1", [tmp_path / "disk.img"]).digest
-        stored = server.storage / "manifests" / "safety" / "manifest" / digest / "manifest.json"
+        stored = server.storage / paths.manifest_key("safety/manifest", digest)
         document = json.loads(stored.read_text())
         document["layers"][0]["size"] = 1
         stored.write_text(json.dumps(document))

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from vmregistry.client import ClientError, RegistryClient, TransientError, UsageError, pull_image, push_image
 from vmregistry.config import Settings
-from vmregistry.local.server import LocalServer
+from vmregistry.local.app import LocalServer
 
 from tests.conftest import VMREGISTRY
 

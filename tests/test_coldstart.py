@@ -11,13 +11,9 @@ import subprocess
 import sys
 
 import pytest
-from vmregistry.routes import ROUTES, WORKERS
+from vmregistry.routes import FUNCTIONS
 
-MODULES = [
-    *(route.module for route in ROUTES),
-    *(worker.module for worker in WORKERS),
-    "vmregistry_functions.authorizer",
-]
+MODULES = [spec.module for spec in FUNCTIONS]
 PROBE = (
     "import gc, importlib, sys\n"
     "importlib.import_module(sys.argv[1])\n"

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from vmregistry import mediatypes
+from vmregistry import mediatypes, paths
 
 from tests.conftest import RunningServer, start_server, stop_server
 from tests.httpclient import request
@@ -269,8 +269,8 @@ def test_nothing_was_written_outside_the_storage_root(hostile: RunningServer) ->
     # AND the storage root holds only the setup's blob and its link, with no temporary files left
     files = sorted(str(p.relative_to(hostile.storage)) for p in hostile.storage.rglob("*") if p.is_file())
     assert files == [
-        f"blobs/sha256/{CONFIG_DIGEST.removeprefix('sha256:')}",
-        f"links/{REPO}/_blobs/{CONFIG_DIGEST.removeprefix('sha256:')}",
+        paths.blob_key(CONFIG_DIGEST),
+        paths.layer_key(REPO, CONFIG_DIGEST),
     ]
 
 
@@ -292,4 +292,5 @@ def test_manifest_of_another_repository_is_not_visible(hostile: RunningServer) -
     assert put_manifest(hostile.url, REPO, "scoped", body).status == 201
     assert request("GET", f"{hostile.url}/v1/other/repo/manifests/scoped").status == 404
     assert request("DELETE", f"{hostile.url}/v1/{REPO}/manifests/{digest_of(body)}").status == 202
-    assert not (hostile.storage / "manifests").exists()
+    assert not (hostile.storage / paths.manifests_prefix(REPO)).exists()
+    assert not (hostile.storage / paths.CATALOG_PREFIX).exists()

@@ -69,7 +69,7 @@ def header(response: dict[str, Any], name: str) -> str | None:
 def test_every_route_has_a_handler_module(route: Any) -> None:
     module = importlib.import_module(route.module)
     assert callable(module.lambda_handler)
-    assert module.endpoint.route is route
+    assert route in module.endpoint.routes
 
 
 def test_blob_put_head_get(registry: Registry) -> None:
@@ -267,7 +267,7 @@ def test_api_handlers_do_not_load_what_they_never_use() -> None:
     [
         ("blob_head", ["uploads", "manifests", "listing"]),
         ("blob_get", ["uploads", "manifests", "listing"]),
-        ("manifest_get", ["uploads", "listing"]),
+        ("manifest_get", ["uploads"]),  # listing: tag pages belong to the manifests module
         ("tags_list", ["uploads"]),
         ("version_check", ["blobs", "uploads", "manifests", "listing"]),
     ],

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from vmregistry import routes
 from vmregistry.config import env_name
-from vmregistry.routes import route_by_operation
+from vmregistry.routes import AUTHORIZER
 
-from infra.functions import AUTHORIZER_HANDLER, S3_ACTIONS, function_specs
+from infra.functions import S3_ACTIONS, function_specs
 from tests.infra_synth import Synthesized, resources_of_type, synthesized
 
 ROLE_FOR_LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
@@ -52,13 +53,13 @@ def test_each_function_holds_exactly_its_routes_storage_grants(synth: Synthesize
         # GIVEN what the route table says the operation may do to storage
         expected = {a for grant in spec.grants for a in S3_ACTIONS[grant][0] + S3_ACTIONS[grant][1]}
         # THEN its role allows those S3 actions and no other
-        assert s3_actions(by_handler[spec.handler]) == expected, spec.operation
+        assert s3_actions(by_handler[spec.handler]) == expected, spec.name
 
 
 def test_download_functions_cannot_write_and_only_deleters_delete(synth: Synthesized) -> None:
     by_handler = statements_by_handler(synth)
     # The function that presigns downloads signs with its own credentials: it must not hold a write grant
-    blob_get = s3_actions(by_handler[route_by_operation("blob_get").handler])
+    blob_get = s3_actions(by_handler[routes.function("blob_get").handler])
     assert "s3:GetObject" in blob_get
     assert not blob_get & {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
     # Only the operations (routes and workers) whose table entry grants delete can delete objects
@@ -74,7 +75,7 @@ def test_download_functions_cannot_write_and_only_deleters_delete(synth: Synthes
 
 
 def test_the_authorizer_has_no_storage_access(synth: Synthesized) -> None:
-    assert s3_actions(statements_by_handler(synth)[AUTHORIZER_HANDLER]) == set()
+    assert s3_actions(statements_by_handler(synth)[AUTHORIZER.handler]) == set()
 
 
 def test_object_actions_apply_to_objects_and_bucket_actions_to_the_bucket(synth: Synthesized) -> None:
@@ -116,7 +117,7 @@ def test_only_a_workers_invokers_may_invoke_it_and_know_its_name(synth: Synthesi
     expected: dict[str, set[str]] = {}
     for worker in workers:
         for operation in worker.invoked_by:
-            expected.setdefault(route_by_operation(operation).handler, set()).add(id_of[worker.handler])
+            expected.setdefault(routes.function(operation).handler, set()).add(id_of[worker.handler])
     # GIVEN the statements that allow lambda:InvokeFunction
     invoking = {
         handler: {s["Resource"]["Fn::GetAtt"][0] for s in statements if _actions(s) == {"lambda:InvokeFunction"}}
@@ -127,7 +128,5 @@ def test_only_a_workers_invokers_may_invoke_it_and_know_its_name(synth: Synthesi
     # ... and each invoker is told the worker's function name through the worker's setting
     for worker in workers:
         for operation in worker.invoked_by:
-            variables = functions[id_of[route_by_operation(operation).handler]]["Properties"]["Environment"][
-                "Variables"
-            ]
+            variables = functions[id_of[routes.function(operation).handler]]["Properties"]["Environment"]["Variables"]
             assert variables[env_name(worker.setting or "")] == {"Ref": id_of[worker.handler]}

@@ -114,7 +114,7 @@ def test_our_code_assets_are_precompiled(code_assets: tuple[Path, Path]) -> None
     assert not list(shared.rglob("*.egg-info"))
 
 
-@pytest.mark.parametrize("spec", function_specs(), ids=lambda s: s.operation)
+@pytest.mark.parametrize("spec", function_specs(), ids=lambda s: s.name)
 def test_each_handler_imports_with_only_the_layers_on_the_path(
     spec: object, host_layer: Path, code_assets: tuple[Path, Path]
 ) -> None:

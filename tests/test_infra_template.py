@@ -12,13 +12,14 @@ from typing import Any
 import aws_cdk.aws_lambda as lambda_
 import pytest
 from aws_cdk import assertions
+from vmregistry import routes
 from vmregistry.auth import IDENTITY_SOURCES, RESULT_CACHE_TTL
 from vmregistry.config import SETTINGS_HELP, env_name
 from vmregistry.paths import UPLOADS_PREFIX
-from vmregistry.routes import ROUTES
+from vmregistry.routes import AUTHORIZER, ROUTES
 
 from infra.config import PYTHON_VERSION
-from infra.functions import AUTHORIZER_HANDLER, function_specs
+from infra.functions import function_specs
 from tests.infra_synth import Synthesized, infra_context, resources_of_type, synthesized
 
 
@@ -47,10 +48,10 @@ def test_one_function_per_operation_plus_the_authorizer(synth: Synthesized) -> N
     )
     # THEN they are exactly the route table's handlers (and workers', if any) and the authorizer's
     assert handlers == sorted(spec.handler for spec in function_specs())
-    assert {route.handler for route in ROUTES} | {AUTHORIZER_HANDLER} <= set(handlers)
+    assert {route.handler for route in ROUTES} | {AUTHORIZER.handler} <= set(handlers)
 
 
-@pytest.mark.parametrize("spec", function_specs(), ids=lambda s: s.operation)
+@pytest.mark.parametrize("spec", function_specs(), ids=lambda s: s.name)
 def test_handler_strings_name_modules_that_import(spec: Any) -> None:
     # GIVEN a handler string as Lambda will read it: <module>.<function>, relative to functions/
     module_name, _, attribute = spec.handler.rpartition(".")
@@ -121,9 +122,8 @@ def test_api_functions_stop_when_api_gateway_gives_up(synth: Synthesized) -> Non
 
 
 def test_workers_get_their_declared_time_and_a_full_vcpu(synth: Synthesized) -> None:
-    from vmregistry import routes
 
-    for worker in getattr(routes, "WORKERS", ()):
+    for worker in routes.workers():
         props = functions_by_handler(synth)[worker.handler]
         assert props["Timeout"] == worker.timeout_seconds
         assert props["MemorySize"] >= 1769
@@ -222,7 +222,7 @@ def test_the_authorizer_guards_every_method(synth: Synthesized) -> None:
     assert props["IdentitySource"] == ",".join(IDENTITY_SOURCES)
     assert props["AuthorizerResultTtlInSeconds"] == RESULT_CACHE_TTL
     uri = "".join(p if isinstance(p, str) else str(p) for p in props["AuthorizerUri"]["Fn::Join"][1])
-    authorizer_function = next(k for k, f in functions_by_handler_ids(synth).items() if f == AUTHORIZER_HANDLER)
+    authorizer_function = next(k for k, f in functions_by_handler_ids(synth).items() if f == AUTHORIZER.handler)
     assert authorizer_function in uri
     # ... and every method uses it: none is open
     methods = resources_of_type(synth.template, "AWS::ApiGateway::Method")
@@ -268,10 +268,9 @@ def test_alarms_watch_client_visible_failures_and_notify_the_topic(synth: Synthe
     watched = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms}
     # THEN the API's server errors and latency, and Lambda errors (authorizer, workers) are watched
     assert {("AWS/ApiGateway", "5XXError"), ("AWS/ApiGateway", "Latency"), ("AWS/Lambda", "Errors")} <= watched
-    from vmregistry import routes
 
     lambda_alarms = [a for a in alarms if a["Properties"]["MetricName"] == "Errors"]
-    assert len(lambda_alarms) == 1 + len(getattr(routes, "WORKERS", ()))
+    assert len(lambda_alarms) == 1 + len(routes.workers())
     # ... every alarm notifies the topic
     assert all(a["Properties"]["AlarmActions"] == [{"Ref": topic}] for a in alarms)
     # ... and they stay inside CloudWatch's free tier (10 alarms): the stack costs nothing at rest

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from vmregistry import mediatypes, paths
+from vmregistry.digests import digest_of as sha256_digest
 from vmregistry.errors import RegistryError
 from vmregistry.registry import Registry
-from vmregistry.registry.blobs import sha256_digest
 from vmregistry.storage import ObjectInfo, Storage
 from vmregistry.storage.filesystem import FilesystemStorage
 
@@ -44,7 +44,7 @@ def _cleanup(registry: Registry, *digests: str) -> None:
 def test_unchanged_tag_is_not_rewritten_and_a_changed_one_is(backend: Storage) -> None:
     registry = Registry(backend)
     first, second = _manifest(registry, 1), _manifest(registry, 2)
-    tag_key = paths.manifest_key(REPO, "latest")
+    tag_key = paths.tag_key(REPO, "latest")
     registry.manifests.put(REPO, "latest", first, mediatypes.MANIFEST)
     written = backend.stat(tag_key)
     assert written is not None
@@ -85,14 +85,15 @@ def test_a_delete_racing_a_tag_push_leaves_no_tag_without_its_manifest(tmp_path:
     registry.manifests.put(REPO, "a", body, mediatypes.MANIFEST)
     # GIVEN a push of the manifest under tag "b" that found it known, and a DELETE by digest
     # that runs to the end after that look but before the tag is written
-    storage.before[paths.manifest_key(REPO, "b")] = lambda: registry.manifests.delete(REPO, digest)
+    storage.before[paths.tag_key(REPO, "b")] = lambda: registry.manifests.delete(REPO, digest)
     registry.manifests.put(REPO, "b", body, mediatypes.MANIFEST)
     # THEN the delete took tag "a", and the push's tag still has its manifest behind it
     assert registry.manifests.tags(REPO) == ["b"]
     assert registry.manifests.get(REPO, digest).data == body
     # AND deleting by digest again removes both
     registry.manifests.delete(REPO, digest)
-    assert registry.manifests.references(REPO) == []
+    assert registry.manifests.tags(REPO) == []
+    assert list(registry.storage.list(paths.manifests_prefix(REPO))) == []
 
 
 def test_an_interrupted_delete_is_finished_by_deleting_again(tmp_path: Path) -> None:
@@ -104,7 +105,7 @@ def test_an_interrupted_delete_is_finished_by_deleting_again(tmp_path: Path) -> 
     assert registry.storage.delete(paths.manifest_key(REPO, digest))
     # WHEN the client deletes again THEN the tag goes and the delete succeeds
     registry.manifests.delete(REPO, digest)
-    assert registry.manifests.references(REPO) == []
+    assert registry.manifests.tags(REPO) == []
     # AND only then is the digest unknown
     with pytest.raises(RegistryError) as unknown:
         registry.manifests.delete(REPO, digest)

@@ -84,8 +84,8 @@ def test_a_session_reports_verifying_until_the_blob_is_published(gated: tuple[Re
         # WHEN the parts are joined and the hash is under way
         assert storage.opened.wait(WAIT)
         # THEN the session says so, the blob is not visible, and a second completion is refused
-        status = registry.uploads.status("vm/big", upload_id).to_json()
-        assert status["state"] == "verifying"
+        status = registry.uploads.status("vm/big", upload_id)
+        assert status.session.state == "verifying"
         assert registry.blobs.find("vm/big", digest) is None
         with pytest.raises(RegistryError) as second:
             registry.uploads.complete("vm/big", upload_id, digest)

@@ -11,12 +11,14 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 from vmregistry.storage import (
     MIN_PART_SIZE,
     ChecksumMismatch,
+    InvalidKey,
     ObjectNotFound,
     PresignedRequest,
     Storage,
@@ -152,10 +154,69 @@ def test_concurrent_writers_leave_one_whole_object(backend: Storage) -> None:
     backend.delete("race")
 
 
-@pytest.mark.parametrize("key", ["../escape", "a/../../b", "/absolute", "a//b", "", "a/./b", "a/"])
+BAD_KEYS = ["../escape", "a/../../b", "/absolute", "a//b", "", "a/./b", "a/", ".hidden", "a\nb", "a b", "é"]
+
+# Every keyed method of the contract, called with a bad key (and good other arguments).
+KEYED_CALLS: dict[str, Callable[[Storage, str], object]] = {
+    "stat": lambda s, k: s.stat(k),
+    "read": lambda s, k: s.read(k),
+    "open": lambda s, k: s.open(k),
+    "write": lambda s, k: s.write(k, b"x"),
+    "delete": lambda s, k: s.delete(k),
+    "move from": lambda s, k: s.move(k, "fine/key"),
+    "move to": lambda s, k: s.move("fine/key", k),
+    "presign_get": lambda s, k: s.presign_get(k, 60),
+    "presign_put": lambda s, k: s.presign_put(k, 60, sha256="0" * 64),
+    "marker": lambda s, k: s.marker(k),
+    "multipart_create": lambda s, k: s.multipart_create(k),
+    "multipart_put_part": lambda s, k: s.multipart_put_part(k, "upload", 1, b"x"),
+    "multipart_presign_part": lambda s, k: s.multipart_presign_part(k, "upload", 1, 60),
+    "multipart_list_parts": lambda s, k: s.multipart_list_parts(k, "upload"),
+    "multipart_complete": lambda s, k: s.multipart_complete(k, "upload", []),
+    "multipart_abort": lambda s, k: s.multipart_abort(k, "upload"),
+    "list": lambda s, k: list(s.list(k + "/")),
+    "list start_after": lambda s, k: list(s.list("", start_after=k + "/x")),
+    "delete_prefix": lambda s, k: s.delete_prefix(k + "/"),
+}
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
 def test_keys_that_could_escape_are_refused(backend: Storage, key: str) -> None:
-    with pytest.raises(ValueError, match="key"):
+    with pytest.raises(InvalidKey, match="key"):
         backend.write(key, b"x")
+
+
+@pytest.mark.parametrize("method", sorted(KEYED_CALLS))
+def test_every_method_refuses_bad_keys(backend: Storage, method: str) -> None:
+    # GIVEN the contract's one key grammar WHEN any method gets a key outside it
+    for key in ("../escape", "a//b", "/absolute", ".hidden/x", "a/./b"):
+        if method.startswith(("list", "delete_prefix")) and key in ("/absolute",):
+            key = "a//b"
+        # THEN it refuses before the backend acts, whichever backend it is
+        with pytest.raises(InvalidKey):
+            KEYED_CALLS[method](backend, key)
+    assert list(backend.list("")) == []
+
+
+def test_list_is_lazy_sorted_and_starts_after(backend: Storage) -> None:
+    # GIVEN keys whose lexical order differs from a naive directory walk
+    # ("a!" < "a-b!" < "a/b!" < "a0!": '!' < '-' < '/' < '0')
+    keys = ["c/a/b!", "c/a!", "c/a-b!", "c/a0!", "c/a/c/d!", "c/b!", "c/a/b/e!"]
+    for key in keys:
+        backend.write(key, b"")
+    expected = sorted(keys)
+    # WHEN listed THEN the order is the byte order of the whole keys, as S3 gives it
+    assert list(backend.list("c/")) == expected
+    # WHEN listed after a key THEN exactly the keys after it, in order
+    for i, key in enumerate(expected):
+        assert list(backend.list("c/", start_after=key)) == expected[i + 1 :]
+    assert list(backend.list("c/", start_after="c/a/b")) == [k for k in expected if k > "c/a/b"]
+    assert list(backend.list("c/a/", start_after="c/0")) == [k for k in expected if k.startswith("c/a/")]
+    assert list(backend.list("c/a", start_after="c/a-b!")) == [k for k in expected if "c/a-b!" < k < "c/b"]
+    # WHEN a caller stops early THEN it got the first keys (the rest is never read)
+    lazy = backend.list("c/")
+    assert [next(lazy), next(lazy)] == expected[:2]
+    assert backend.delete_prefix("c/") == len(keys)
 
 
 # -- presigned URLs ----------------------------------------------------------------------

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 from vmregistry import mediatypes
 from vmregistry.config import Settings
-from vmregistry.local.server import LocalServer
+from vmregistry.local.app import LocalServer
 from vmregistry.storage import MIN_PART_SIZE
 
 from tests.conftest import RunningServer, start_server, stop_server

@@ -1,15 +1,85 @@
-"""Response pieces that several operations share."""
+"""Response pieces that several operations share, and the ``/v1`` wire shapes built from domain results."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from vmregistry.api import HttpResponse, Request, json_response
+from vmregistry.wire import (
+    MAX_PART_SIZE,
+    MAX_PARTS,
+    MIN_PART_SIZE,
+    ErrorJSON,
+    PartJSON,
+    PresignedJSON,
+    SessionJSON,
+)
 
 if TYPE_CHECKING:  # each handler imports only the domain modules it uses (cold start)
-    from vmregistry.registry import BlobInfo, Manifest, Page, UploadStatus
+    from vmregistry.registry import BlobInfo, Manifest, Page, PartResult, UploadStatus
+    from vmregistry.storage import PresignedRequest
 
-__all__ = ["blob_created", "blob_headers", "manifest_headers", "page_link", "upload_status"]
+__all__ = [
+    "blob_created",
+    "blob_headers",
+    "manifest_headers",
+    "page_link",
+    "part_json",
+    "presigned_json",
+    "session_json",
+    "upload_status",
+]
+
+
+def presigned_json(request: PresignedRequest) -> PresignedJSON:
+    return {
+        "url": request.url,
+        "method": request.method,
+        "headers": dict(request.headers),
+        "expiresAt": request.expires_at,
+    }
+
+
+def part_json(result: PartResult) -> PartJSON:
+    if result.request is None:
+        return {"number": result.number, "size": result.size, "etag": result.etag}
+    request = result.request
+    return {
+        "number": result.number,
+        "url": request.url,
+        "method": request.method,
+        "headers": dict(request.headers),
+        "expiresAt": request.expires_at,
+    }
+
+
+def session_json(status: UploadStatus, location: str) -> SessionJSON:
+    s = status.session
+    error: ErrorJSON | None = None
+    if s.error is not None:
+        error = {
+            "code": str(s.error.get("code")),
+            "message": str(s.error.get("message")),
+            "detail": s.error.get("detail"),
+        }
+    body: SessionJSON = {
+        "uuid": s.uuid,
+        "repository": s.repository,
+        "mode": s.mode,
+        "state": s.state,
+        "error": error,
+        "digest": s.digest,
+        "size": s.size,
+        "uploaded": status.uploaded,
+        "parts": [{"number": p.number, "size": p.size, "etag": p.etag} for p in status.parts],
+        "minPartSize": MIN_PART_SIZE,
+        "maxPartSize": MAX_PART_SIZE,
+        "maxParts": MAX_PARTS,
+        "location": location,
+    }
+    if status.request is not None:
+        body["upload"] = presigned_json(status.request)
+    return body
 
 
 def blob_headers(info: BlobInfo) -> dict[str, str]:
@@ -42,12 +112,10 @@ def blob_created(request: Request, info: BlobInfo) -> HttpResponse:
 def upload_status(request: Request, status: UploadStatus, code: int = 202) -> HttpResponse:
     uuid = status.session.uuid
     location = request.url(f"/v1/{request.name}/blobs/uploads/{uuid}")
-    body = status.to_json()
-    body["location"] = location
-    headers = {"Location": location, "Docker-Upload-UUID": uuid, "OCI-Chunk-Min-Length": str(body["minPartSize"])}
+    headers = {"Location": location, "Docker-Upload-UUID": uuid, "OCI-Chunk-Min-Length": str(MIN_PART_SIZE)}
     if status.uploaded:
         headers["Range"] = f"0-{status.uploaded - 1}"
-    return json_response(code, body, headers)
+    return json_response(code, session_json(status, location), headers)
 
 
 def page_link(request: Request, path: str, page: Page, n: int | None) -> dict[str, str]:

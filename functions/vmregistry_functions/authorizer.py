@@ -15,6 +15,7 @@ from vmregistry import coldstart
 from vmregistry.api.observability import logger
 from vmregistry.auth import Unauthorized, Verifier, authorize
 from vmregistry.config import Settings
+from vmregistry.runtime import get_settings
 
 
 @functools.lru_cache(maxsize=4)
@@ -24,7 +25,7 @@ def _verifier(settings: Settings) -> Verifier:
 
 def verifier() -> Verifier:
     """The verifier for the current configuration; the key is loaded once per cold start."""
-    settings = Settings.from_env()
+    settings = get_settings()
     try:
         return _verifier(settings)
     except (OSError, ValueError) as exc:

@@ -1,10 +1,10 @@
-"""GET /v1/_catalog: the repositories the caller may pull, paginated."""
+"""GET /v1/_catalog: the repositories the caller may pull, a page at a time (``n``, ``last``)."""
 
 from __future__ import annotations
 
+from vmregistry import names
 from vmregistry.api import Endpoint, HttpResponse, Request, json_response
-from vmregistry.api.access import may
-from vmregistry.registry import paginate, parse_page_size
+from vmregistry.registry import parse_page_size
 from vmregistry.runtime import get_registry
 
 from vmregistry_functions._responses import page_link
@@ -15,8 +15,13 @@ endpoint = Endpoint("catalog_list")
 @endpoint.handle
 def catalog_list(request: Request) -> HttpResponse:
     n = parse_page_size(request.query.get("n"))
-    visible = [r for r in get_registry().manifests.repositories() if may(request.authorizer, r, "pull")]
-    page = paginate(visible, n, request.query.get("last"))
+    last = request.query.get("last") or None
+    page = get_registry().manifests.repositories_page(
+        n,
+        names.parse_name(last) if last else None,
+        lambda repository: request.may(repository, "pull"),
+        request.name_prefixes("pull"),
+    )
     return json_response(200, {"repositories": page.items}, page_link(request, "/v1/_catalog", page, n))
 
 

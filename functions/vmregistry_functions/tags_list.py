@@ -1,10 +1,10 @@
-"""GET /v1/<name>/tags/list: a repository's tags, paginated."""
+"""GET /v1/<name>/tags/list: a repository's tags, a page at a time (``n``, ``last``)."""
 
 from __future__ import annotations
 
+from vmregistry import names
 from vmregistry.api import Endpoint, HttpResponse, Request, json_response
-from vmregistry.errors import RegistryError
-from vmregistry.registry import paginate, parse_page_size
+from vmregistry.registry import parse_page_size
 from vmregistry.runtime import get_registry
 
 from vmregistry_functions._responses import page_link
@@ -15,12 +15,8 @@ endpoint = Endpoint("tags_list")
 @endpoint.handle
 def tags_list(request: Request) -> HttpResponse:
     n = parse_page_size(request.query.get("n"))
-    manifests = get_registry().manifests
-    references = manifests.references(request.name)
-    if not references:
-        raise RegistryError("NAME_UNKNOWN", detail={"name": request.name})
-    tags = sorted(ref for ref in references if ":" not in ref)
-    page = paginate(tags, n, request.query.get("last"))
+    last = request.query.get("last") or None
+    page = get_registry().manifests.tags_page(request.name, n, names.parse_tag(last) if last else None)
     link = page_link(request, f"/v1/{request.name}/tags/list", page, n)
     return json_response(200, {"name": request.name, "tags": page.items}, link)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from vmregistry.api import Endpoint, HttpResponse, Request, json_response
 from vmregistry.runtime import get_registry
 
+from vmregistry_functions._responses import part_json
+
 endpoint = Endpoint("upload_patch")
 
 
@@ -19,7 +21,7 @@ def upload_patch(request: Request) -> HttpResponse:
     location = request.url(f"/v1/{request.name}/blobs/uploads/{request.upload_id}")
     return json_response(
         202,
-        {"uuid": request.upload_id, "location": location, "parts": [p.to_json() for p in parts]},
+        {"uuid": request.upload_id, "location": location, "parts": [part_json(p) for p in parts]},
         {"Location": location, "Docker-Upload-UUID": request.upload_id},
     )
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from vmregistry import names
 from vmregistry.api import Endpoint, HttpResponse, Request
-from vmregistry.api.access import may
 from vmregistry.errors import RegistryError
 from vmregistry.registry import BlobInfo
 from vmregistry.runtime import get_registry
@@ -42,7 +41,7 @@ def upload_start(request: Request) -> HttpResponse:
         body=request.body,
         mount=mount,
         mount_from=mount_from,
-        may_pull=lambda repository: may(request.authorizer, repository, "pull"),
+        may_pull=lambda repository: request.may(repository, "pull"),
     )
     if isinstance(result, BlobInfo):
         return blob_created(request, result)

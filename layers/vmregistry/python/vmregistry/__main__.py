@@ -1,3 +1,5 @@
+"""`python -m vmregistry`: the command line, as the `vmregistry` script runs it."""
+
 import sys
 
 from vmregistry.cli.main import main

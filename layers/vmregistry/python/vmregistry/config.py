@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["INLINE_LIMIT", "MAX_MANIFEST_SIZE", "SETTINGS_HELP", "Settings", "env_name"]
+__all__ = ["INLINE_LIMIT", "MAX_MANIFEST_SIZE", "SETTINGS_HELP", "AuthMode", "Settings", "env_name"]
 
 # API Gateway hands Lambda binary bodies base64-encoded (4/3 larger) inside a
 # 6 MB invocation payload: 4 MiB of raw body leaves room for headers.
@@ -52,6 +52,19 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+AuthMode = Literal["jwt", "none"]
+
+
+def _auth_mode(raw: str | None, env: Mapping[str, str]) -> AuthMode:
+    """``none`` only when asked for by name, or outside Lambda when unset: a stack that forgets it fails closed."""
+    mode = (raw or "").strip().lower()
+    if mode == "none":
+        return "none"
+    if mode:
+        return "jwt"
+    return "jwt" if env.get("AWS_LAMBDA_FUNCTION_NAME") else "none"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     storage: Literal["filesystem", "s3"] = "filesystem"
@@ -74,6 +87,12 @@ class Settings:
     # Hashing from S3 inside Lambda runs at a few hundred MB/s: 1 GiB fits API Gateway's 29 s.
     verify_inline_bytes: int = 1024 * 1024 * 1024
     verify_function: str | None = None
+    auth: AuthMode = "none"
+    """``jwt``: every request needs an authorizer context with grants (deny by default)."""
+
+    @property
+    def auth_required(self) -> bool:
+        return self.auth != "none"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -106,4 +125,5 @@ class Settings:
             verify_function=get("verify_function"),
             auth_realm=get("auth_realm") or defaults.auth_realm,
             auth_service=get("auth_service") or defaults.auth_service,
+            auth=_auth_mode(get("auth"), env),
         )

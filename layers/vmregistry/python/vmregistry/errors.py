@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-__all__ = ["ERROR_CODES", "ErrorCode", "RegistryError", "error_body"]
+__all__ = ["ERROR_CODES", "ErrorCode", "RegistryError", "error_body", "error_dict"]
 
 
 class ErrorCode(NamedTuple):
@@ -88,14 +88,11 @@ class RegistryError(Exception):
         return ERROR_CODES[self.code].status
 
 
+def error_dict(error: RegistryError) -> dict[str, Any]:
+    """One entry of an ``errors`` list (also what a failed upload session records)."""
+    return {"code": error.code, "message": error.message, "detail": error.detail if error.detail is not None else {}}
+
+
 def error_body(*errors: RegistryError) -> str:
     """Serialise errors the way every response of the registry carries them."""
-    return json.dumps(
-        {
-            "errors": [
-                {"code": e.code, "message": e.message, "detail": e.detail if e.detail is not None else {}}
-                for e in errors
-            ]
-        },
-        separators=(",", ":"),
-    )
+    return json.dumps({"errors": [error_dict(e) for e in errors]}, separators=(",", ":"))

@@ -3,80 +3,121 @@
 ::
 
     <root>/
-    ├── blobs/sha256/<hex>                           content, shared by all repositories
-    ├── links/<repository>/_blobs/<hex>              "this repository holds that blob";
-    │                                                the object's body is the blob size
-    ├── manifests/<repository>/<reference>/manifest.json
-    │                                                reference is a tag or "sha256:<hex>";
-    │                                                a tag entry is a copy of the manifest
+    ├── blobs/<algorithm>/<hex>                        content, shared by all repositories
+    ├── repositories/<name>/
+    │   ├── _layers/<algorithm>/<hex>                  "this repository holds that blob"; body: its size
+    │   ├── _manifests/<algorithm>/<hex>               a manifest, byte for byte, under its digest
+    │   └── _tags/<tag>                                a tag: a copy of its manifest's bytes
+    ├── catalog/<name>!                                the repository has a manifest (empty body)
     └── uploads/<uuid>/
-        ├── session.json                             upload session state (repository, mode, ...)
-        └── data                                     multipart target, until verified and moved
+        ├── session.json                               upload session state (repository, mode, ...)
+        └── data                                       multipart target, until verified and moved
 
-Repository components match ``[a-z0-9]...`` so ``_blobs`` can never be a
-repository component, and the tag ``manifest.json`` is reserved so a reference
-directory never collides with a manifest file. Every argument here has already
-passed :mod:`vmregistry.names`; these functions only assemble strings.
+Why this shape:
+
+* Repository components match ``[a-z0-9]...``, so ``_layers``, ``_manifests``
+  and ``_tags`` can never be (the start of) a nested repository's name, and
+  ``repositories/team/_tags/`` lists ``team``'s tags and nothing of
+  ``team/app``.
+* Listings are pages of a sorted key range (``list(prefix, start_after=...)``):
+  a page of tags is a page of ``repositories/<name>/_tags/``, a page of the
+  catalog a page of ``catalog/``, so a page costs the page, not the registry.
+  The catalog entry ends in ``!``, which sorts before every character a name
+  may contain (``-`` is the smallest), so the key order is exactly the names'
+  lexical order, nested names included (``a`` < ``a-b`` < ``a/b``), and a name
+  and the names nested under it (``a!`` beside ``a/``) never collide on a
+  filesystem.
+* A tag holds a copy of its manifest, so a pull by tag is one read.
+
+Every argument here has already passed :mod:`vmregistry.names`; these
+functions only assemble strings.
 """
 
 from __future__ import annotations
 
+from vmregistry.digests import split
+
 __all__ = [
     "BLOBS_PREFIX",
-    "LINKS_PREFIX",
-    "MANIFESTS_PREFIX",
+    "CATALOG_PREFIX",
+    "REPOSITORIES_PREFIX",
     "UPLOADS_PREFIX",
     "blob_key",
-    "link_key",
-    "links_prefix",
+    "catalog_key",
+    "digest_of_key",
+    "layer_key",
+    "layers_prefix",
     "manifest_key",
     "manifests_prefix",
-    "repository_of_manifest_key",
+    "repository_of_catalog_key",
+    "tag_key",
+    "tags_prefix",
     "upload_data_key",
     "upload_prefix",
     "upload_session_key",
 ]
 
-BLOBS_PREFIX = "blobs/sha256/"
-LINKS_PREFIX = "links/"
-MANIFESTS_PREFIX = "manifests/"
+BLOBS_PREFIX = "blobs/"
+REPOSITORIES_PREFIX = "repositories/"
+CATALOG_PREFIX = "catalog/"
 UPLOADS_PREFIX = "uploads/"
-MANIFEST_FILE = "manifest.json"
+_CATALOG_END = "!"
 
 
-def _hex(digest: str) -> str:
-    return digest.removeprefix("sha256:")
+def _digest_path(digest: str) -> str:
+    parsed = split(digest)
+    if parsed is None:  # names.parse_digest ran first: this is a bug, not a client mistake
+        raise ValueError(f"not a digest: {digest!r}")
+    return f"{parsed.algorithm}/{parsed.hex}"
+
+
+def digest_of_key(key: str, prefix: str) -> str | None:
+    """``<prefix><algorithm>/<hex>`` -> ``<algorithm>:<hex>`` (``None`` for anything else)."""
+    algorithm, _, hex_digest = key.removeprefix(prefix).partition("/")
+    text = f"{algorithm}:{hex_digest}"
+    return text if key.startswith(prefix) and split(text) is not None else None
 
 
 def blob_key(digest: str) -> str:
-    return f"{BLOBS_PREFIX}{_hex(digest)}"
+    return f"{BLOBS_PREFIX}{_digest_path(digest)}"
 
 
-def links_prefix(repository: str) -> str:
-    return f"{LINKS_PREFIX}{repository}/_blobs/"
+def _repository(name: str) -> str:
+    return f"{REPOSITORIES_PREFIX}{name}/"
 
 
-def link_key(repository: str, digest: str) -> str:
-    return f"{links_prefix(repository)}{_hex(digest)}"
+def layers_prefix(repository: str) -> str:
+    return f"{_repository(repository)}_layers/"
+
+
+def layer_key(repository: str, digest: str) -> str:
+    return f"{layers_prefix(repository)}{_digest_path(digest)}"
 
 
 def manifests_prefix(repository: str) -> str:
-    return f"{MANIFESTS_PREFIX}{repository}/"
+    return f"{_repository(repository)}_manifests/"
 
 
-def manifest_key(repository: str, reference: str) -> str:
-    return f"{manifests_prefix(repository)}{reference}/{MANIFEST_FILE}"
+def manifest_key(repository: str, digest: str) -> str:
+    return f"{manifests_prefix(repository)}{_digest_path(digest)}"
 
 
-def repository_of_manifest_key(key: str) -> tuple[str, str] | None:
-    """``manifests/<repository>/<reference>/manifest.json`` -> (repository, reference)."""
-    if not key.startswith(MANIFESTS_PREFIX) or not key.endswith("/" + MANIFEST_FILE):
+def tags_prefix(repository: str) -> str:
+    return f"{_repository(repository)}_tags/"
+
+
+def tag_key(repository: str, tag: str) -> str:
+    return f"{tags_prefix(repository)}{tag}"
+
+
+def catalog_key(repository: str) -> str:
+    return f"{CATALOG_PREFIX}{repository}{_CATALOG_END}"
+
+
+def repository_of_catalog_key(key: str) -> str | None:
+    if not key.startswith(CATALOG_PREFIX) or not key.endswith(_CATALOG_END):
         return None
-    middle = key[len(MANIFESTS_PREFIX) : -len(MANIFEST_FILE) - 1]
-    repository, sep, reference = middle.rpartition("/")
-    if not sep or not repository or not reference:
-        return None
-    return repository, reference
+    return key[len(CATALOG_PREFIX) : -len(_CATALOG_END)] or None
 
 
 def upload_prefix(upload_id: str) -> str:

@@ -1,9 +1,13 @@
-"""The route table: every ``/v1`` operation, once.
+"""The function and route tables: every Lambda function and every HTTP operation, once.
 
-The local server dispatches with it, each Lambda handler matches its own path
-with it, the authorizer maps a request to the action it needs with it, and the
-CDK stack generates API Gateway resources, one function per operation and
-each function's storage grants from it. Nothing else lists the operations.
+:data:`FUNCTIONS` lists every function the registry deploys: one per API
+operation, the background workers that operations invoke, and the JWT
+authorizer. :data:`ROUTES` lists the HTTP operations and names the function
+that serves each. The local server dispatches with them, each Lambda handler
+matches its own paths with them, the authorizer maps a request to the action it
+needs with them, and the CDK stack declares its functions, their storage grants
+and the API Gateway resources from them. Nothing else lists functions or
+operations: adding a route, a worker or an authorizer touches this file only.
 
 Repository names contain ``/``, and API Gateway allows a greedy ``{proxy+}``
 only as the last path segment, so a template's ``{name}`` is expanded per
@@ -19,13 +23,109 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal, NamedTuple
 
-__all__ = ["ROUTES", "WORKERS", "Action", "Grant", "Route", "Worker", "find_route", "route_by_operation"]
+__all__ = [
+    "API_TIMEOUT_SECONDS",
+    "AUTHORIZER",
+    "FUNCTIONS",
+    "ROUTES",
+    "Action",
+    "Function",
+    "FunctionKind",
+    "Grant",
+    "Route",
+    "find_route",
+    "function",
+    "routes_of",
+    "workers",
+]
 
 Action = Literal["pull", "push", "delete"]
 """What a token must grant on the repository. ``None`` on a route means "any valid token"."""
 
 Grant = Literal["read", "write", "delete"]
-"""What the operation's function may do to storage (least privilege in the stack)."""
+"""What a function may do to storage (least privilege in the stack)."""
+
+FunctionKind = Literal["api", "worker", "authorizer"]
+
+API_TIMEOUT_SECONDS = 29
+"""API Gateway gives up on an integration after 29 s; running longer only bills."""
+
+WORKER_MEMORY_MB = 1769
+"""The size at which Lambda gives a function one full vCPU, which hashing large blobs uses."""
+
+
+class Function(NamedTuple):
+    """One Lambda function: a module of ``vmregistry_functions`` with a ``lambda_handler``."""
+
+    name: str
+    kind: FunctionKind
+    grants: frozenset[Grant]
+    summary: str
+    timeout_seconds: int = API_TIMEOUT_SECONDS
+    memory_mb: int | None = None
+    """``None``: the deployment's ``memorySize``."""
+    invoked_by: frozenset[str] = frozenset()
+    """Functions that invoke this one asynchronously (workers): the stack lets them, and tells
+    them its name through :attr:`setting`."""
+    setting: str | None = None
+    """The setting (:mod:`vmregistry.config`) through which invokers learn this function's name."""
+
+    @property
+    def module(self) -> str:
+        return f"vmregistry_functions.{self.name}"
+
+    @property
+    def handler(self) -> str:
+        """The Lambda handler string, relative to the ``functions/`` asset."""
+        return f"{self.module}.lambda_handler"
+
+
+def _api(name: str, grants: set[Grant], summary: str) -> Function:
+    return Function(name, "api", frozenset(grants), summary)
+
+
+FUNCTIONS: tuple[Function, ...] = (
+    _api("version_check", set(), "API version check"),
+    _api("catalog_list", {"read"}, "List repositories the caller may pull"),
+    _api("tags_list", {"read"}, "List a repository's tags"),
+    _api("blob_head", {"read"}, "Blob existence and size"),
+    _api("blob_get", {"read"}, "Redirect to the blob's bytes"),
+    _api("blob_put", {"read", "write"}, "Upload a small blob inline"),
+    _api("blob_delete", {"read", "delete"}, "Remove a blob from a repository"),
+    _api("upload_start", {"read", "write"}, "Start an upload (or mount, or upload monolithically)"),
+    _api("upload_patch", {"read", "write"}, "Upload a part inline or get presigned part URLs"),
+    _api("upload_status", {"read"}, "Upload progress, to resume"),
+    _api("upload_complete", {"read", "write", "delete"}, "Verify the digest and publish the blob"),
+    _api("upload_cancel", {"read", "write", "delete"}, "Abandon an upload"),
+    _api("manifest_head", {"read"}, "Manifest existence and digest"),
+    _api("manifest_get", {"read"}, "Fetch a manifest"),
+    _api("manifest_put", {"read", "write"}, "Store a manifest by tag or digest"),
+    _api("manifest_delete", {"read", "delete"}, "Delete a tag, or a manifest and its tags"),
+    Function(
+        "blob_verify",
+        "worker",
+        frozenset({"read", "write", "delete"}),
+        "Hash a large joined upload and publish it under its digest",
+        timeout_seconds=900,
+        memory_mb=WORKER_MEMORY_MB,
+        invoked_by=frozenset({"upload_complete"}),
+        setting="verify_function",
+    ),
+    Function("authorizer", "authorizer", frozenset(), "JWT REQUEST authorizer"),
+)
+
+_BY_NAME = {f.name: f for f in FUNCTIONS}
+
+AUTHORIZER = _BY_NAME["authorizer"]
+
+
+def function(name: str) -> Function:
+    return _BY_NAME[name]
+
+
+def workers() -> tuple[Function, ...]:
+    return tuple(f for f in FUNCTIONS if f.kind == "worker")
+
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 # ``name`` spans path segments; the anchored suffix after it keeps matching unambiguous.
@@ -35,22 +135,29 @@ _PATTERNS = {"name": ".+", "digest": "[^/]+", "reference": "[^/]+", "uuid": "[^/
 @dataclass(frozen=True)  # no slots: cached_property keeps the compiled regex in __dict__
 class Route:
     operation: str
+    """The function (:data:`FUNCTIONS`) that serves this route."""
     method: str
     template: str
     action: Action | None
-    grants: frozenset[Grant]
     summary: str
     trailing_slash: bool = field(default=False)
     """Accept the path with and without a final '/' (``POST .../blobs/uploads/``)."""
 
     @property
+    def function(self) -> Function:
+        return _BY_NAME[self.operation]
+
+    @property
+    def grants(self) -> frozenset[Grant]:
+        return self.function.grants
+
+    @property
     def module(self) -> str:
-        return f"vmregistry_functions.{self.operation}"
+        return self.function.module
 
     @property
     def handler(self) -> str:
-        """The Lambda handler string, relative to the ``functions/`` asset."""
-        return f"{self.module}.lambda_handler"
+        return self.function.handler
 
     @cached_property
     def _regex(self) -> re.Pattern[str]:
@@ -84,127 +191,48 @@ class Route:
         return out
 
 
-def _route(
-    operation: str,
-    method: str,
-    template: str,
-    action: Action | None,
-    grants: set[Grant],
-    summary: str,
-    *,
-    trailing_slash: bool = False,
-) -> Route:
-    return Route(operation, method, template, action, frozenset(grants), summary, trailing_slash)
-
-
 # Order matters only to readers: no concrete path matches two routes with one method.
 ROUTES: tuple[Route, ...] = (
-    _route("version_check", "GET", "/v1/", None, set(), "API version check", trailing_slash=False),
-    _route("catalog_list", "GET", "/v1/_catalog", None, {"read"}, "List repositories the caller may pull"),
-    _route("tags_list", "GET", "/v1/{name}/tags/list", "pull", {"read"}, "List a repository's tags"),
-    _route("blob_head", "HEAD", "/v1/{name}/blobs/{digest}", "pull", {"read"}, "Blob existence and size"),
-    _route("blob_get", "GET", "/v1/{name}/blobs/{digest}", "pull", {"read"}, "Redirect to the blob's bytes"),
-    _route("blob_put", "PUT", "/v1/{name}/blobs/{digest}", "push", {"read", "write"}, "Upload a small blob inline"),
-    _route(
-        "blob_delete",
-        "DELETE",
-        "/v1/{name}/blobs/{digest}",
-        "delete",
-        {"read", "delete"},
-        "Remove a blob from a repository",
-    ),
-    _route(
+    Route("version_check", "GET", "/v1/", None, "API version check"),
+    Route("catalog_list", "GET", "/v1/_catalog", None, "List repositories the caller may pull"),
+    Route("tags_list", "GET", "/v1/{name}/tags/list", "pull", "List a repository's tags"),
+    Route("blob_head", "HEAD", "/v1/{name}/blobs/{digest}", "pull", "Blob existence and size"),
+    Route("blob_get", "GET", "/v1/{name}/blobs/{digest}", "pull", "Redirect to the blob's bytes"),
+    Route("blob_put", "PUT", "/v1/{name}/blobs/{digest}", "push", "Upload a small blob inline"),
+    Route("blob_delete", "DELETE", "/v1/{name}/blobs/{digest}", "delete", "Remove a blob from a repository"),
+    Route(
         "upload_start",
         "POST",
         "/v1/{name}/blobs/uploads",
         "push",
-        {"read", "write"},
         "Start an upload (or mount, or upload monolithically)",
         trailing_slash=True,
     ),
-    _route(
-        "upload_patch",
-        "PATCH",
-        "/v1/{name}/blobs/uploads/{uuid}",
-        "push",
-        {"read", "write"},
-        "Upload a part inline or get presigned part URLs",
-    ),
-    _route("upload_status", "GET", "/v1/{name}/blobs/uploads/{uuid}", "push", {"read"}, "Upload progress, to resume"),
-    _route(
-        "upload_complete",
-        "PUT",
-        "/v1/{name}/blobs/uploads/{uuid}",
-        "push",
-        {"read", "write", "delete"},
-        "Verify the digest and publish the blob",
-    ),
-    _route(
-        "upload_cancel",
-        "DELETE",
-        "/v1/{name}/blobs/uploads/{uuid}",
-        "push",
-        {"read", "write", "delete"},
-        "Abandon an upload",
-    ),
-    _route(
-        "manifest_head", "HEAD", "/v1/{name}/manifests/{reference}", "pull", {"read"}, "Manifest existence and digest"
-    ),
-    _route("manifest_get", "GET", "/v1/{name}/manifests/{reference}", "pull", {"read"}, "Fetch a manifest"),
-    _route(
-        "manifest_put",
-        "PUT",
-        "/v1/{name}/manifests/{reference}",
-        "push",
-        {"read", "write"},
-        "Store a manifest by tag or digest",
-    ),
-    _route(
+    Route("upload_patch", "PATCH", "/v1/{name}/blobs/uploads/{uuid}", "push", "Upload a part or get part URLs"),
+    Route("upload_status", "GET", "/v1/{name}/blobs/uploads/{uuid}", "push", "Upload progress, to resume"),
+    Route("upload_complete", "PUT", "/v1/{name}/blobs/uploads/{uuid}", "push", "Verify the digest and publish"),
+    Route("upload_cancel", "DELETE", "/v1/{name}/blobs/uploads/{uuid}", "push", "Abandon an upload"),
+    Route("manifest_head", "HEAD", "/v1/{name}/manifests/{reference}", "pull", "Manifest existence and digest"),
+    Route("manifest_get", "GET", "/v1/{name}/manifests/{reference}", "pull", "Fetch a manifest"),
+    Route("manifest_put", "PUT", "/v1/{name}/manifests/{reference}", "push", "Store a manifest by tag or digest"),
+    Route(
         "manifest_delete",
         "DELETE",
         "/v1/{name}/manifests/{reference}",
         "delete",
-        {"read", "delete"},
         "Delete a tag, or a manifest and its tags",
     ),
 )
 
-
-class Worker(NamedTuple):
-    """A function that no HTTP route reaches: operations invoke it asynchronously."""
-
-    operation: str
-    grants: frozenset[Grant]
-    invoked_by: frozenset[str]
-    """Operations that may invoke it (the stack grants them lambda:InvokeFunction and names it in
-    their ``VMREGISTRY_VERIFY_FUNCTION``)."""
-    timeout_seconds: int
-    summary: str
-
-    @property
-    def module(self) -> str:
-        return f"vmregistry_functions.{self.operation}"
-
-    @property
-    def handler(self) -> str:
-        return f"{self.module}.lambda_handler"
+_BY_FUNCTION: dict[str, tuple[Route, ...]] = {}
+for _route in ROUTES:
+    _BY_FUNCTION[_route.operation] = (*_BY_FUNCTION.get(_route.operation, ()), _route)
+del _route
 
 
-WORKERS: tuple[Worker, ...] = (
-    Worker(
-        "blob_verify",
-        frozenset({"read", "write", "delete"}),
-        frozenset({"upload_complete"}),
-        900,
-        "Hash a large joined upload and publish it under its digest",
-    ),
-)
-
-_BY_OPERATION = {route.operation: route for route in ROUTES}
-
-
-def route_by_operation(operation: str) -> Route:
-    return _BY_OPERATION[operation]
+def routes_of(name: str) -> tuple[Route, ...]:
+    """The routes the function ``name`` serves (none for workers and the authorizer)."""
+    return _BY_FUNCTION.get(name, ())
 
 
 def find_route(method: str, path: str) -> tuple[Route, dict[str, str]] | Literal[False] | None:

@@ -19,8 +19,10 @@ from vmregistry import names
 from vmregistry.api import access
 from vmregistry.api.observability import instrument, logger, metrics, metrics_enabled
 from vmregistry.api.response import JSON, HttpResponse, Response
+from vmregistry.auth.context import grants_of
 from vmregistry.errors import RegistryError, error_body
-from vmregistry.routes import Route, route_by_operation
+from vmregistry.routes import Action, Route, routes_of
+from vmregistry.runtime import get_settings
 from vmregistry.storage import StorageUnavailable
 
 __all__ = ["Endpoint", "Request", "error_response"]
@@ -84,29 +86,47 @@ class Request:
             reference=names.parse_reference(params["reference"]) if "reference" in params else "",
             upload_id=names.parse_upload_id(params["uuid"]) if "uuid" in params else "",
         )
-        access.check(request.route, request.name, request.authorizer)
+        access.check(request.route, request.name, request.authorizer, get_settings())
         return request
+
+    def may(self, repository: str, action: Action) -> bool:
+        """Does the caller's token grant ``action`` on another ``repository`` (a mount's source)?"""
+        return access.may(self.authorizer, repository, action, get_settings())
+
+    def name_prefixes(self, action: Action) -> list[str] | None:
+        """Where the repository names the token grants ``action`` on start; ``None``: anywhere."""
+        grants = grants_of(self.authorizer)
+        return grants.name_prefixes(action) if grants is not None else None
 
 
 class Endpoint:
-    """One operation of the route table: the function that serves it, and its error mapping.
+    """One function of the route table: the routes it serves, and its error mapping.
 
-    A function serves exactly one route, so there is nothing to resolve: API
-    Gateway sends it only that route's requests, and anything else (a stack
-    wired wrong, a test harness) is answered NOT_FOUND. Every failure becomes
-    the registry's JSON error.
+    A function serves only its own routes, so there is almost nothing to
+    resolve: API Gateway sends it only their requests, and anything else (a
+    stack wired wrong, a test harness) is answered NOT_FOUND. Every failure
+    becomes the registry's JSON error.
     """
 
     def __init__(self, operation: str) -> None:
-        self.route = route_by_operation(operation)
+        self.operation = operation
+        self.routes = routes_of(operation)
+        if not self.routes:
+            raise LookupError(f"no route is served by the function {operation!r}")
         self._function: Callable[[Request], HttpResponse] | None = None
         self.lambda_handler = instrument(self._entry)
+
+    def _route(self, method: str, path: str) -> Route | None:
+        for route in self.routes:
+            if route.method == method and route.match(path) is not None:
+                return route
+        return None
 
     def _entry(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """Respond, then count the request and its outcome (CloudWatch EMF, per operation)."""
         response = self.respond(event)
         if metrics_enabled():
-            metrics.add_dimension(name="operation", value=self.route.operation)
+            metrics.add_dimension(name="operation", value=self.operation)
             metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
             if response.status_code >= 400:
                 outcome = "ServerErrors" if response.status_code >= 500 else "ClientErrors"
@@ -119,10 +139,11 @@ class Endpoint:
 
     def respond(self, event: Mapping[str, Any]) -> HttpResponse:
         """The handler's answer to ``event``, or the registry error it raised."""
-        route, function = self.route, self._function
-        method = str(event.get("httpMethod") or "").upper()
-        if function is None or method != route.method or route.match(str(event.get("path") or "")) is None:
-            return error_response(RegistryError("NOT_FOUND", f"this function serves {route.method} {route.template}"))
+        function = self._function
+        route = self._route(str(event.get("httpMethod") or "").upper(), str(event.get("path") or ""))
+        if function is None or route is None:
+            served = ", ".join(f"{r.method} {r.template}" for r in self.routes)
+            return error_response(RegistryError("NOT_FOUND", f"this function serves {served}"))
         try:
             return function(Request.parse(route, event))
         except RegistryError as error:

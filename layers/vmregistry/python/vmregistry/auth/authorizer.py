@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vmregistry.auth.context import CONTEXT_GRANTS, CONTEXT_REASON, CONTEXT_SUBJECT, grants_of
-from vmregistry.auth.policy import build_policy
+from vmregistry.auth.policy import build_policy, event_header
 from vmregistry.auth.tokens import Identity, TokenError, Verifier, bearer_token
 from vmregistry.names import is_valid_name
 from vmregistry.routes import Action, Route, find_route
@@ -47,16 +47,6 @@ class Unauthorized(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__("Unauthorized")
         self.reason = reason
-
-
-def _header(event: Mapping[str, Any], name: str) -> str | None:
-    for source in ("headers", "multiValueHeaders"):
-        for key, value in (event.get(source) or {}).items():
-            if key.lower() == name.lower():
-                if isinstance(value, list):
-                    return str(value[-1]) if value else None
-                return str(value) if value is not None else None
-    return None
 
 
 def required_access(event: Mapping[str, Any]) -> tuple[Route, str, Action | None] | None:
@@ -97,7 +87,7 @@ def authorize(event: Mapping[str, Any], verifier: Verifier) -> dict[str, Any]:
     if not isinstance(method_arn, str) or not method_arn:
         raise Unauthorized("the authorizer event has no methodArn")
     try:
-        identity = verifier.verify(bearer_token(_header(event, "Authorization")))
+        identity = verifier.verify(bearer_token(event_header(event, "Authorization")))
     except TokenError as exc:
         raise Unauthorized(exc.reason) from None
     allowed, reason = decide(event, identity)

@@ -75,9 +75,18 @@ class Pattern(NamedTuple):
         return cls(text, components)
 
     @property
-    def is_literal(self) -> bool:
-        """True when the pattern names exactly one repository."""
-        return ANY_COMPONENT not in self.components and ANY_SUFFIX not in self.components
+    def literal_prefix(self) -> str:
+        """What every name the pattern covers starts with: its components before the first wildcard.
+
+        ``team/*`` -> ``"team/"``, ``team/app`` -> ``"team/app"``, ``*/app`` -> ``""``. A
+        listing may start its walk there instead of at the beginning.
+        """
+        literal: list[str] = []
+        for component in self.components:
+            if component in (ANY_COMPONENT, ANY_SUFFIX):
+                return "/".join(literal) + "/" if literal else ""
+            literal.append(component)
+        return "/".join(literal)
 
     def matches(self, name: str) -> bool:
         """Does this pattern cover the repository ``name``?"""

@@ -32,7 +32,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+from vmregistry.auth.scopes import format_scope
+from vmregistry.names import is_valid_name
+
+if TYPE_CHECKING:
+    from vmregistry.config import Settings
 
 __all__ = [
     "IDENTITY_SOURCES",
@@ -42,6 +48,8 @@ __all__ = [
     "build_policy",
     "challenge",
     "evaluate_policy",
+    "event_header",
+    "scope_challenge",
 ]
 
 IDENTITY_SOURCES: tuple[str, ...] = (
@@ -151,3 +159,23 @@ def challenge(realm: str, service: str, scope: str | None = None, error: str | N
     if error:
         parts.append(f"error={_quoted(error)}")
     return "Bearer " + ",".join(parts)
+
+
+def scope_challenge(
+    settings: Settings, repository: str, action: str | None, error: str | None = None
+) -> dict[str, str]:
+    """The ``WWW-Authenticate`` header of a 401/403, naming the scope the request needs when it has one."""
+    # Only names of the grammar go into a header: they are ASCII, nothing else is.
+    scope = format_scope(repository, [action]) if action and is_valid_name(repository) else None
+    return {"WWW-Authenticate": challenge(settings.auth_realm, settings.auth_service, scope, error)}
+
+
+def event_header(event: Mapping[str, Any], name: str) -> str | None:
+    """A header of an API Gateway event, by case-insensitive name (the last value if it repeats)."""
+    for source in ("headers", "multiValueHeaders"):
+        for key, value in (event.get(source) or {}).items():
+            if key.lower() == name.lower():
+                if isinstance(value, list):
+                    return str(value[-1]) if value else None
+                return str(value) if value is not None else None
+    return None

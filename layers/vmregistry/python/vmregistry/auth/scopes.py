@@ -184,6 +184,8 @@ class AccessSet(NamedTuple):
             entries.append(entry)
         return cls(tuple(entries))
 
-    def describe(self) -> str:
-        """The grants as compact scopes, for logs."""
-        return " ".join(format_scope(e.pattern.text, sorted(e.actions)) for e in self.entries)
+    def name_prefixes(self, action: Action) -> list[str] | None:
+        """Where the names granting ``action`` start (see :attr:`Pattern.literal_prefix`), sorted;
+        ``None`` when some grant may cover any name (a walk must start at the beginning)."""
+        prefixes = {e.pattern.literal_prefix for e in self.entries if action in e.actions}
+        return None if "" in prefixes else sorted(prefixes)

@@ -19,7 +19,8 @@ from vmregistry.config import SETTINGS_HELP, env_name
 
 if TYPE_CHECKING:
     from vmregistry.config import Settings
-    from vmregistry.local.server import Authorizer, LocalServer
+    from vmregistry.local.app import LocalServer
+    from vmregistry.local.gateway import Authorizer
     from vmregistry.local.token_service import TokenService
 
 __all__ = ["register", "settings_from_args"]
@@ -156,9 +157,9 @@ _SERVE_SETTINGS = (*(s for s, _ in _STORAGE_FLAGS), "public_url", *(s for s, _ i
 
 def run_serve(args: argparse.Namespace) -> int:
     from vmregistry.config import Settings
+    from vmregistry.local.app import LocalServer, serve_workers
     from vmregistry.local.gateway_auth import local_authorizer
     from vmregistry.local.logs import configure_logging
-    from vmregistry.local.server import LocalServer
     from vmregistry.storage import StorageError
 
     # Handler logs (Powertools, stdout) and access logs (stderr) must leave whole lines
@@ -170,10 +171,18 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         workers = _workers(args)
         settings = Settings.from_env()
-        authorizer = local_authorizer(settings)
+        authorizer, settings = local_authorizer(settings)
         tokens = _token_service(args, settings, authorizer)
         if workers > 1:
-            return _serve_workers(settings, args.host, args.port, authorizer, workers, tokens)
+            return serve_workers(
+                settings,
+                args.host,
+                args.port,
+                authorizer,
+                workers,
+                lambda url: _announce(url, settings, workers),
+                on_server=lambda worker: _attach_token_service(worker, tokens, authorizer),
+            )
         server = LocalServer(settings, args.host, args.port, authorizer=authorizer)
         _attach_token_service(server, tokens, authorizer)
     except (ValueError, OSError, StorageError, argparse.ArgumentTypeError) as exc:
@@ -195,40 +204,6 @@ def _announce(url: str, settings: Settings, workers: int) -> None:
     )
     processes = "1 process" if workers == 1 else f"{workers} worker processes"
     print(f"vmregistry listening on {url} (storage: {where}; {processes})", file=sys.stderr, flush=True)
-
-
-def _serve_workers(
-    settings: Settings,
-    host: str,
-    port: int,
-    authorizer: Authorizer | None,
-    workers: int,
-    tokens: TokenService | None = None,
-) -> int:
-    """Bind and decide in this process what every worker shares, then fork them (``local/workers.py``)."""
-    import importlib
-
-    from vmregistry.local.server import LocalServer, listen, presign_secret, public_url, quiet_powertools
-    from vmregistry.local.workers import SUPPORTED, Supervisor
-    from vmregistry.routes import ROUTES
-    from vmregistry.verifiers import WORKER_MODULE
-
-    if not SUPPORTED:
-        raise ValueError("-workers above 1 needs fork() and sigwaitinfo() (Linux); use -workers 1")
-    listener = listen(host, port)
-    secret = presign_secret()  # a URL one worker signs must verify in every other
-    quiet_powertools()
-    # Imported once here, shared copy-on-write: a worker starts (or restarts) without paying for it.
-    for module in {route.module for route in ROUTES} | {WORKER_MODULE}:
-        importlib.import_module(module)
-
-    def make_server(index: int) -> LocalServer:
-        server = LocalServer(settings, authorizer=authorizer, listener=listener, secret=secret, sweep=index == 0)
-        _attach_token_service(server, tokens, authorizer)
-        return server
-
-    url = public_url(listener)
-    return Supervisor(workers, make_server).run(on_ready=lambda: _announce(url, settings, workers))
 
 
 # -- the development token endpoint (opt-in; vmregistry/local/token_service.py) --------------------
@@ -264,11 +239,11 @@ def _token_service(args: argparse.Namespace, settings: Settings, authorizer: Aut
     from vmregistry.auth.tokens import load_public_key
     from vmregistry.local.token_service import TokenService
 
-    if authorizer is None or not os.environ.get(env_name("auth_public_key")):
+    if authorizer is None or not settings.auth_public_key:
         raise ValueError("-token-users needs authentication on: a public key (-auth-public-key or ./auth.pub)")
     private_pem = Path(args.token_key).read_bytes()
     private = serialization.load_pem_private_key(private_pem, password=None)
-    verifying = load_public_key(os.environ[env_name("auth_public_key")])
+    verifying = load_public_key(settings.auth_public_key)
     if (
         not isinstance(private, rsa.RSAPrivateKey)
         or private.public_key().public_numbers() != verifying.public_numbers()
@@ -294,7 +269,7 @@ def _attach_token_service(server: LocalServer, tokens: TokenService | None, auth
 
     if tokens is None:
         return
-    server.httpd.token_service = tokens
+    server.gateway.token_service = tokens
     if isinstance(authorizer, GatewayAuthorizer) and authorizer.settings.auth_realm == Settings().auth_realm:
         realm = (server.settings.public_url or server.url).rstrip("/") + TOKEN_PATH
         authorizer.settings = dataclasses.replace(authorizer.settings, auth_realm=realm)

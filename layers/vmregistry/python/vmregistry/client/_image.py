@@ -24,6 +24,7 @@ from typing import Any
 
 from vmregistry import mediatypes
 from vmregistry.client._errors import UsageError
+from vmregistry.digests import digest_of
 
 __all__ = [
     "TITLE_ANNOTATION",
@@ -103,7 +104,7 @@ def hash_disk(path: Path, on_read: Callable[[int], None] | None = None) -> DiskI
     except OSError as exc:
         raise UsageError(f"cannot read disk {path}: {exc.strerror or exc}") from None
     fmt, virtual = detect_format(bytes(head))
-    return DiskInfo(path, size, "sha256:" + digest.hexdigest(), fmt, virtual)
+    return DiskInfo(path, size, f"sha256:{digest.hexdigest()}", fmt, virtual)
 
 
 def parse_memory(text: str) -> int:
@@ -162,7 +163,7 @@ def build_manifest(config: bytes, disks: list[DiskInfo]) -> bytes:
         "mediaType": mediatypes.MANIFEST,
         "config": {
             "mediaType": mediatypes.CONFIG,
-            "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+            "digest": digest_of(config),
             "size": len(config),
         },
         "layers": [disk.descriptor() for disk in disks],

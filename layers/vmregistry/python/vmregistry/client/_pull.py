@@ -18,7 +18,6 @@ and the pull fails.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -33,9 +32,10 @@ from vmregistry import mediatypes
 from vmregistry.client._errors import ClientError, DigestMismatch, RegistryAPIError, TransientError
 from vmregistry.client._image import disk_file_name
 from vmregistry.client._progress import Progress, Task, interruption
-from vmregistry.client._registry import FetchedManifest, RegistryClient, sha256_digest
+from vmregistry.client._registry import FetchedManifest, RegistryClient
 from vmregistry.client._state import atomic_write_json
 from vmregistry.client._transport import run_parallel, with_retries
+from vmregistry.digests import digest_of, hasher
 
 __all__ = ["PullOptions", "PullResult", "fetch_blob_bytes", "pull_blob", "pull_image", "write_sparse"]
 
@@ -130,11 +130,11 @@ def _read_into(response: HTTPResponse, fd: int, offset: int, length: int, sparse
 
 
 def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
+    digest = hasher("sha256")
     with open(path, "rb", buffering=0) as handle:
         while chunk := handle.read(8 * MiB):
             digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
+    return f"sha256:{digest.hexdigest()}"
 
 
 def pull_blob(
@@ -270,7 +270,7 @@ def fetch_blob_bytes(client: RegistryClient, repository: str, digest: str, limit
     data = b"".join(chunks)
     if len(data) > limit:
         raise ClientError(f"blob {digest} is larger than {limit} bytes; pull it to a file instead")
-    actual = sha256_digest(data)
+    actual = digest_of(data)
     if actual != digest:
         raise DigestMismatch(f"blob {digest}", digest, actual)
     return data

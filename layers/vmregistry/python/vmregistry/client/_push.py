@@ -34,11 +34,11 @@ from urllib.parse import quote
 from vmregistry.client._errors import ClientError, RegistryAPIError
 from vmregistry.client._image import DiskInfo, build_config, build_manifest, hash_disk
 from vmregistry.client._progress import Progress, Task, interruption
-from vmregistry.client._registry import RegistryClient, sha256_digest
+from vmregistry.client._registry import RegistryClient
 from vmregistry.client._state import DigestCache, UploadState
 from vmregistry.client._transport import run_parallel, with_retries
-from vmregistry.config import INLINE_LIMIT
-from vmregistry.storage import MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE
+from vmregistry.digests import digest_of
+from vmregistry.wire import INLINE_LIMIT, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE
 
 # A 50 GiB disk hashes in a few minutes on the registry's side; give it ample time.
 VERIFY_TIMEOUT = 30 * 60.0
@@ -82,7 +82,7 @@ class Blob:
 
     @classmethod
     def from_bytes(cls, label: str, data: bytes) -> Blob:
-        return cls(label, sha256_digest(data), len(data), data=data)
+        return cls(label, digest_of(data), len(data), data=data)
 
     @classmethod
     def from_disk(cls, disk: DiskInfo) -> Blob:

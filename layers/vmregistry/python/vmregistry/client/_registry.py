@@ -9,7 +9,6 @@ so a tampered manifest cannot smuggle in other blob digests.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,14 +21,11 @@ from vmregistry.client._errors import DigestMismatch, RegistryAPIError, UsageErr
 from vmregistry.client._reference import Reference, RegistryHost, parse_reference, parse_registry
 from vmregistry.client._tokens import TokenSource
 from vmregistry.client._transport import Reply, Transport
+from vmregistry.digests import digest_of, is_digest
 
-__all__ = ["FetchedManifest", "RegistryClient", "sha256_digest"]
+__all__ = ["FetchedManifest", "RegistryClient"]
 
 _NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +155,8 @@ class RegistryClient:
             self._manifest_url(repository, reference),
             headers={"Accept": f"{mediatypes.MANIFEST}, application/json;q=0.5"},
         )
-        digest = sha256_digest(reply.body)
-        expected = reference if reference.startswith("sha256:") else reply.headers.get("docker-content-digest")
+        digest = digest_of(reply.body)
+        expected = reference if is_digest(reference) else reply.headers.get("docker-content-digest")
         if expected and expected != digest:
             raise DigestMismatch(f"manifest {repository}:{reference}", expected, digest)
         return FetchedManifest(reply.body, digest, reply.headers.get("content-type", mediatypes.MANIFEST))
@@ -172,7 +168,7 @@ class RegistryClient:
             headers={"Content-Type": mediatypes.MANIFEST},
             body=data,
         )
-        digest = sha256_digest(data)
+        digest = digest_of(data)
         returned = reply.headers.get("docker-content-digest")
         if returned and returned != digest:
             raise DigestMismatch(f"manifest {repository}:{reference} as stored", digest, returned)

@@ -17,37 +17,20 @@ minted, and behaves like S3 where clients can tell:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from urllib.parse import parse_qsl
 
 from vmregistry.errors import RegistryError
 from vmregistry.httprange import parse_range
 from vmregistry.local.bodies import BodyError, ChunkedReader, LengthReader
+from vmregistry.local.http import Exchange, Reply
 from vmregistry.storage import MAX_PART_SIZE, MAX_SINGLE_PUT_SIZE, ChecksumMismatch, ObjectNotFound
 from vmregistry.storage.filesystem import FilesystemStorage, Readable
 from vmregistry.storage.signing import SignatureInvalid, UrlSigner
 
-__all__ = ["DataPlane", "Exchange", "Reply"]
+__all__ = ["PREFIX", "DataPlane"]
 
-
-@dataclass(slots=True)
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes = b""
-    file: tuple[str, int, int] | None = None
-    """(path, offset, count) to send with sendfile after the headers."""
-
-
-class Exchange(Protocol):
-    """The parts of an HTTP request the data plane reads."""
-
-    method: str
-    operation: str
-    query: Mapping[str, str]
-    headers: Mapping[str, str]
-
-    def body_reader(self) -> LengthReader | ChunkedReader | None: ...
+PREFIX = "/_data/"
+"""The data plane's paths: ``/_data/<operation>?<signed parameters>``."""
 
 
 class DataPlane:
@@ -55,7 +38,9 @@ class DataPlane:
         self.storage = storage
         self.signer = signer
 
-    def handle(self, exchange: Exchange) -> Reply:
+    def __call__(self, exchange: Exchange) -> Reply:
+        operation = exchange.path.removeprefix(PREFIX)
+        query = dict(parse_qsl(exchange.query_string, keep_blank_values=True))
         if exchange.headers.get("authorization"):
             raise RegistryError(
                 "BAD_REQUEST",
@@ -63,16 +48,16 @@ class DataPlane:
                 " to the data plane (S3 refuses such requests too)",
             )
         try:
-            params = self.signer.verify(exchange.method, exchange.operation, exchange.query)
+            params = self.signer.verify(exchange.method, operation, query)
         except SignatureInvalid as exc:
             raise RegistryError("SIGNATURE_INVALID", str(exc)) from None
-        if exchange.operation == "get":
+        if operation == "get":
             return self._get(params["key"], exchange.headers.get("range"))
         reader = exchange.body_reader()
         if reader is None:
             raise RegistryError("SIZE_INVALID", "send Content-Length or Transfer-Encoding: chunked")
         try:
-            if exchange.operation == "put":
+            if operation == "put":
                 return self._put(params, reader)
             return self._part(params, reader)
         except BodyError as exc:
@@ -90,10 +75,11 @@ class DataPlane:
         span = parse_range(range_header, info.size)
         path = str(self.storage.path(key))
         if span is None:
-            return Reply(200, headers | {"Content-Length": str(info.size)}, file=(path, 0, info.size))
+            headers["Content-Length"] = str(info.size)
+            return Reply(200, list(headers.items()), file=(path, 0, info.size))
         start, end = span
         headers |= {"Content-Length": str(end - start + 1), "Content-Range": f"bytes {start}-{end}/{info.size}"}
-        return Reply(206, headers, file=(path, start, end - start + 1))
+        return Reply(206, list(headers.items()), file=(path, start, end - start + 1))
 
     @staticmethod
     def _source(reader: LengthReader | ChunkedReader, limit: int) -> tuple[Readable, int | None]:
@@ -110,7 +96,7 @@ class DataPlane:
             info = self.storage.receive(params["key"], source, length, params["sha256"], params.get("marker"))
         except ChecksumMismatch as exc:
             raise RegistryError("DIGEST_INVALID", f"the body was discarded: {exc}") from None
-        return Reply(200, {"ETag": f'"{info.etag}"', "Content-Length": "0"})
+        return Reply(200, [("ETag", f'"{info.etag}"')])
 
     def _part(self, params: Mapping[str, str], reader: LengthReader | ChunkedReader) -> Reply:
         source, length = self._source(reader, MAX_PART_SIZE)
@@ -118,7 +104,7 @@ class DataPlane:
             part = self.storage.receive_part(params["key"], params["upload"], int(params["part"]), source, length)
         except ObjectNotFound:
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", "the upload was completed or cancelled") from None
-        return Reply(200, {"ETag": f'"{part.etag}"', "Content-Length": "0"})
+        return Reply(200, [("ETag", f'"{part.etag}"')])
 
 
 class _Capped:

@@ -35,31 +35,30 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from vmregistry.api.access import AUTH_ENV
-from vmregistry.auth import IDENTITY_SOURCES, RESULT_CACHE_TTL, MethodArn, Unauthorized, challenge, evaluate_policy
+from vmregistry.auth import IDENTITY_SOURCES, RESULT_CACHE_TTL, MethodArn, Unauthorized, evaluate_policy
 from vmregistry.auth.authorizer import CONTEXT_REASON, required_access
-from vmregistry.auth.scopes import format_scope
+from vmregistry.auth.policy import event_header, scope_challenge
 from vmregistry.auth.tokens import load_public_key
-from vmregistry.config import Settings, env_name
+from vmregistry.config import Settings
 from vmregistry.errors import RegistryError
 from vmregistry.local.events import LambdaContext
-from vmregistry.names import is_valid_name
+from vmregistry.routes import AUTHORIZER
 
-__all__ = ["DEFAULT_KEY_FILE", "GatewayAuthorizer", "authorizer_event", "identity_key", "local_authorizer"]
+__all__ = [
+    "DEFAULT_KEY_FILE",
+    "GatewayAuthorizer",
+    "KeyUnusable",
+    "authorizer_event",
+    "identity_key",
+    "local_authorizer",
+]
 
 log = logging.getLogger("vmregistry.local.auth")
 
 DEFAULT_KEY_FILE = "auth.pub"
-AUTHORIZER_MODULE = "vmregistry_functions.authorizer"
+
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
-
-
-def _header(event: Mapping[str, Any], name: str) -> str | None:
-    for key, value in (event.get("headers") or {}).items():
-        if key.lower() == name.lower():
-            return str(value)
-    return None
 
 
 def identity_key(event: Mapping[str, Any], sources: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -68,7 +67,7 @@ def identity_key(event: Mapping[str, Any], sources: tuple[str, ...]) -> tuple[st
     for source in sources:
         value: Any = None
         if source.startswith("method.request.header."):
-            value = _header(event, source.removeprefix("method.request.header."))
+            value = event_header(event, source.removeprefix("method.request.header."))
         elif source.startswith("method.request.querystring."):
             value = (event.get("queryStringParameters") or {}).get(source.removeprefix("method.request.querystring."))
         elif source.startswith("context."):
@@ -129,25 +128,18 @@ class GatewayAuthorizer:
         self._cache: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
-    def _scope(self, event: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
-        needed = required_access(event)
-        if needed is None:
-            return None, "", None
-        _route, repository, action = needed
-        # Only names of the grammar go into a header: they are ASCII, nothing else is.
-        scope = format_scope(repository, [action]) if action and is_valid_name(repository) else None
-        return scope, repository, action
-
     def _unauthorized(self, event: Mapping[str, Any], reason: str) -> RegistryError:
-        scope, _, _ = self._scope(event)
-        header = challenge(self.settings.auth_realm, self.settings.auth_service, scope)
-        return RegistryError("UNAUTHORIZED", f"authentication required: {reason}", headers={"WWW-Authenticate": header})
+        needed = required_access(event)
+        repository, action = (needed[1], needed[2]) if needed else ("", None)
+        headers = scope_challenge(self.settings, repository, action)
+        return RegistryError("UNAUTHORIZED", f"authentication required: {reason}", headers=headers)
 
     def _denied(self, event: Mapping[str, Any], reason: str) -> RegistryError:
-        scope, repository, action = self._scope(event)
-        header = challenge(self.settings.auth_realm, self.settings.auth_service, scope, "insufficient_scope")
+        needed = required_access(event)
+        repository, action = (needed[1], needed[2]) if needed else ("", None)
+        headers = scope_challenge(self.settings, repository, action, "insufficient_scope")
         detail = {"name": repository[:300], "action": action} if action else None
-        return RegistryError("DENIED", f"access denied: {reason}", detail, headers={"WWW-Authenticate": header})
+        return RegistryError("DENIED", f"access denied: {reason}", detail, headers=headers)
 
     def _invoke(self, event: Mapping[str, Any], method_arn: str) -> dict[str, Any]:
         self.invocations += 1
@@ -190,40 +182,39 @@ class GatewayAuthorizer:
         return context
 
 
-def local_authorizer(settings: Settings, workdir: Path | None = None) -> GatewayAuthorizer | None:
-    """Decide whether ``vmregistry serve`` requires tokens, and tell the handlers (``VMREGISTRY_AUTH``).
+class KeyUnusable(ValueError):
+    """The operator named a public key (or left ``./auth.pub``) that cannot verify tokens."""
+
+
+def local_authorizer(settings: Settings, workdir: Path | None = None) -> tuple[GatewayAuthorizer | None, Settings]:
+    """Decide whether ``vmregistry serve`` requires tokens: the authorizer step, and the settings to serve with.
 
     The key is ``settings.auth_public_key`` (flag or environment) or else
-    ``./auth.pub`` if it exists. No key, or a key that cannot be read: auth
-    is disabled, loudly.
+    ``./auth.pub`` if it exists. Neither: no authentication, loudly (the seed's
+    default). A key that is there but cannot be used (a typo in the path, not
+    a PEM RSA public key) is :class:`KeyUnusable`: starting open instead of
+    closed would be the worst reading of the operator's intent.
     """
     source = settings.auth_public_key
     if source is None:
         default = (workdir or Path.cwd()) / DEFAULT_KEY_FILE
         if not default.exists():
-            os.environ[AUTH_ENV] = "none"
             log.warning(
                 "authentication is DISABLED: no ./%s and no -auth-public-key; anyone who can reach this"
                 " server may pull, push and delete. Create a key pair with `vmregistry keygen`.",
                 DEFAULT_KEY_FILE,
             )
-            return None
+            return None, dataclasses.replace(settings, auth="none")
         source = str(default)
     path = os.path.abspath(source)
     try:
         load_public_key(path)
     except (OSError, ValueError) as exc:
-        os.environ[AUTH_ENV] = "none"
-        log.warning(
-            "authentication is DISABLED: cannot use the public key %s (%s); anyone who can reach this"
-            " server may pull, push and delete",
-            path,
-            exc,
-        )
-        return None
-    os.environ[env_name("auth_public_key")] = path
-    os.environ[AUTH_ENV] = "jwt"
-    settings = dataclasses.replace(settings, auth_public_key=path)
-    handler: LambdaHandler = importlib.import_module(AUTHORIZER_MODULE).lambda_handler
-    log.info("authentication enabled: every /v1 request needs a bearer token verified with %s", path)
-    return GatewayAuthorizer(handler, settings)
+        raise KeyUnusable(
+            f"cannot use the public key {path} ({exc}); fix -auth-public-key / VMREGISTRY_AUTH_PUBLIC_KEY, or"
+            " remove it (and ./auth.pub) to serve without authentication"
+        ) from None
+    settings = dataclasses.replace(settings, auth_public_key=path, auth="jwt")
+    handler: LambdaHandler = importlib.import_module(AUTHORIZER.module).lambda_handler
+    log.info("authentication enabled: every request needs a bearer token verified with %s", path)
+    return GatewayAuthorizer(handler, settings), settings

@@ -1,14 +1,16 @@
-"""Request logs: readable and coloured on a terminal, JSON lines otherwise."""
+"""The local server's logs: one line per request, readable and coloured on a terminal, JSON lines otherwise."""
 
 from __future__ import annotations
 
 import json
 import logging
+import queue
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
-__all__ = ["access_log", "configure_logging"]
+__all__ = ["AccessLogWriter", "access_log", "configure_logging"]
 
 access_log = logging.getLogger("vmregistry.local.access")
 
@@ -65,3 +67,30 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+
+class AccessLogWriter:
+    """Request log lines, written by one thread: request threads only enqueue their fields.
+
+    Why not log from the request thread: the handler formats, writes and flushes
+    under its lock, and with many keep-alive connections the request threads
+    queued on that lock (about a third of the GIL's time under ``wrk -c16`` on
+    HEAD blob). Lines keep their order; one still queued when the process is
+    killed is lost, as it would be in a buffered log file.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
+        self._thread.start()
+
+    def __call__(self, fields: dict[str, Any]) -> None:
+        self._queue.put(fields)
+
+    def _run(self) -> None:
+        while (fields := self._queue.get()) is not None:
+            access_log.info("request", extra=fields)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)

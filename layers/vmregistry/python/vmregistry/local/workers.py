@@ -47,10 +47,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
-from vmregistry.local.server import LocalServer
-
-__all__ = ["STOP_GRACE", "SUPPORTED", "Supervisor", "default_workers"]
+__all__ = ["STOP_GRACE", "SUPPORTED", "Server", "Supervisor", "default_workers"]
 
 log = logging.getLogger("vmregistry.local.workers")
 
@@ -91,10 +90,18 @@ def _on_sigchld(signum: int, frame: object) -> None:
     """Never runs (SIGCHLD is blocked and taken by ``sigwaitinfo``); with no handler the kernel may drop it."""
 
 
+class Server(Protocol):
+    """What a worker runs: serve until :meth:`shutdown` (called from another thread)."""
+
+    def serve_forever(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
 class Supervisor:
     """Runs ``count`` workers, each serving ``make_server(index)``; worker 0 runs the upload sweep."""
 
-    def __init__(self, count: int, make_server: Callable[[int], LocalServer]) -> None:
+    def __init__(self, count: int, make_server: Callable[[int], Server]) -> None:
         self.count = count
         self.make_server = make_server
         self.workers: dict[int, int] = {}

@@ -20,9 +20,10 @@ from vmregistry.lazy import lazy_exports
 if TYPE_CHECKING:
     from vmregistry.config import Settings
     from vmregistry.registry.blobs import BlobInfo, Blobs, Download
-    from vmregistry.registry.listing import Page, paginate, parse_page_size
+    from vmregistry.registry.listing import Page, page_of, parse_page_size
     from vmregistry.registry.manifests import Manifest, Manifests, accepts
-    from vmregistry.registry.uploads import PartResult, Uploads, UploadStatus, Verifier
+    from vmregistry.registry.sessions import PartResult, UploadStatus, UploadVerifier
+    from vmregistry.registry.uploads import Uploads
     from vmregistry.storage import Storage
 
 __all__ = [
@@ -33,9 +34,9 @@ __all__ = [
     "PartResult",
     "Registry",
     "UploadStatus",
-    "Verifier",
+    "UploadVerifier",
     "accepts",
-    "paginate",
+    "page_of",
     "parse_page_size",
 ]
 
@@ -43,13 +44,13 @@ _EXPORTS = {
     "BlobInfo": "blobs",
     "Download": "blobs",
     "Page": "listing",
-    "paginate": "listing",
+    "page_of": "listing",
     "parse_page_size": "listing",
     "Manifest": "manifests",
     "accepts": "manifests",
-    "PartResult": "uploads",
-    "UploadStatus": "uploads",
-    "Verifier": "uploads",
+    "PartResult": "sessions",
+    "UploadStatus": "sessions",
+    "UploadVerifier": "sessions",
 }
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)
@@ -62,7 +63,9 @@ class Registry:
     build one on first use build equal ones, and either may win.
     """
 
-    def __init__(self, storage: Storage, settings: Settings | None = None, verifier: Verifier | None = None) -> None:
+    def __init__(
+        self, storage: Storage, settings: Settings | None = None, verifier: UploadVerifier | None = None
+    ) -> None:
         if settings is None:
             from vmregistry.config import Settings
 

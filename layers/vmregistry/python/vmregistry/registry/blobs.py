@@ -1,22 +1,22 @@
 """Blobs as a repository sees them: content addressed globally, visible per repository.
 
-A blob's bytes live once under ``blobs/sha256/<hex>``; a repository holds a
-blob only through its link (``links/<repository>/_blobs/<hex>``), so a token
-that may pull one repository cannot read another repository's blobs by
-guessing digests.
+A blob's bytes live once under ``blobs/<algorithm>/<hex>``; a repository holds
+a blob only through its link (``repositories/<name>/_layers/<algorithm>/<hex>``),
+so a token that may pull one repository cannot read another repository's blobs
+by guessing digests.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import NamedTuple
 
 from vmregistry import paths
 from vmregistry.config import Settings
+from vmregistry.digests import digest_of, split
 from vmregistry.errors import RegistryError
-from vmregistry.storage import ChecksumMismatch, ObjectNotFound, Storage
+from vmregistry.storage import ObjectNotFound, Storage
 
-__all__ = ["BlobInfo", "Blobs", "Download"]
+__all__ = ["BlobInfo", "Blobs", "Download", "too_large"]
 
 
 class BlobInfo(NamedTuple):
@@ -32,10 +32,6 @@ class Download(NamedTuple):
     data: bytes | None = None
 
 
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 class Blobs:
     def __init__(self, storage: Storage, settings: Settings) -> None:
         self.storage = storage
@@ -43,7 +39,7 @@ class Blobs:
 
     def find(self, repository: str, digest: str) -> BlobInfo | None:
         try:
-            size = int(self.storage.read(paths.link_key(repository, digest)))
+            size = int(self.storage.read(paths.layer_key(repository, digest)))
         except (ObjectNotFound, ValueError):
             return None
         return BlobInfo(digest, size)
@@ -56,7 +52,7 @@ class Blobs:
 
     def link(self, repository: str, digest: str, size: int) -> BlobInfo:
         """Make a stored blob visible in ``repository`` (after its bytes were verified)."""
-        self.storage.write(paths.link_key(repository, digest), str(size).encode())
+        self.storage.write(paths.layer_key(repository, digest), str(size).encode())
         return BlobInfo(digest, size)
 
     def download(self, repository: str, digest: str) -> Download:
@@ -80,15 +76,16 @@ class Blobs:
         """Store a small blob sent in the request body, verifying its digest first."""
         if len(data) > self.settings.inline_limit:
             raise too_large(len(data), self.settings.inline_limit)
-        try:
-            self.storage.write(paths.blob_key(digest), data, sha256=digest.removeprefix("sha256:"))
-        except ChecksumMismatch:
-            raise RegistryError("DIGEST_INVALID", detail={"expected": digest, "actual": sha256_digest(data)}) from None
+        parsed = split(digest)
+        actual = digest_of(data, parsed.algorithm if parsed else "sha256")
+        if actual != digest:
+            raise RegistryError("DIGEST_INVALID", detail={"expected": digest, "actual": actual})
+        self.storage.write(paths.blob_key(digest), data)
         return self.link(repository, digest, len(data))
 
     def delete(self, repository: str, digest: str) -> None:
         """Unlink the blob from ``repository``; bytes other repositories link stay."""
-        if not self.storage.delete(paths.link_key(repository, digest)):
+        if not self.storage.delete(paths.layer_key(repository, digest)):
             raise RegistryError("BLOB_UNKNOWN", detail={"digest": digest, "repository": repository})
 
 

@@ -2,7 +2,7 @@
 
 ``DELETE /v1/<name>/blobs/<digest>`` only removes a repository's link, because
 the same bytes may be held by other repositories. Collection is a sweep over
-the links (the marks) and then over the blobs: a blob that no link names is
+the links (``repositories/*/_layers/``, the marks) and then over the blobs: a blob that no link names is
 deleted, unless it is younger than the grace period — an upload publishes the
 blob a moment before it writes the link, and a young unlinked blob is most
 likely exactly that.
@@ -34,12 +34,14 @@ class CollectionReport:
 
 
 def collect_garbage(storage: Storage, *, grace: float = DEFAULT_GRACE, dry_run: bool = False) -> CollectionReport:
-    linked = {key.rsplit("/", 1)[1] for key in storage.list(paths.LINKS_PREFIX) if "/_blobs/" in key}
+    linked = {key.rsplit("/_layers/", 1)[1] for key in storage.list(paths.REPOSITORIES_PREFIX) if "/_layers/" in key}
     report = CollectionReport()
     cutoff = time.time() - grace
     for key in list(storage.list(paths.BLOBS_PREFIX)):
-        hex_digest = key.removeprefix(paths.BLOBS_PREFIX)
-        if hex_digest in linked:
+        digest = paths.digest_of_key(key, paths.BLOBS_PREFIX)
+        if digest is None:
+            continue
+        if key.removeprefix(paths.BLOBS_PREFIX) in linked:
             report.kept += 1
             continue
         info = storage.stat(key)
@@ -49,6 +51,6 @@ def collect_garbage(storage: Storage, *, grace: float = DEFAULT_GRACE, dry_run: 
             report.young += 1
             continue
         if dry_run or storage.delete(key):
-            report.deleted.append("sha256:" + hex_digest)
+            report.deleted.append(digest)
             report.freed_bytes += info.size
     return report

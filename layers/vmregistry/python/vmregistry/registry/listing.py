@@ -1,13 +1,19 @@
-"""Pagination of sorted name lists (``?n=`` and ``?last=``), as the distribution spec defines it."""
+"""Pagination of sorted name listings (``?n=`` and ``?last=``), as the distribution spec defines it.
+
+A page is read lazily from a sorted key range (``Storage.list(prefix,
+start_after=...)``): the walk starts after ``last`` and stops one item past
+the page (to know whether a next page exists), so a page costs the page, not
+the registry (issue 17).
+"""
 
 from __future__ import annotations
 
-import bisect
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 from vmregistry.errors import RegistryError
 
-__all__ = ["MAX_PAGE_SIZE", "Page", "paginate", "parse_page_size"]
+__all__ = ["MAX_PAGE_SIZE", "Page", "page_of", "parse_page_size"]
 
 MAX_PAGE_SIZE = 1000
 
@@ -26,10 +32,19 @@ def parse_page_size(raw: str | None) -> int | None:
     return min(int(raw), MAX_PAGE_SIZE)
 
 
-def paginate(items: list[str], n: int | None, last: str | None) -> Page:
-    """The items after ``last`` (exclusive), at most ``n`` of them. ``items`` must be sorted."""
-    start = bisect.bisect_right(items, last) if last else 0
+def page_of(names: Iterable[str], n: int | None, keep: Callable[[str], bool] = lambda _: True) -> Page:
+    """The first ``n`` (default and at most :data:`MAX_PAGE_SIZE`) names that ``keep`` accepts.
+
+    ``names`` must already be sorted and start after the client's ``last``; it is
+    consumed only until the page is full and one more name proves a next page.
+    """
     limit = MAX_PAGE_SIZE if n is None else n
-    page = items[start : start + limit]
-    more = start + limit < len(items) and limit > 0
-    return Page(page, page[-1] if more and page else None)
+    items: list[str] = []
+    iterator: Iterator[str] = iter(names)
+    for name in iterator:
+        if not keep(name):
+            continue
+        if len(items) == limit:
+            return Page(items, items[-1] if items else None)
+        items.append(name)
+    return Page(items, None)

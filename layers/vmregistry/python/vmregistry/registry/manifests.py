@@ -1,21 +1,35 @@
-"""Manifests: validated on the way in, stored by digest and by tag.
+"""Manifests: validated on the way in, stored by digest and by tag, listed by page.
 
 A manifest is stored byte for byte (its digest is the SHA-256 of exactly the
 bytes the client sent) under its digest, and a tag is a copy stored under the
 tag name. The digest entry is written before the tag, so a tag never points at
 a manifest that is not also addressable by digest.
+
+A repository is in the catalog (``catalog/<name>!``, :mod:`vmregistry.paths`)
+while it holds a manifest. A push writes the entry *after* its manifest; a
+delete that empties the repository removes the entry and then looks again, and
+restores it if a push landed meanwhile. Either the push's entry lands after
+the delete removed it, or the delete's second look sees the push's manifest:
+the catalog never misses a repository that holds a manifest. (It may briefly
+list one that was just emptied; ``vmregistry reindex`` rebuilds it from the
+manifests.)
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from vmregistry import mediatypes, paths
 from vmregistry.config import MAX_MANIFEST_SIZE
+from vmregistry.digests import digest_of
 from vmregistry.errors import RegistryError
 from vmregistry.names import is_digest
-from vmregistry.registry.blobs import Blobs, sha256_digest
+from vmregistry.registry.blobs import Blobs
+from vmregistry.registry.listing import Page, page_of
 from vmregistry.storage import ObjectNotFound, Storage
 
 __all__ = ["Manifest", "Manifests", "accepts"]
@@ -86,22 +100,28 @@ class Manifests:
         self.storage = storage
         self.blobs = blobs
 
+    @staticmethod
+    def _key(repository: str, reference: str) -> str:
+        if is_digest(reference):
+            return paths.manifest_key(repository, reference)
+        return paths.tag_key(repository, reference)
+
     def get(self, repository: str, reference: str) -> Manifest:
         try:
-            data = self.storage.read(paths.manifest_key(repository, reference))
+            data = self.storage.read(self._key(repository, reference))
         except ObjectNotFound:
             raise RegistryError("MANIFEST_UNKNOWN", detail={"repository": repository, "reference": reference}) from None
         try:
             media_type = json.loads(data).get("mediaType", mediatypes.MANIFEST)
         except ValueError:
             media_type = mediatypes.MANIFEST
-        return Manifest(data, sha256_digest(data), media_type)
+        return Manifest(data, digest_of(data), media_type)
 
     def put(self, repository: str, reference: str, data: bytes, content_type: str | None) -> Manifest:
         if len(data) > MAX_MANIFEST_SIZE:
             raise RegistryError("TOO_LARGE", f"manifests are limited to {MAX_MANIFEST_SIZE} bytes", {"size": len(data)})
         references = validate(data, content_type)
-        digest = sha256_digest(data)
+        digest = digest_of(data)
         if is_digest(reference) and reference != digest:
             raise RegistryError(
                 "DIGEST_INVALID",
@@ -132,7 +152,7 @@ class Manifests:
         if not known:
             self.storage.write(by_digest, data)
         if reference != digest:
-            tag_key = paths.manifest_key(repository, reference)
+            tag_key = paths.tag_key(repository, reference)
             # Re-pushing a tag unchanged (CI re-tagging `latest`) is a no-op: a read is much
             # cheaper than a durable write. Only a known manifest can already be under the tag.
             if not (known and self._holds(tag_key, data)):
@@ -142,6 +162,8 @@ class Manifests:
                 # (delete() removes the entry before the tags, so one of us sees the other.)
                 if self.storage.stat(by_digest) is None:
                     self.storage.write(by_digest, data)
+        if not known:
+            self._list_in_catalog(repository)
         return Manifest(data, digest, mediatypes.MANIFEST)
 
     def _holds(self, key: str, data: bytes) -> bool:
@@ -150,40 +172,81 @@ class Manifests:
         except ObjectNotFound:
             return False
 
+    def _list_in_catalog(self, repository: str) -> None:
+        """After a manifest landed: the repository is listed (one stat when it already is)."""
+        key = paths.catalog_key(repository)
+        if self.storage.stat(key) is None:
+            self.storage.write(key, b"")
+
+    def _holds_any(self, repository: str) -> bool:
+        for prefix in (paths.manifests_prefix(repository), paths.tags_prefix(repository)):
+            if next(self.storage.list(prefix), None) is not None:
+                return True
+        return False
+
+    def _unlist_if_empty(self, repository: str) -> None:
+        """After a delete: leave the catalog if no manifest is left, then look again (see the module doc)."""
+        if self._holds_any(repository):
+            return
+        self.storage.delete(paths.catalog_key(repository))
+        if self._holds_any(repository):
+            self._list_in_catalog(repository)
+
     def delete(self, repository: str, reference: str) -> None:
         """A tag: remove the tag. A digest: remove the manifest and every tag that points at it."""
         if not is_digest(reference):
-            if not self.storage.delete(paths.manifest_key(repository, reference)):
+            if not self.storage.delete(paths.tag_key(repository, reference)):
                 raise RegistryError("MANIFEST_UNKNOWN", detail={"repository": repository, "reference": reference})
+            self._unlist_if_empty(repository)
             return
         # The digest entry goes first, then the tags (see put() for the race this order closes).
         # A tag left by an interrupted delete still counts, so running the delete again finishes it.
         removed = self.storage.delete(paths.manifest_key(repository, reference))
         for tag in self.tags(repository):
+            key = paths.tag_key(repository, tag)
             try:
-                if sha256_digest(self.storage.read(paths.manifest_key(repository, tag))) == reference:
-                    removed = self.storage.delete(paths.manifest_key(repository, tag)) or removed
+                if digest_of(self.storage.read(key)) == reference:
+                    removed = self.storage.delete(key) or removed
             except ObjectNotFound:
                 continue
         if not removed:
             raise RegistryError("MANIFEST_UNKNOWN", detail={"repository": repository, "reference": reference})
-
-    def references(self, repository: str) -> list[str]:
-        """Every reference (tags and digests) stored directly in ``repository``."""
-        found = []
-        for key in self.storage.list(paths.manifests_prefix(repository)):
-            parsed = paths.repository_of_manifest_key(key)
-            if parsed is not None and parsed[0] == repository:
-                found.append(parsed[1])
-        return found
+        self._unlist_if_empty(repository)
 
     def tags(self, repository: str) -> list[str]:
-        return sorted(ref for ref in self.references(repository) if not is_digest(ref))
+        """Every tag of ``repository``, sorted."""
+        prefix = paths.tags_prefix(repository)
+        return [key.removeprefix(prefix) for key in self.storage.list(prefix)]
+
+    def tags_page(self, repository: str, n: int | None, last: str | None) -> Page:
+        """One page of tags after ``last``; NAME_UNKNOWN when the repository holds no manifest at all."""
+        prefix = paths.tags_prefix(repository)
+        keys = self.storage.list(prefix, start_after=prefix + last if last else None)
+        page = page_of((key.removeprefix(prefix) for key in keys), n)
+        if not page.items and not last and not self._holds_any(repository):
+            raise RegistryError("NAME_UNKNOWN", detail={"name": repository})
+        return page
+
+    def repositories_page(
+        self,
+        n: int | None,
+        last: str | None,
+        visible: Callable[[str], bool] = lambda _: True,
+        prefixes: list[str] | None = None,
+    ) -> Page:
+        """One page of the catalog after ``last``, of the repositories ``visible`` admits.
+
+        ``prefixes``: every visible name starts with one of them (the caller's grants,
+        ``team/**`` -> ``team/``), so the walk covers only those ranges of the catalog
+        instead of filtering all of it; ``None`` walks everything.
+        """
+        start = paths.catalog_key(last) if last else None
+        ranges = [paths.CATALOG_PREFIX + prefix for prefix in (prefixes if prefixes is not None else [""])]
+        keys = heapq.merge(*(self.storage.list(prefix, start_after=start) for prefix in ranges))
+        names = (paths.repository_of_catalog_key(key) for key, _ in itertools.groupby(keys))
+        return page_of((name for name in names if name is not None), n, visible)
 
     def repositories(self) -> list[str]:
-        found = set()
-        for key in self.storage.list(paths.MANIFESTS_PREFIX):
-            parsed = paths.repository_of_manifest_key(key)
-            if parsed is not None:
-                found.add(parsed[0])
-        return sorted(found)
+        """Every repository that holds a manifest, sorted (upkeep; the API reads pages)."""
+        found = (paths.repository_of_catalog_key(key) for key in self.storage.list(paths.CATALOG_PREFIX))
+        return [name for name in found if name is not None]

@@ -19,22 +19,28 @@ has uploaded (or mounted from a repository it may pull).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict
 
 from vmregistry import paths
 from vmregistry.config import Settings
-from vmregistry.errors import RegistryError
+from vmregistry.digests import EMPTY_SHA256, Digest, hasher
+from vmregistry.errors import RegistryError, error_dict
 from vmregistry.registry.blobs import BlobInfo, Blobs, too_large
+from vmregistry.registry.sessions import (
+    PartResult,
+    Session,
+    UploadStatus,
+    UploadVerifier,
+    digest_parts,
+    known,
+    mismatch,
+    parse_part_spec,
+)
 from vmregistry.storage import (
-    MAX_PART_SIZE,
-    MAX_PARTS,
     MAX_SINGLE_PUT_SIZE,
     MIN_PART_SIZE,
     ObjectInfo,
@@ -44,99 +50,13 @@ from vmregistry.storage import (
     UploadedPart,
 )
 
-__all__ = ["PartResult", "Session", "UploadStatus", "Uploads", "Verifier"]
-
-Verifier = Callable[[dict[str, str]], None]
-"""Hands a verification job (repository, uuid, digest) to something that outlives the request."""
-
-_PART_SPEC = re.compile(r"([1-9][0-9]{0,4})(?:-([1-9][0-9]{0,4}))?")
-MAX_PARTS_PER_REQUEST = 100
-
-
-@dataclass(slots=True)
-class Session:
-    uuid: str
-    repository: str
-    created: float
-    mode: Literal["single", "multipart"]
-    digest: str | None = None
-    size: int | None = None
-    multipart_id: str | None = None
-    state: Literal["open", "verifying", "failed"] = "open"
-    """``verifying``: joined, the whole object is being hashed; ``failed``: it did not match ``digest``."""
-    error: dict[str, Any] | None = None
-    """Why verification failed (the error a synchronous completion would have answered)."""
-
-
-@dataclass(frozen=True, slots=True)
-class PartResult:
-    number: int
-    size: int | None = None
-    etag: str | None = None
-    request: PresignedRequest | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        if self.request is None:
-            return {"number": self.number, "size": self.size, "etag": self.etag}
-        return {"number": self.number, **presigned_json(self.request)}
-
-
-@dataclass(frozen=True, slots=True)
-class UploadStatus:
-    session: Session
-    parts: list[UploadedPart] = field(default_factory=list)
-    request: PresignedRequest | None = None
-
-    @property
-    def uploaded(self) -> int:
-        return sum(p.size for p in self.parts)
-
-    def to_json(self) -> dict[str, Any]:
-        s = self.session
-        body: dict[str, Any] = {
-            "uuid": s.uuid,
-            "repository": s.repository,
-            "mode": s.mode,
-            "state": s.state,
-            "error": s.error,
-            "digest": s.digest,
-            "size": s.size,
-            "uploaded": self.uploaded,
-            "parts": [{"number": p.number, "size": p.size, "etag": p.etag} for p in self.parts],
-            "minPartSize": MIN_PART_SIZE,
-            "maxPartSize": MAX_PART_SIZE,
-            "maxParts": MAX_PARTS,
-        }
-        if self.request is not None:
-            body["upload"] = presigned_json(self.request)
-        return body
-
-
-def presigned_json(request: PresignedRequest) -> dict[str, Any]:
-    return {
-        "url": request.url,
-        "method": request.method,
-        "headers": dict(request.headers),
-        "expiresAt": request.expires_at,
-    }
-
-
-def parse_part_spec(spec: str) -> list[int]:
-    """``"3"`` or ``"1-8"`` -> part numbers, within S3's limits."""
-    found = _PART_SPEC.fullmatch(spec)
-    if found is None:
-        raise RegistryError("BLOB_UPLOAD_INVALID", "part is a number N or a range N-M", {"part": spec[:50]})
-    first = int(found.group(1))
-    last = int(found.group(2) or first)
-    if not 1 <= first <= last <= MAX_PARTS:
-        raise RegistryError("BLOB_UPLOAD_INVALID", f"parts are numbered 1 to {MAX_PARTS}", {"part": spec})
-    if last - first + 1 > MAX_PARTS_PER_REQUEST:
-        raise RegistryError("BLOB_UPLOAD_INVALID", f"at most {MAX_PARTS_PER_REQUEST} parts per request", {"part": spec})
-    return list(range(first, last + 1))
+__all__ = ["PartResult", "Session", "UploadStatus", "UploadVerifier", "Uploads"]
 
 
 class Uploads:
-    def __init__(self, storage: Storage, settings: Settings, blobs: Blobs, verifier: Verifier | None = None) -> None:
+    def __init__(
+        self, storage: Storage, settings: Settings, blobs: Blobs, verifier: UploadVerifier | None = None
+    ) -> None:
         self.storage = storage
         self.settings = settings
         self.blobs = blobs
@@ -160,12 +80,15 @@ class Uploads:
 
     def _presign_single(self, session: Session) -> PresignedRequest | None:
         assert session.digest is not None
+        digest = digest_parts(session.digest)
+        if digest.algorithm != "sha256":
+            return None  # storage can only bind a SHA-256 to a presigned PUT
         # Straight to the blob's final key: storage refuses a body with another SHA-256, so only
         # the right bytes can land there, and the marker shows this session is the one that sent them.
         return self.storage.presign_put(
             paths.blob_key(session.digest),
             self.settings.presign_expires,
-            sha256=session.digest.removeprefix("sha256:"),
+            sha256=digest.hex,
             size=session.size,
             marker=session.uuid,
         )
@@ -227,35 +150,37 @@ class Uploads:
             )
         return session.multipart_id
 
+    def _put_inline_part(self, session: Session, number: int | None, body: bytes) -> UploadedPart:
+        """Store ``body`` as part ``number`` (``None``: the part after the last one stored)."""
+        if len(body) > self.settings.inline_limit:
+            raise too_large(len(body), self.settings.inline_limit)
+        key, multipart_id = paths.upload_data_key(session.uuid), self._multipart(session)
+        if number is None:
+            existing = self.storage.multipart_list_parts(key, multipart_id)
+            number = existing[-1].number + 1 if existing else 1
+        return self.storage.multipart_put_part(key, multipart_id, number, body)
+
     def put_parts(self, repository: str, upload_id: str, spec: str | None, body: bytes) -> list[PartResult]:
         """Store an inline part, or hand out presigned URLs for the parts in ``spec``."""
         session = self.load(repository, upload_id)
         multipart_id = self._multipart(session)
-        key = paths.upload_data_key(upload_id)
-        try:
+        with known(upload_id):
             if body:
-                if len(body) > self.settings.inline_limit:
-                    raise too_large(len(body), self.settings.inline_limit)
-                if spec is None:
-                    existing = self.storage.multipart_list_parts(key, multipart_id)
-                    numbers = [existing[-1].number + 1 if existing else 1]
-                else:
-                    numbers = parse_part_spec(spec)
+                numbers = parse_part_spec(spec) if spec is not None else [None]
                 if len(numbers) != 1:
                     raise RegistryError("BLOB_UPLOAD_INVALID", "an inline body is exactly one part")
-                stored = self.storage.multipart_put_part(key, multipart_id, numbers[0], body)
+                stored = self._put_inline_part(session, numbers[0], body)
                 return [PartResult(stored.number, stored.size, stored.etag)]
             if spec is None:
                 raise RegistryError("BLOB_UPLOAD_INVALID", "send a part inline, or ask for URLs with ?part=N or N-M")
             results = []
+            key = paths.upload_data_key(upload_id)
             for number in parse_part_spec(spec):
                 request = self.storage.multipart_presign_part(key, multipart_id, number, self.settings.presign_expires)
                 if request is None:
                     raise RegistryError("UNSUPPORTED", "this storage backend cannot presign parts; send parts inline")
                 results.append(PartResult(number, request=request))
             return results
-        except ObjectNotFound:
-            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
 
     def status(self, repository: str, upload_id: str) -> UploadStatus:
         session = self.load(repository, upload_id)
@@ -263,10 +188,8 @@ class Uploads:
             return UploadStatus(session, request=self._presign_single(session))
         if session.state != "open":  # the multipart upload is already joined: no parts to list
             return UploadStatus(session)
-        try:
+        with known(upload_id):
             parts = self.storage.multipart_list_parts(paths.upload_data_key(upload_id), self._multipart(session))
-        except ObjectNotFound:
-            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
         return UploadStatus(session, parts)
 
     def complete(self, repository: str, upload_id: str, digest: str, body: bytes = b"") -> BlobInfo | UploadStatus:
@@ -292,26 +215,22 @@ class Uploads:
             )
         if session.mode == "single":
             return self._complete_single(session, digest, body)
-        actual: str | None
         info, actual = self._join(session, key, body)
         if session.size is not None and info.size != session.size:
             self.cancel(repository, upload_id)
             raise RegistryError("SIZE_INVALID", detail={"expected": session.size, "actual": info.size})
-        if actual is None:
-            # The backend could not hash while joining (S3 multipart): read it back.
+        wanted = digest_parts(digest)
+        if actual is None or wanted.algorithm != "sha256":
+            # The backend could not hash while joining (S3 multipart), or not in this algorithm: read it back.
             session.state, session.digest = "verifying", digest
             self._save(session)
             if self.verifier is not None and info.size > self.settings.verify_inline_bytes:
                 self.verifier({"repository": repository, "uuid": upload_id, "digest": digest})
                 return UploadStatus(session)
-            actual = self._hash(key)
-        if "sha256:" + actual != digest:
+            actual = self._hash(key, wanted.algorithm)
+        if actual != wanted.hex:
             self.cancel(repository, upload_id)
-            raise RegistryError(
-                "DIGEST_INVALID",
-                "the uploaded bytes do not hash to the digest; the upload was discarded",
-                {"expected": digest, "actual": "sha256:" + actual},
-            )
+            raise mismatch(digest, str(Digest(wanted.algorithm, actual)))
         return self._publish(session, digest, info.size)
 
     def _complete_single(self, session: Session, digest: str, body: bytes) -> BlobInfo:
@@ -353,40 +272,30 @@ class Uploads:
                 "BLOB_UPLOAD_INVALID", "this upload is not awaiting verification", {"state": session.state}
             )
         key = paths.upload_data_key(upload_id)
+        wanted = digest_parts(digest)
         info = self.storage.stat(key)
-        actual = self._hash(key) if info is not None else None
-        if info is None or "sha256:" + str(actual) != digest:
+        actual = self._hash(key, wanted.algorithm) if info is not None else None
+        if info is None or actual != wanted.hex:
             self.storage.delete(key)
             session.state = "failed"
-            session.error = {
-                "code": "DIGEST_INVALID",
-                "message": "the uploaded bytes do not hash to the digest; the upload was discarded",
-                "detail": {"expected": digest, "actual": f"sha256:{actual}" if actual else None},
-            }
+            session.error = error_dict(mismatch(digest, str(Digest(wanted.algorithm, actual)) if actual else None))
             self._save(session)
             return None
-        try:
+        with known(upload_id):  # cancelled or swept while we were hashing
             return self._publish(session, digest, info.size)
-        except ObjectNotFound:  # cancelled or swept while we were hashing
-            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
 
     def _join(self, session: Session, key: str, body: bytes) -> tuple[ObjectInfo, str | None]:
+        """Join the parts (``body``, if any, is the last one); the whole's SHA-256 when the backend computed it."""
         multipart_id = self._multipart(session)
-        try:
+        with known(session.uuid):
             if body:
-                if len(body) > self.settings.inline_limit:
-                    raise too_large(len(body), self.settings.inline_limit)
-                existing = self.storage.multipart_list_parts(key, multipart_id)
-                next_number = existing[-1].number + 1 if existing else 1
-                self.storage.multipart_put_part(key, multipart_id, next_number, body)
+                self._put_inline_part(session, None, body)
             parts = self.storage.multipart_list_parts(key, multipart_id)
-        except ObjectNotFound:
-            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": session.uuid}) from None
         if not parts:
             # An empty blob: no parts, nothing to join.
             info = self.storage.write(key, b"")
             self.storage.multipart_abort(key, multipart_id)
-            return info, hashlib.sha256(b"").hexdigest()
+            return info, EMPTY_SHA256
         numbers = [p.number for p in parts]
         if numbers != list(range(1, len(parts) + 1)):
             missing = sorted(set(range(1, numbers[-1] + 1)) - set(numbers))
@@ -399,15 +308,14 @@ class Uploads:
                 {"parts": small[:100]},
             )
         try:
-            info = self.storage.multipart_complete(key, multipart_id, parts)
+            with known(session.uuid):
+                info = self.storage.multipart_complete(key, multipart_id, parts)
         except ValueError as exc:
             raise RegistryError("BLOB_UPLOAD_INVALID", str(exc)) from None
-        except ObjectNotFound:
-            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": session.uuid}) from None
         return info, info.sha256
 
-    def _hash(self, key: str) -> str:
-        digest = hashlib.sha256()
+    def _hash(self, key: str, algorithm: str) -> str:
+        digest = hasher(algorithm)
         stream = self.storage.open(key)
         try:
             while chunk := stream.read(8 * 1024 * 1024):

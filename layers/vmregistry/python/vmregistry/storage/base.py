@@ -2,10 +2,16 @@
 
 The registry's domain layer (:mod:`vmregistry.registry`) is written against
 this class only. Keys are ``/``-separated relative paths built by
-:mod:`vmregistry.paths`; a backend may assume they are well formed but must
-still refuse (``ValueError``) any key that would escape its root.
+:mod:`vmregistry.paths`, made of components of :data:`KEY_COMPONENT`.
 
-Semantics every backend must honour, and that ``tests/storage_conformance.py``
+The contract checks keys itself, once, for every backend: a subclass's
+implementation of each keyed method is wrapped (:meth:`Storage.__init_subclass__`)
+so that a key outside the grammar (``..``, an absolute path, an empty
+component, a control character) raises :class:`InvalidKey` before the backend
+runs, whichever backend it is and whichever method it calls; no backend can
+forget it (distribution wraps every driver in one ``base`` for the same reason).
+
+Semantics every backend must honour, and that ``tests/test_storage_conformance.py``
 checks for each of them:
 
 * Writes are atomic: a reader sees the old object, the new object or nothing,
@@ -21,6 +27,9 @@ checks for each of them:
   the object appears only when :meth:`Storage.multipart_complete` succeeds.
 * Missing objects are ``None`` from :meth:`stat`, :class:`ObjectNotFound`
   from reads, ``False`` from :meth:`delete`.
+* :meth:`list` is lazy and sorted: keys come in lexicographic (byte) order,
+  strictly after ``start_after``, and a caller that stops early pays only for
+  what it read (S3: one ListObjectsV2 request per 1,000 keys consumed).
 * Backend trouble (unreachable, throttled after retries, access denied) is
   :class:`StorageUnavailable`, never a library exception.
 """
@@ -28,17 +37,21 @@ checks for each of them:
 from __future__ import annotations
 
 import builtins  # the contract's list() method shadows the builtin inside the class
+import functools
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 __all__ = [
+    "KEY_COMPONENT",
     "MAX_PARTS",
     "MAX_PART_SIZE",
     "MAX_SINGLE_PUT_SIZE",
     "MIN_PART_SIZE",
     "ChecksumMismatch",
+    "InvalidKey",
     "ObjectInfo",
     "ObjectNotFound",
     "PresignedRequest",
@@ -47,6 +60,8 @@ __all__ = [
     "StorageError",
     "StorageUnavailable",
     "UploadedPart",
+    "check_key",
+    "check_prefix",
 ]
 
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -57,6 +72,85 @@ MAX_SINGLE_PUT_SIZE = 5 * 1024 * 1024 * 1024
 
 class StorageError(Exception):
     """Base of every error a backend raises."""
+
+
+class InvalidKey(StorageError, ValueError):
+    """A key outside the grammar: a bug in the caller (keys come from :mod:`vmregistry.paths`), never stored."""
+
+
+KEY_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:!-]*")
+"""One component of a key: no dot first (no ``.``, ``..`` or hidden file), no separator, nothing outside
+ASCII. ``!`` ends catalog entries (:mod:`vmregistry.paths`); ``:`` only appears in keys of the first
+layout (``manifests/<name>/sha256:<hex>/...``), which ``vmregistry reindex`` reads to migrate them."""
+_PARTIAL_COMPONENT = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.:!-]*)?")
+MAX_KEY_LENGTH = 1024
+"""S3's limit, in bytes (keys are ASCII)."""
+
+
+def check_key(key: str) -> str:
+    """``key`` if it is well formed; :class:`InvalidKey` otherwise."""
+    if not key or len(key) > MAX_KEY_LENGTH or any(KEY_COMPONENT.fullmatch(c) is None for c in key.split("/")):
+        raise InvalidKey(f"invalid storage key {key[:200]!r}")
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """A listing prefix: whole components, then possibly the start of one (``catalog/te``), or nothing."""
+    *whole, partial = prefix.split("/")
+    if (
+        len(prefix) > MAX_KEY_LENGTH
+        or any(KEY_COMPONENT.fullmatch(c) is None for c in whole)
+        or _PARTIAL_COMPONENT.fullmatch(partial) is None
+    ):
+        raise InvalidKey(f"invalid storage prefix {prefix[:200]!r}")
+    return prefix
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+_KEYED = (
+    "stat",
+    "read",
+    "open",
+    "write",
+    "delete",
+    "presign_get",
+    "presign_put",
+    "marker",
+    "multipart_create",
+    "multipart_put_part",
+    "multipart_presign_part",
+    "multipart_list_parts",
+    "multipart_complete",
+    "multipart_abort",
+)
+"""Methods whose first argument is a key."""
+
+
+def _checking_key(method: _F) -> _F:
+    @functools.wraps(method)
+    def checked(self: Storage, key: str, *args: Any, **kwargs: Any) -> Any:
+        return method(self, check_key(key), *args, **kwargs)
+
+    return checked  # type: ignore[return-value]
+
+
+def _checking_move(method: _F) -> _F:
+    @functools.wraps(method)
+    def checked(self: Storage, source: str, destination: str) -> Any:
+        return method(self, check_key(source), check_key(destination))
+
+    return checked  # type: ignore[return-value]
+
+
+def _checking_list(method: _F) -> _F:
+    @functools.wraps(method)
+    def checked(self: Storage, prefix: str, *, start_after: str | None = None) -> Any:
+        if start_after is not None:
+            check_prefix(start_after)
+        return method(self, check_prefix(prefix), start_after=start_after)
+
+    return checked  # type: ignore[return-value]
 
 
 class ObjectNotFound(StorageError):
@@ -109,6 +203,17 @@ class Storage(ABC):
 
     name: str = "abstract"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Wrap every keyed method a backend defines so that it checks its keys first."""
+        super().__init_subclass__(**kwargs)
+        for attribute in _KEYED:
+            if attribute in cls.__dict__:
+                setattr(cls, attribute, _checking_key(cls.__dict__[attribute]))
+        if "move" in cls.__dict__:
+            cls.move = _checking_move(cls.__dict__["move"])  # type: ignore[method-assign]
+        if "list" in cls.__dict__:
+            cls.list = _checking_list(cls.__dict__["list"])  # type: ignore[method-assign]
+
     # -- reading -----------------------------------------------------------
 
     @abstractmethod
@@ -128,8 +233,12 @@ class Storage(ABC):
         """A sequential reader over a possibly huge object. Raises :class:`ObjectNotFound`."""
 
     @abstractmethod
-    def list(self, prefix: str) -> Iterator[str]:
-        """Every key below ``prefix`` (recursively), in lexicographic order."""
+    def list(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
+        """The keys that start with ``prefix`` (at any depth), in lexicographic order, lazily.
+
+        With ``start_after``, only keys greater than it. The iterator reads the
+        store as it is consumed: stopping after a page costs about that page.
+        """
 
     # -- writing -----------------------------------------------------------
 

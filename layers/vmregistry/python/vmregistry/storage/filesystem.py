@@ -3,9 +3,9 @@
 Every write goes to a temporary file under ``<root>/.tmp``, is fsynced and
 renamed into place, so a crash or a failed checksum never leaves a partial or
 wrong file under a final name. Multipart parts live under
-``<root>/.multipart/<upload id>/``. Keys are checked component by component
-and the resolved path must stay inside the root: no key reaches a dot
-directory or anything outside.
+``<root>/.multipart/<upload id>/``. Keys are checked by the contract
+(:func:`~vmregistry.storage.base.check_key`) and the resolved path must stay
+inside the root: no key reaches a dot directory or anything outside.
 
 Presigned URLs point at the local data plane (:mod:`vmregistry.local.dataplane`)
 when a :class:`~vmregistry.storage.signing.UrlSigner` is given; without one the
@@ -31,18 +31,19 @@ from typing import BinaryIO
 from vmregistry.storage.base import (
     MAX_PARTS,
     ChecksumMismatch,
+    InvalidKey,
     ObjectInfo,
     ObjectNotFound,
     PresignedRequest,
     Storage,
     UploadedPart,
+    check_key,
 )
 from vmregistry.storage.pump import ConcatenatedFiles, Readable, copy_hashing
 from vmregistry.storage.signing import UrlSigner
 
 __all__ = ["FilesystemStorage", "Readable"]
 
-_COMPONENT_RE = re.compile(r"[A-Za-z0-9_:][A-Za-z0-9_:.\-]*")
 _UPLOAD_ID_RE = re.compile(r"[0-9a-f]{32}")
 
 
@@ -69,13 +70,10 @@ class FilesystemStorage(Storage):
     # -- keys ------------------------------------------------------------------
 
     def path(self, key: str) -> Path:
-        """The file behind ``key``; ``ValueError`` for anything that could escape the root."""
-        parts = key.split("/")
-        if not key or any(_COMPONENT_RE.fullmatch(p) is None for p in parts):
-            raise ValueError(f"invalid storage key {key!r}")
-        path = self.root.joinpath(*parts)
+        """The file behind ``key``; :class:`InvalidKey` for anything that could escape the root."""
+        path = self.root.joinpath(*check_key(key).split("/"))
         if not path.is_relative_to(self.root):  # defence in depth; the regex already forbids '..'
-            raise ValueError(f"storage key {key!r} escapes the root")
+            raise InvalidKey(f"storage key {key!r} escapes the root")
         return path
 
     def _upload_dir(self, upload_id: str) -> Path:
@@ -153,17 +151,39 @@ class FilesystemStorage(Storage):
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise ObjectNotFound(key) from None
 
-    def list(self, prefix: str) -> Iterator[str]:
-        # Walk only the directory the prefix names, then filter by the full prefix.
+    def list(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
+        # Start in the directory the prefix names, then walk in key order, lazily.
         directory, _, _ = prefix.rpartition("/")
-        start = self.path(directory) if directory else self.root
-        found: builtins.list[str] = []
-        for dirpath, dirnames, filenames in os.walk(start):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            rel = os.path.relpath(dirpath, self.root)
-            base = "" if rel == "." else rel.replace(os.sep, "/") + "/"
-            found.extend(base + f for f in filenames if (base + f).startswith(prefix))
-        yield from sorted(found)
+        start = self.root.joinpath(*directory.split("/")) if directory else self.root
+        yield from self._walk(start, directory + "/" if directory else "", prefix, start_after)
+
+    def _walk(self, directory: Path, base: str, prefix: str, start_after: str | None) -> Iterator[str]:
+        """Keys below ``directory`` (whose keys start with ``base``) in byte order, skipping what cannot match.
+
+        A directory ``d`` sorts as ``d/``: every key below it starts with that, so
+        ordering entries this way orders the keys exactly as S3 does.
+        """
+        try:
+            with os.scandir(directory) as entries:
+                found = sorted(
+                    (entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name, entry.name)
+                    for entry in entries
+                    if not entry.name.startswith(".")  # .tmp, .multipart, .markers: never keys
+                )
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for sort_name, name in found:
+            key = base + sort_name
+            if not (key.startswith(prefix) or prefix.startswith(key)):
+                if key > prefix:
+                    return  # sorted: nothing further can start with the prefix
+                continue
+            if start_after is not None and key <= start_after and not start_after.startswith(key):
+                continue  # the key, or the whole directory, sorts before start_after
+            if sort_name.endswith("/"):
+                yield from self._walk(directory / name, key, prefix, start_after)
+            elif start_after is None or key > start_after:
+                yield key
 
     # -- writing -------------------------------------------------------------------
 

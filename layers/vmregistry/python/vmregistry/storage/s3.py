@@ -32,7 +32,6 @@ import base64
 import builtins
 import hashlib
 import math
-import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -58,25 +57,13 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
-__all__ = ["COPY_PART_SIZE", "COPY_SINGLE_LIMIT", "S3Storage", "check_key"]
+__all__ = ["COPY_PART_SIZE", "COPY_SINGLE_LIMIT", "S3Storage"]
 
 COPY_SINGLE_LIMIT = 512 * 1024 * 1024
 """Objects up to this size move with one CopyObject; larger ones with parallel UploadPartCopy."""
 COPY_PART_SIZE = 256 * 1024 * 1024
 COPY_THREADS = 8
 DELETE_BATCH = 1000
-_COMPONENT_RE = re.compile(r"[A-Za-z0-9_:][A-Za-z0-9_:.\-]*")
-
-
-def check_key(key: str) -> str:
-    """``key`` if every component is a plain name; ``ValueError`` for what the filesystem backend refuses too.
-
-    S3 would store ``../x`` or ``a//b`` happily, but the contract is the same for
-    every backend, and such keys could never come out of :mod:`vmregistry.paths`.
-    """
-    if not key or any(_COMPONENT_RE.fullmatch(p) is None for p in key.split("/")):
-        raise ValueError(f"invalid storage key {key!r}")
-    return key
 
 
 def _unquote(etag: str | None) -> str | None:
@@ -175,7 +162,6 @@ class S3Storage(Storage):
     # -- reading -----------------------------------------------------------------
 
     def stat(self, key: str) -> ObjectInfo | None:
-        check_key(key)
         try:
             with s3_errors("HeadObject", self.bucket, key):
                 head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
@@ -190,7 +176,6 @@ class S3Storage(Storage):
         )
 
     def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
-        check_key(key)
         if length == 0:
             if self.stat(key) is None:
                 raise ObjectNotFound(key)
@@ -216,22 +201,25 @@ class S3Storage(Storage):
             body.close()
 
     def open(self, key: str) -> _Body:
-        check_key(key)
         with s3_errors("GetObject", self.bucket, key):
             response = self.client.get_object(Bucket=self.bucket, Key=key)
         return _Body(response["Body"], self.bucket, key)
 
-    def list(self, prefix: str) -> Iterator[str]:
+    def list(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
+        # Lazy: the paginator asks for the next 1,000 keys only when these are consumed.
         paginator = self.client.get_paginator("list_objects_v2")
+        if start_after:
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix, StartAfter=start_after)
+        else:
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix)
         with s3_errors("ListObjectsV2", self.bucket, prefix):
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for page in pages:
                 for item in page.get("Contents", []):
                     yield item["Key"]
 
     # -- writing -----------------------------------------------------------------
 
     def write(self, key: str, data: bytes, *, sha256: str | None = None) -> ObjectInfo:
-        check_key(key)
         actual = hashlib.sha256(data).hexdigest()
         if sha256 is not None and actual != sha256:
             raise ChecksumMismatch(f"expected sha256:{sha256}, received sha256:{actual}")
@@ -243,7 +231,6 @@ class S3Storage(Storage):
         return ObjectInfo(key, len(data), time.time(), _unquote(response.get("ETag")), actual)
 
     def delete(self, key: str) -> bool:
-        check_key(key)
         if self.stat(key) is None:
             return False
         with s3_errors("DeleteObject", self.bucket, key):
@@ -272,7 +259,6 @@ class S3Storage(Storage):
         return len(keys)
 
     def move(self, source: str, destination: str) -> None:
-        check_key(destination)
         info = self.stat(source)
         if info is None:
             raise ObjectNotFound(source)
@@ -319,7 +305,6 @@ class S3Storage(Storage):
     # -- redirects -----------------------------------------------------------------
 
     def presign_get(self, key: str, expires_in: int) -> str | None:
-        check_key(key)
         with s3_errors("presign GetObject", self.bucket, key):
             return self.client.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
@@ -328,7 +313,6 @@ class S3Storage(Storage):
     def presign_put(
         self, key: str, expires_in: int, *, sha256: str, size: int | None = None, marker: str | None = None
     ) -> PresignedRequest | None:
-        check_key(key)
         if size is not None and size > MAX_SINGLE_PUT_SIZE:
             return None
         checksum = _hex_to_b64(sha256)
@@ -343,7 +327,6 @@ class S3Storage(Storage):
         return PresignedRequest(url=url, method="PUT", expires_at=int(time.time()) + expires_in, headers=headers)
 
     def marker(self, key: str) -> str | None:
-        check_key(key)
         try:
             with s3_errors("HeadObject", self.bucket, key):
                 head = self.client.head_object(Bucket=self.bucket, Key=key)
@@ -355,7 +338,6 @@ class S3Storage(Storage):
     # -- multipart -----------------------------------------------------------------
 
     def multipart_create(self, key: str) -> str:
-        check_key(key)
         with s3_errors("CreateMultipartUpload", self.bucket, key):
             return self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
 
