@@ -23,8 +23,9 @@ The row ``vmregistry.client`` is the whole reference client (``push_blob`` /
 ``pull_blob``: HEAD, session, the PUT, completion; redirect, ranged GETs of
 32 MiB by 4 threads, sparse writes, the final hash), for scale.
 
-Run: ``python -m bench.transports [--size 1G] [--runs 5]``; httpx must be
-installed (``pip install httpx``), it is not a dependency of the project.
+Run: ``python -m bench.transports [--size 1G] [--runs 5]``. httpx is not a
+dependency of the project: ``make bench`` installs it (bench/requirements.txt);
+without it, its row is left out.
 
 ``--clients before=DIR after=DIR`` compares versions of the reference client
 instead (A/B): each run pushes and pulls the blob once with each version, in
@@ -158,10 +159,17 @@ def get_httpx(url: str, size: int) -> None:
         raise RuntimeError(f"httpx GET: {received} of {size} bytes")
 
 
+def _installed(module: str) -> bool:
+    from importlib.util import find_spec
+
+    return find_spec(module) is not None
+
+
 LIBRARIES: dict[str, tuple[Put, Get]] = {
     "http.client": (put_httpclient, get_httpclient),
     "urllib3": (put_urllib3, get_urllib3),
-    "httpx": (put_httpx, get_httpx),
+    # httpx is bench/requirements.txt's, not the project's: measured where `make bench` installed it.
+    **({"httpx": (put_httpx, get_httpx)} if _installed("httpx") else {}),
 }
 
 

@@ -522,3 +522,29 @@ def test_the_token_endpoint_refuses_to_start_with_a_key_the_server_does_not_veri
         # THEN it stops at once, saying why (tokens it signs would never verify, or would not be needed)
         with pytest.raises(RuntimeError, match=expected):
             start_server(workdir, *common, *extra)
+
+
+def test_a_single_process_server_serves_the_token_endpoint_too(token_server: TokenServer, tmp_path: Path) -> None:
+    # GIVEN serve -workers 1 (no supervisor) with the token endpoint
+    home = token_server.users.parent
+    single = start_server(
+        tmp_path,
+        "-workers",
+        "1",
+        "-auth-public-key",
+        str(home / "auth.pub"),
+        "-token-users",
+        str(token_server.users),
+        "-token-key",
+        str(home / "auth.key"),
+    )
+    try:
+        # WHEN a client is challenged and logs in there THEN the realm is that server's, and the token works
+        challenge = request("GET", single.url + "/v1/").header("WWW-Authenticate") or ""
+        assert f'realm="{single.url}/auth/token"' in challenge
+        tokens = TokenSource(login=Login("alice", password=PASSWORD))
+        with RegistryClient.connect(single.url, token=tokens) as client:
+            assert client.catalog() == []
+        assert tokens.fetched == 1
+    finally:
+        stop_server(single)
