@@ -548,3 +548,21 @@ def test_a_single_process_server_serves_the_token_endpoint_too(token_server: Tok
         assert tokens.fetched == 1
     finally:
         stop_server(single)
+
+
+def test_a_login_from_the_environment_for_ci(token_server: TokenServer, tmp_path: Path) -> None:
+    # GIVEN alice's username and password in the environment, as a CI job would have them
+    registry = token_server.registry
+    env = {"VMREGISTRY_USERNAME": "alice", "VMREGISTRY_PASSWORD": PASSWORD}
+
+    # WHEN the catalog is listed THEN the login is used, with no file written
+    listed = _cli_with_stdin(tmp_path, "", "catalog", registry, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert not (tmp_path / "no-credentials.json").exists()
+
+    # AND with VMREGISTRY_LOGIN_HOST naming another registry, it is kept for that one only
+    elsewhere = _cli_with_stdin(
+        tmp_path, "", "catalog", registry, env=env | {"VMREGISTRY_LOGIN_HOST": "registry.example.com"}
+    )
+    assert elsewhere.returncode == 1
+    assert "UNAUTHORIZED (401)" in elsewhere.stderr

@@ -4,7 +4,10 @@ In order, the first that has something for the registry wins:
 
 1. the ``token`` argument (``--token``): a bearer token, sent as it is;
 2. the ``VMREGISTRY_TOKEN`` environment variable: the same;
-3. the credentials file, ``$VMREGISTRY_CREDENTIALS`` or
+3. ``VMREGISTRY_USERNAME`` and ``VMREGISTRY_PASSWORD``: a login from the
+   environment (CI jobs), turned into tokens like any other; with
+   ``VMREGISTRY_LOGIN_HOST`` set, only for that ``host[:port]``;
+4. the credentials file, ``$VMREGISTRY_CREDENTIALS`` or
    ``$XDG_CONFIG_HOME/vmregistry/credentials.json``
    (``~/.config/vmregistry/credentials.json``)::
 
@@ -20,7 +23,7 @@ In order, the first that has something for the registry wins:
    (or ``password``, when the Auth Server gives no refresh tokens) is what
    ``vmregistry login`` writes; ``credentialHelper`` names a
    ``docker-credential-<name>`` program that holds the login instead;
-4. docker's configuration (:mod:`._dockerconfig`), so one ``docker login``
+5. docker's configuration (:mod:`._dockerconfig`), so one ``docker login``
    serves every tool.
 
 An entry is found by the registry exactly as the user wrote it, then by its
@@ -50,6 +53,7 @@ from vmregistry.client._tokens import Login, TokenSource
 __all__ = ["TOKEN_ENV", "credentials_path", "forget_login", "resolve_credentials", "resolve_token", "save_login"]
 
 TOKEN_ENV = "VMREGISTRY_TOKEN"
+USERNAME_ENV, PASSWORD_ENV, LOGIN_HOST_ENV = "VMREGISTRY_USERNAME", "VMREGISTRY_PASSWORD", "VMREGISTRY_LOGIN_HOST"
 log = logging.getLogger("vmregistry.client")
 _warned: set[Path] = set()
 
@@ -137,6 +141,10 @@ def resolve_credentials(registry: RegistryHost, token: str | None = None) -> Tok
     from_env = os.environ.get(TOKEN_ENV, "").strip()
     if from_env:
         return TokenSource(static=from_env)
+    username, password = os.environ.get(USERNAME_ENV, ""), os.environ.get(PASSWORD_ENV, "")
+    for_host = os.environ.get(LOGIN_HOST_ENV, "").strip().lower()
+    if username and password and for_host in ("", registry.host.lower()):
+        return TokenSource(login=Login(username, password=password, source=f"{USERNAME_ENV}/{PASSWORD_ENV}"))
     path, document = _read()
     found = _entry(registry, document["registries"])
     credential = _from_entry(registry, path, found[1]) if found else None
