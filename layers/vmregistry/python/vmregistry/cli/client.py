@@ -18,7 +18,8 @@ from typing import Any
 __all__ = ["register"]
 
 _AUTH_HELP = (
-    "bearer token; default: $VMREGISTRY_TOKEN, then the credentials file"
+    "bearer token; default: $VMREGISTRY_TOKEN, a login in $VMREGISTRY_USERNAME/$VMREGISTRY_PASSWORD,"
+    " then the credentials file"
     " ($VMREGISTRY_CREDENTIALS or ~/.config/vmregistry/credentials.json, written by 'vmregistry login'),"
     " then docker's config.json and its credential helpers"
 )
