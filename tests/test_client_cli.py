@@ -186,7 +186,6 @@ def test_ctrl_c_during_a_push_says_how_to_resume(server: RunningServer, tmp_path
     registry = server.url.removeprefix("http://")
     environ = {k: v for k, v in os.environ.items() if not k.startswith("VMREGISTRY_")}
     environ |= {"VMREGISTRY_CACHE_DIR": str(tmp_path / "cache"), "VMREGISTRY_CREDENTIALS": str(tmp_path / "none")}
-    mark = len(server.logs().splitlines())
     push = subprocess.Popen(
         [VMREGISTRY, "push", f"{registry}/cli/ctrl-c:v1", "-disk", str(disk), "-part-size", "5", "-concurrency", "1"],
         env=environ,
@@ -195,7 +194,14 @@ def test_ctrl_c_during_a_push_says_how_to_resume(server: RunningServer, tmp_path
         text=True,
     )
     try:
-        # WHEN the user presses Ctrl-C once the first part is stored
+        # WHEN the user presses Ctrl-C once the upload has started and a part is stored
+        assert push.stderr is not None
+        seen = ""
+        while "push big.img: starting" not in seen:  # hashed; the parts come next
+            line = push.stderr.readline()
+            assert line, f"the push ended before uploading: {seen}"
+            seen += line
+        mark = len(server.logs().splitlines())  # later than any line of an earlier test
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             lines = server.logs().splitlines()[mark:]
@@ -203,7 +209,8 @@ def test_ctrl_c_during_a_push_says_how_to_resume(server: RunningServer, tmp_path
                 break
             time.sleep(0.02)
         push.send_signal(signal.SIGINT)
-        _, stderr = push.communicate(timeout=60)
+        _, rest = push.communicate(timeout=60)
+        stderr = seen + rest
     finally:
         if push.poll() is None:
             push.kill()
