@@ -13,7 +13,7 @@ PYTHON ?= $(shell for p in $(HOME)/.pyenv/versions/3.13*/bin/python3.13 python3.
 	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null && { echo $$p; break; }; \
 	done)
 
-.PHONY: install localstack cdk proxy synth run test lint typecheck clean bench
+.PHONY: install localstack cdk proxy synth run test lint typecheck clean bench conformance
 
 install: $(STAMP)
 
@@ -24,18 +24,36 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# LocalStack's S3 for the tests, in its own venv (it needs Python >= 3.12 and pins
-# libraries the registry must not share); tests/localstack.py starts it on the host.
+# LocalStack's S3 for the tests, in its own venv (it pins libraries the registry must not
+# share); tests/localstack.py starts it on the host. Its current release needs Python >= 3.12;
+# with only 3.11 the last release that runs there is installed instead (same S3 behaviour).
 LOCALSTACK_VENV := .localstack-venv
-LOCALSTACK_PYTHON ?= $(HOME)/.pyenv/versions/3.13.0/bin/python3.13
+LOCALSTACK_PYTHON ?= $(shell \
+	for p in $(HOME)/.pyenv/versions/3.1[3-9]*/bin/python3 python3.13 $(HOME)/.pyenv/versions/3.12*/bin/python3 \
+	         python3.12 python3 \
+	         $(HOME)/.pyenv/versions/3.11*/bin/python3 python3.11; do \
+	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null \
+	    && { echo $$p; exit 0; }; \
+	done; \
+	for p in python3.11 python3 $(HOME)/.pyenv/versions/3.11*/bin/python3; do \
+	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null \
+	    && { echo $$p; exit 0; }; \
+	done)
+LOCALSTACK_PACKAGES_3_12 := 'localstack-core[runtime]==2026.3.0' 'cbor2<6' 'pyopenssl<25' 'cryptography<45'
+LOCALSTACK_PACKAGES_3_11 := 'localstack-core[runtime]==4.13.1' 'cbor2<6' 'pyopenssl<25' 'cryptography<45' service_identity
 LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed
 
 localstack: $(LOCALSTACK_STAMP)
 
 $(LOCALSTACK_STAMP):
+	@test -n "$(LOCALSTACK_PYTHON)" || { echo "make test runs LocalStack's S3, which needs Python 3.11 or newer" \
+	  "(3.12+ preferred): install one (e.g. pyenv install 3.13) or set LOCALSTACK_PYTHON=/path/to/python3" >&2; exit 1; }
 	test -x $(LOCALSTACK_VENV)/bin/python || $(LOCALSTACK_PYTHON) -m venv $(LOCALSTACK_VENV)
-	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet 'localstack-core[runtime]==2026.3.0' 'cbor2<6' \
-		'pyopenssl<25' 'cryptography<45'
+	if $(LOCALSTACK_VENV)/bin/python -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null; then \
+	  $(LOCALSTACK_VENV)/bin/python -m pip install --quiet $(LOCALSTACK_PACKAGES_3_12); \
+	else \
+	  $(LOCALSTACK_VENV)/bin/python -m pip install --quiet $(LOCALSTACK_PACKAGES_3_11); \
+	fi
 	touch $@
 
 # The pinned AWS CDK CLI (package-lock.json) for synth/deploy and the infra tests.
@@ -83,6 +101,14 @@ bench: install localstack
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq docker-registry wrk; }
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The OCI distribution-spec conformance suite (README: Conformance); not part of `make test`.
+# CONFORMANCE_SERVERS: distribution, vmregistry-fs, vmregistry-s3 (needs LocalStack).
+CONFORMANCE_SERVERS ?= distribution
+conformance: install $(if $(findstring s3,$(CONFORMANCE_SERVERS)),localstack)
+	@command -v docker-registry >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq docker-registry; }
+	$(BIN)/python -m conformance $(addprefix --server ,$(CONFORMANCE_SERVERS)) $(CONFORMANCE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(LOCALSTACK_VENV) build cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache

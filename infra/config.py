@@ -94,6 +94,15 @@ class DeploymentConfig:
     ``sdk``: Powertools' Tracer adds the handler's own subsegment and one per AWS call, at
     ~0.3-0.5 s more cold start (the SDK's imports). ``off``: no traces. ``true`` and ``false``
     (and 1/0, yes/no), the values of the former on/off parameter, mean ``active`` and ``off``."""
+    gc_schedule: str = "rate(1 day)"
+    """When the garbage collector runs (an EventBridge ``rate(...)`` or ``cron(...)``); ``off``: never."""
+    gc_delete: bool = False
+    """``false`` (the default): each run is a dry run that only reports (``ReclaimableBytes``);
+    ``true``: it deletes. Deleting is a decision an operator makes once, knowingly."""
+    gc_delete_untagged: bool = False
+    """Also delete manifests no tag reaches (images only pullable by digest)."""
+    gc_grace_hours: int = 24
+    """What is younger than this is never collected (uploads and pushes in flight)."""
 
     @classmethod
     def from_context(cls, get: Mapping[str, Any] | Any) -> DeploymentConfig:
@@ -125,6 +134,10 @@ class DeploymentConfig:
             raise ConfigError("memorySize must be between 128 and 10240 MB")
         if self.throttle_rate_limit < 1 or self.throttle_burst_limit < 1:
             raise ConfigError("throttleRateLimit and throttleBurstLimit must be positive")
+        if self.gc_schedule != "off" and not self.gc_schedule.startswith(("rate(", "cron(")):
+            raise ConfigError("gcSchedule must be an EventBridge rate(...) or cron(...) expression, or off")
+        if self.gc_grace_hours < 1:
+            raise ConfigError("gcGraceHours must be at least 1: younger objects may belong to pushes in flight")
         if not self.stage_name.replace("_", "").replace("-", "").isalnum():
             raise ConfigError("stageName may hold letters, digits, '-' and '_'")
 

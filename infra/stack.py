@@ -17,6 +17,7 @@ from infra.api import Api
 from infra.auth import Auth
 from infra.config import DeploymentConfig
 from infra.functions import Functions
+from infra.maintenance import Maintenance
 from infra.monitoring import Monitoring
 from infra.storage import Storage
 
@@ -77,6 +78,9 @@ class VmRegistryStack(cdk.Stack):
             rest_api=self.api.rest_api,
             authorizer=authorizer_function,
             workers={op: fn for op, fn in self.functions.by_operation.items() if op in self.functions.workers},
+        )
+        self.maintenance = Maintenance(
+            self, "Maintenance", config=config, collector=self.functions.by_operation["garbage_collect"]
         )
         cdk.CfnOutput(self, "ApiUrl", value=self.api.url, description="Point registry clients at this URL")
         cdk.CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name, description="Where images live")

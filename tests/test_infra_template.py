@@ -305,3 +305,71 @@ def test_tracing_modes(tmp_path: Path, tracing: str, lambda_mode: str, stage_tra
         props = function["Properties"]
         assert props.get("TracingConfig", {"Mode": "PassThrough"}) == {"Mode": lambda_mode}
         assert ("POWERTOOLS_TRACE_DISABLED" not in props["Environment"]["Variables"]) is sdk
+
+
+# --- garbage collection --------------------------------------------------------------------
+
+
+def test_garbage_collection_runs_daily_as_a_dry_run_by_default(synth: Synthesized) -> None:
+    # GIVEN cdk.json's defaults THEN one rule invokes the garbage_collect worker daily, reporting only
+    (rule,) = resources_of_type(synth.template, "AWS::Events::Rule").values()
+    props = rule["Properties"]
+    assert props["ScheduleExpression"] == "rate(1 day)"
+    (target,) = props["Targets"]
+    assert json.loads(target["Input"]) == {"dryRun": True, "deleteUntagged": False, "graceHours": 24}
+    collector = next(
+        name
+        for name, f in resources_of_type(synth.template, "AWS::Lambda::Function").items()
+        if f["Properties"]["Handler"] == routes.function("garbage_collect").handler
+    )
+    assert target["Arn"] == {"Fn::GetAtt": [collector, "Arn"]}
+    # AND EventBridge may invoke it (and only it)
+    permissions = [
+        p["Properties"]
+        for p in resources_of_type(synth.template, "AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "events.amazonaws.com"
+    ]
+    assert [p["FunctionName"] for p in permissions] == [{"Fn::GetAtt": [collector, "Arn"]}]
+
+
+@pytest.mark.parametrize(
+    ("context", "expected"),
+    [
+        ({"gcSchedule": "off"}, None),
+        (
+            {"gcDelete": "true", "gcDeleteUntagged": True, "gcSchedule": "cron(0 3 ? * SUN *)", "gcGraceHours": 48},
+            ("cron(0 3 ? * SUN *)", {"dryRun": False, "deleteUntagged": True, "graceHours": 48}),
+        ),
+    ],
+)
+def test_garbage_collection_follows_the_deployments_choices(
+    context: dict[str, Any], expected: tuple[str, dict[str, Any]] | None
+) -> None:
+    import aws_cdk as cdk
+    from aws_cdk import aws_lambda as lambda_
+
+    from infra.config import DeploymentConfig
+    from infra.maintenance import Maintenance
+
+    # GIVEN a deployment's context values
+    stack = cdk.Stack(cdk.App())
+    collector = lambda_.Function(
+        stack, "Collector", runtime=lambda_.Runtime.PYTHON_3_13, handler="x.y", code=lambda_.Code.from_inline("x")
+    )
+    Maintenance(stack, "Maintenance", config=DeploymentConfig.from_context(context), collector=collector)
+    rules = assertions.Template.from_stack(stack).find_resources("AWS::Events::Rule")
+    # THEN the rule is absent, or runs when and how the deployment chose
+    if expected is None:
+        assert rules == {}
+        return
+    (rule,) = rules.values()
+    assert rule["Properties"]["ScheduleExpression"] == expected[0]
+    assert json.loads(rule["Properties"]["Targets"][0]["Input"]) == expected[1]
+
+
+@pytest.mark.parametrize("bad", [{"gcSchedule": "daily"}, {"gcGraceHours": "0"}])
+def test_garbage_collection_refuses_nonsense_at_synth(bad: dict[str, Any]) -> None:
+    from infra.config import ConfigError, DeploymentConfig
+
+    with pytest.raises(ConfigError, match="gc"):
+        DeploymentConfig.from_context(bad)

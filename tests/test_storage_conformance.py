@@ -177,6 +177,7 @@ KEYED_CALLS: dict[str, Callable[[Storage, str], object]] = {
     "list": lambda s, k: list(s.list(k + "/")),
     "list start_after": lambda s, k: list(s.list("", start_after=k + "/x")),
     "delete_prefix": lambda s, k: s.delete_prefix(k + "/"),
+    "delete_many": lambda s, k: s.delete_many(["fine/key", k]),
 }
 
 
@@ -196,6 +197,20 @@ def test_every_method_refuses_bad_keys(backend: Storage, method: str) -> None:
         with pytest.raises(InvalidKey):
             KEYED_CALLS[method](backend, key)
     assert list(backend.list("")) == []
+
+
+def test_delete_many_removes_them_all_and_checks_every_key_first(backend: Storage) -> None:
+    # GIVEN 1,100 objects (more than one S3 batch) and a key that does not exist
+    keys = [f"many/{i:05d}" for i in range(1100)]
+    for key in keys:
+        backend.write(key, b"x")
+    # WHEN a batch also names a bad key THEN nothing at all is deleted
+    with pytest.raises(InvalidKey):
+        backend.delete_many([*keys[:3], "../escape"])
+    assert backend.stat(keys[0]) is not None
+    # WHEN they are deleted with a missing one among them THEN all are gone
+    backend.delete_many([*keys, "many/missing"])
+    assert list(backend.list("many/")) == []
 
 
 def test_list_is_lazy_sorted_and_starts_after(backend: Storage) -> None:

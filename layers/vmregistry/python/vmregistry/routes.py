@@ -111,6 +111,14 @@ FUNCTIONS: tuple[Function, ...] = (
         invoked_by=frozenset({"upload_complete"}),
         setting="verify_function",
     ),
+    Function(
+        "garbage_collect",
+        "worker",
+        frozenset({"read", "write", "delete"}),
+        "Scheduled garbage collection: free what no manifest references",
+        timeout_seconds=900,
+        memory_mb=WORKER_MEMORY_MB,
+    ),
     Function("authorizer", "authorizer", frozenset(), "JWT REQUEST authorizer"),
 )
 

@@ -18,6 +18,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 COMMAND_MODULES = (
     "vmregistry.cli.serve",
+    "vmregistry.cli.upkeep",
     "vmregistry.cli.tokens",
     "vmregistry.cli.client",
     "vmregistry.cli.login",

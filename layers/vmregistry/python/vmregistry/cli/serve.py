@@ -1,4 +1,4 @@
-"""``vmregistry serve`` and ``vmregistry sweep-uploads``: the local registry and its upkeep.
+"""``vmregistry serve``: the local registry, and the storage flags every local command shares.
 
 Every storage flag is also an environment variable (``-s3-bucket`` is
 ``VMREGISTRY_S3_BUCKET``); a flag wins over the variable, which wins over the
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from vmregistry.local.gateway import Authorizer
     from vmregistry.local.token_service import TokenService
 
-__all__ = ["register", "settings_from_args"]
+__all__ = ["STORAGE_SETTINGS", "add_storage_flags", "register", "settings_from_args"]
 
 _STORAGE_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("storage", {"choices": ["filesystem", "s3"]}),
@@ -127,32 +127,10 @@ def register(subparsers: Any) -> None:
     add_storage_flags(serve)
     serve.set_defaults(func=run_serve)
 
-    sweep = subparsers.add_parser(
-        "sweep-uploads",
-        help="discard upload sessions nobody finished",
-        description="Delete upload sessions older than --older-than hours, with their parts."
-        " The server also does this hourly while it runs.",
-        allow_abbrev=False,
-    )
-    sweep.add_argument("-older-than", "--older-than", dest="older_than", type=float, default=24.0, metavar="HOURS")
-    add_storage_flags(sweep)
-    sweep.set_defaults(func=run_sweep)
-
-    gc = subparsers.add_parser(
-        "gc",
-        help="free the bytes of blobs no repository holds",
-        description="Delete blobs that no repository links (DELETE on a blob only unlinks it from one"
-        " repository). Blobs younger than --grace hours are spared: they may belong to an upload in flight.",
-        allow_abbrev=False,
-    )
-    gc.add_argument("-grace", "--grace", dest="grace", type=float, default=1.0, metavar="HOURS")
-    gc.add_argument("-dry-run", "--dry-run", dest="dry_run", action="store_true", help="report, delete nothing")
-    add_storage_flags(gc)
-    gc.set_defaults(func=run_gc)
-
 
 _AUTH_FLAGS = [("auth_public_key", "PEM"), ("auth_issuer", "ISS"), ("auth_audience", "AUD")]
-_SERVE_SETTINGS = (*(s for s, _ in _STORAGE_FLAGS), "public_url", *(s for s, _ in _AUTH_FLAGS))
+STORAGE_SETTINGS = tuple(s for s, _ in _STORAGE_FLAGS)
+_SERVE_SETTINGS = (*STORAGE_SETTINGS, "public_url", *(s for s, _ in _AUTH_FLAGS))
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -274,32 +252,3 @@ def _attach_token_service(server: LocalServer, tokens: TokenService | None, auth
         realm = (server.settings.public_url or server.url).rstrip("/") + TOKEN_PATH
         authorizer.settings = dataclasses.replace(authorizer.settings, auth_realm=realm)
         os.environ[env_name("auth_realm")] = realm
-
-
-def run_sweep(args: argparse.Namespace) -> int:
-    from vmregistry.config import Settings
-    from vmregistry.registry import Registry
-    from vmregistry.storage.factory import open_storage
-
-    settings_from_args(args, _SERVE_SETTINGS)
-    settings = Settings.from_env()
-    swept = Registry(open_storage(settings), settings).uploads.sweep(args.older_than * 3600)
-    print(f"discarded {swept} upload session(s) older than {args.older_than:g} hours")
-    return 0
-
-
-def run_gc(args: argparse.Namespace) -> int:
-    from vmregistry.config import Settings
-    from vmregistry.registry.gc import collect_garbage
-    from vmregistry.storage.factory import open_storage
-
-    settings_from_args(args, _SERVE_SETTINGS)
-    report = collect_garbage(open_storage(Settings.from_env()), grace=args.grace * 3600, dry_run=args.dry_run)
-    verb = "would delete" if args.dry_run else "deleted"
-    for digest in report.deleted:
-        print(f"{verb} {digest}")
-    print(
-        f"{verb} {len(report.deleted)} blob(s), {report.freed_bytes} bytes; kept {report.kept} linked;"
-        f" spared {report.young} younger than {args.grace:g} h"
-    )
-    return 0

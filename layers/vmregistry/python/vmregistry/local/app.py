@@ -27,9 +27,10 @@ from vmregistry.local.http import HTTPServer, listen, public_url
 from vmregistry.local.verifier import thread_verifier
 from vmregistry.local.workers import SUPPORTED, Supervisor
 from vmregistry.registry import Registry
+from vmregistry.registry.reindex import has_legacy_layout
 from vmregistry.routes import FUNCTIONS
 from vmregistry.runtime import configure
-from vmregistry.storage import StorageError
+from vmregistry.storage import Storage, StorageError
 from vmregistry.storage.factory import open_storage
 from vmregistry.storage.filesystem import FilesystemStorage
 from vmregistry.storage.signing import UrlSigner
@@ -96,6 +97,11 @@ class LocalServer:
         self.httpd = HTTPServer(listener, self.gateway)
         self.registry = Registry(self.storage, settings, thread_verifier())
         configure(self.registry)
+        if _holds_legacy_layout(self.storage):
+            log.warning(
+                "this storage holds images in vmregistry 0.1's key layout, which this version does not read:"
+                " stop the server and run `vmregistry reindex` with the same storage flags to migrate them"
+            )
         self._stop = threading.Event()
 
     def sweep_uploads(self) -> None:
@@ -135,6 +141,13 @@ class LocalServer:
     def shutdown(self) -> None:
         self._stop.set()
         self.httpd.shutdown()
+
+
+def _holds_legacy_layout(storage: Storage) -> bool:
+    try:
+        return has_legacy_layout(storage)
+    except StorageError:  # unreachable storage is answered 503 per request, not refused at start
+        return False
 
 
 def serve_workers(

@@ -1,9 +1,11 @@
 """Manifests: validated on the way in, stored by digest and by tag, listed by page.
 
-A manifest is stored byte for byte (its digest is the SHA-256 of exactly the
-bytes the client sent) under its digest, and a tag is a copy stored under the
-tag name. The digest entry is written before the tag, so a tag never points at
-a manifest that is not also addressable by digest.
+A manifest is stored byte for byte (its digest is the hash of exactly the
+bytes the client sent) under its digest. A tag is a :func:`tag_record`: the
+manifest's digest on the first line, then a copy of its bytes, so a pull by
+tag is one read and still knows which digest (and algorithm) the tag was
+pushed with. The digest entry is written before the tag, so a tag never
+points at a manifest that is not also addressable by digest.
 
 A repository is in the catalog (``catalog/<name>!``, :mod:`vmregistry.paths`)
 while it holds a manifest. A push writes the entry *after* its manifest; a
@@ -32,7 +34,22 @@ from vmregistry.registry.blobs import Blobs
 from vmregistry.registry.listing import Page, page_of
 from vmregistry.storage import ObjectNotFound, Storage
 
-__all__ = ["Manifest", "Manifests", "accepts"]
+__all__ = ["Manifest", "Manifests", "accepts", "parse_tag_record", "tag_record"]
+
+_DIGEST_LINE = 140
+"""Enough bytes to hold a tag record's first line (``sha512:`` and 128 hex digits, and the newline)."""
+
+
+def tag_record(digest: str, data: bytes) -> bytes:
+    """What a tag holds: its manifest's digest, a newline, the manifest's bytes."""
+    return digest.encode() + b"\n" + data
+
+
+def parse_tag_record(raw: bytes) -> tuple[str, bytes] | None:
+    """(digest, manifest bytes) of a tag record; ``None`` if it is not one."""
+    line, newline, data = raw.partition(b"\n")
+    digest = line.decode("ascii", "replace")
+    return (digest, data) if newline and is_digest(digest) else None
 
 
 class Manifest(NamedTuple):
@@ -107,15 +124,23 @@ class Manifests:
         return paths.tag_key(repository, reference)
 
     def get(self, repository: str, reference: str) -> Manifest:
+        unknown = RegistryError("MANIFEST_UNKNOWN", detail={"repository": repository, "reference": reference})
         try:
-            data = self.storage.read(self._key(repository, reference))
+            raw = self.storage.read(self._key(repository, reference))
         except ObjectNotFound:
-            raise RegistryError("MANIFEST_UNKNOWN", detail={"repository": repository, "reference": reference}) from None
+            raise unknown from None
+        if is_digest(reference):
+            digest, data = reference, raw
+        else:
+            record = parse_tag_record(raw)
+            if record is None:
+                raise unknown
+            digest, data = record
         try:
             media_type = json.loads(data).get("mediaType", mediatypes.MANIFEST)
         except ValueError:
             media_type = mediatypes.MANIFEST
-        return Manifest(data, digest_of(data), media_type)
+        return Manifest(data, digest, media_type)
 
     def put(self, repository: str, reference: str, data: bytes, content_type: str | None) -> Manifest:
         if len(data) > MAX_MANIFEST_SIZE:
@@ -155,8 +180,9 @@ class Manifests:
             tag_key = paths.tag_key(repository, reference)
             # Re-pushing a tag unchanged (CI re-tagging `latest`) is a no-op: a read is much
             # cheaper than a durable write. Only a known manifest can already be under the tag.
-            if not (known and self._holds(tag_key, data)):
-                self.storage.write(tag_key, data)
+            record = tag_record(digest, data)
+            if not (known and self._holds(tag_key, record)):
+                self.storage.write(tag_key, record)
                 # A delete of this digest may have removed the digest entry after we looked
                 # and scanned the tags before ours landed; the tag must not be left without it.
                 # (delete() removes the entry before the tags, so one of us sees the other.)
@@ -205,10 +231,11 @@ class Manifests:
         for tag in self.tags(repository):
             key = paths.tag_key(repository, tag)
             try:
-                if digest_of(self.storage.read(key)) == reference:
-                    removed = self.storage.delete(key) or removed
+                head = self.storage.read(key, 0, _DIGEST_LINE)
             except ObjectNotFound:
                 continue
+            if head.partition(b"\n")[0] == reference.encode():
+                removed = self.storage.delete(key) or removed
         if not removed:
             raise RegistryError("MANIFEST_UNKNOWN", detail={"repository": repository, "reference": reference})
         self._unlist_if_empty(repository)

@@ -143,6 +143,14 @@ def _checking_move(method: _F) -> _F:
     return checked  # type: ignore[return-value]
 
 
+def _checking_many(method: _F) -> _F:
+    @functools.wraps(method)
+    def checked(self: Storage, keys: builtins.list[str]) -> Any:
+        return method(self, [check_key(key) for key in keys])
+
+    return checked  # type: ignore[return-value]
+
+
 def _checking_list(method: _F) -> _F:
     @functools.wraps(method)
     def checked(self: Storage, prefix: str, *, start_after: str | None = None) -> Any:
@@ -213,6 +221,8 @@ class Storage(ABC):
             cls.move = _checking_move(cls.__dict__["move"])  # type: ignore[method-assign]
         if "list" in cls.__dict__:
             cls.list = _checking_list(cls.__dict__["list"])  # type: ignore[method-assign]
+        if "delete_many" in cls.__dict__:
+            cls.delete_many = _checking_many(cls.__dict__["delete_many"])  # type: ignore[method-assign]
 
     # -- reading -----------------------------------------------------------
 
@@ -331,6 +341,16 @@ class Storage(ABC):
             if index < len(parts) - 1 and have.size < MIN_PART_SIZE:
                 raise ValueError(f"part {part.number} is smaller than {MIN_PART_SIZE} bytes")
 
+    def delete_many(self, keys: builtins.list[str]) -> int:
+        """Delete these objects, missing ones included (a backend may batch: S3 takes 1,000 per request).
+
+        Returns how many were deleted; a backend that cannot tell (S3's batch delete) counts every key.
+        Every key is checked before anything is deleted.
+        """
+        for key in keys:
+            check_key(key)
+        return sum(1 for key in keys if self.delete(key))
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object below ``prefix``; returns how many were removed."""
-        return sum(1 for key in list(self.list(prefix)) if self.delete(key))
+        return self.delete_many(list(self.list(prefix)))

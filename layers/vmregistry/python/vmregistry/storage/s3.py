@@ -237,11 +237,11 @@ class S3Storage(Storage):
             self.client.delete_object(Bucket=self.bucket, Key=key)
         return True
 
-    def delete_prefix(self, prefix: str) -> int:
-        keys = list(self.list(prefix))
+    def delete_many(self, keys: builtins.list[str]) -> int:
+        # DeleteObjects answers success for missing keys too: the count is of keys asked for.
         for start in range(0, len(keys), DELETE_BATCH):
             batch = keys[start : start + DELETE_BATCH]
-            with s3_errors("DeleteObjects", self.bucket, prefix):
+            with s3_errors("DeleteObjects", self.bucket, batch[0]):
                 response = self.client.delete_objects(
                     Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
                 )
