@@ -166,6 +166,7 @@ def serve_workers(
     authorizer: Authorizer | None,
     workers: int,
     on_ready: Callable[[str], None],
+    on_server: Callable[[LocalServer], None] | None = None,
 ) -> int:
     """Bind and decide in this process what every worker shares, fork them, supervise; the exit status."""
     if not SUPPORTED:
@@ -179,7 +180,10 @@ def serve_workers(
             importlib.import_module(spec.module)
 
     def make_server(index: int) -> LocalServer:
-        return LocalServer(settings, authorizer=authorizer, listener=listener, secret=secret, sweep=index == 0)
+        server = LocalServer(settings, authorizer=authorizer, listener=listener, secret=secret, sweep=index == 0)
+        if on_server is not None:  # e.g. the opt-in dev token endpoint (cli/serve.py)
+            on_server(server)
+        return server
 
     url = public_url(listener)
     return Supervisor(workers, make_server).run(on_ready=lambda: on_ready(url))

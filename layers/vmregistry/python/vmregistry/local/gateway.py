@@ -45,6 +45,7 @@ from vmregistry.local.dataplane import PREFIX as DATA_PREFIX
 from vmregistry.local.dataplane import DataPlane
 from vmregistry.local.events import LambdaContext, build_event, split_response
 from vmregistry.local.http import Exchange, Reply
+from vmregistry.local.token_service import TOKEN_PATH, TokenService
 from vmregistry.routes import Route, find_route
 from vmregistry.storage import Storage, StorageFull, StorageUnavailable
 from vmregistry.storage.signing import request_origin
@@ -82,11 +83,18 @@ class Gateway:
         self.storage = storage
         """Where streamed bodies are staged; without it they are read like small ones (API Gateway's limit)."""
         self._modules: dict[str, ModuleType] = {}
+        self.token_service: TokenService | None = None
+        """The development token endpoint at ``/auth/token`` (``serve -token-users``), off by default."""
 
     def __call__(self, exchange: Exchange) -> Reply:
         try:
             if self.dataplane is not None and exchange.path.startswith(DATA_PREFIX):
                 return self.dataplane(exchange)
+            if self.token_service is not None and exchange.path == TOKEN_PATH:  # the opt-in dev token endpoint
+                body = self._read_body(exchange)
+                return Reply(
+                    *self.token_service(exchange.method, exchange.path, exchange.query_string, exchange.headers, body)
+                )
             status, headers, body = self._invoke(exchange)
         except StorageFull as exc:
             raise RegistryError("STORAGE_FULL", f"{exc}; nothing was stored") from None
