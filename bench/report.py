@@ -11,10 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench import listing, manifest_put
+
 __all__ = ["check_targets", "render_chart", "render_markdown"]
 
 PROJECT = "vmregistry"
 PEER = "distribution"
+OPERATIONS = {
+    "push": "push",
+    "pull": "pull, right after the push",
+    "pull_settled": "pull, settled (page cache)",
+    "pull_cold": "pull, cold (from disk)",
+}
+"""Throughput rows: the three pulls differ in where the blob's pages are (bench/throughput.py)."""
 
 
 def _mib(entry: dict[str, Any] | None) -> str:
@@ -43,11 +52,11 @@ def check_targets(result: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     biggest = max(throughput, key=int, default=None)
     if biggest is not None:
         row = throughput[biggest]
-        for op in ("push", "pull"):
-            ours, theirs = row[op].get(PROJECT), row[op].get(PEER)
+        for op, label in OPERATIONS.items():
+            ours, theirs = (row.get(op) or {}).get(PROJECT), (row.get(op) or {}).get(PEER)
             if ours and theirs:
                 ratio = ours["median"] / theirs["median"]
-                checks.append((f"{op} {biggest} MiB >= 1.5x distribution", f"{ratio:.2f}x", ratio >= 1.5))
+                checks.append((f"{label} {biggest} MiB >= 1.5x distribution", f"{ratio:.2f}x", ratio >= 1.5))
         sha = (limits.get("sha256") or {}).get("median")
         ours = row["push"].get(PROJECT)
         if sha and ours:
@@ -79,7 +88,7 @@ def check_targets(result: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         checks.append(
             (f"peak RSS < 150 MB moving {biggest_mem} MiB", f"{peak * 1.048576:.0f} MB", peak * 1.048576 < 150)
         )
-    return checks
+    return checks + listing.targets(result) + manifest_put.targets(result)
 
 
 def _machine(result: dict[str, Any]) -> list[str]:
@@ -115,16 +124,21 @@ def render_markdown(result: dict[str, Any]) -> str:
         out += [
             "## Blob throughput (MiB/s, median (min-max))",
             "",
-            "curl for both; push = API call(s) + body (+ completion); pull = API call (+ redirect) to /dev/null.",
+            "curl for both; push = API call(s) + body (+ completion); pull = API call (+ redirect) to /dev/null;"
+            " each blob is pulled right after its push (distribution's copy still dirty in the page cache,"
+            " vmregistry's fsync'd), settled (after `sync` and a pause: both clean in the page cache) and cold"
+            " (the blob file dropped from the page cache with `posix_fadvise`: read from the disk).",
             "",
             "| Blob | Operation | vmregistry | distribution | vmregistry / distribution |",
             "|---|---|---|---|---|",
         ]
         for size in sorted(throughput, key=int):
             row = throughput[size]
-            for op in ("push", "pull"):
+            for op, label in OPERATIONS.items():
+                if op not in row:
+                    continue
                 ours, theirs = row[op].get(PROJECT), row[op].get(PEER)
-                out.append(f"| {size} MiB | {op} | {_mib(ours)} | {_mib(theirs)} | {_ratio(ours, theirs)} |")
+                out.append(f"| {size} MiB | {label} | {_mib(ours)} | {_mib(theirs)} | {_ratio(ours, theirs)} |")
         if limits:
             out += [
                 "",
@@ -226,6 +240,7 @@ def render_markdown(result: dict[str, Any]) -> str:
                 out.append(f"\nOne API round trip (POST upload / GET redirect) costs {s3['api_ms']} ms median.")
         out.append("")
     out += _emulator_section(result)
+    out += listing.render(result) + manifest_put.render(result)
     checks = check_targets(result)
     if checks:
         out += ["## Targets", "", "| Target | Measured | Met |", "|---|---|---|"]
@@ -278,17 +293,19 @@ def render_chart(result: dict[str, Any], path: Path) -> bool:
         return False
     throughput = result.get("throughput") or {}
     control = result.get("control") or {}
-    panels = [p for p in ("push", "pull") if throughput] + [p for p in ("rps", "p99") if control]
+    settled = any("pull_settled" in row for row in throughput.values())
+    pull = "pull_settled" if settled else "pull"
+    panels = [p for p in ("push", pull) if throughput] + [p for p in ("rps", "p99") if control]
     if not panels:
         return False
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
     colours = {PROJECT: "#2b7bba", PEER: "#9a9a9a"}
     for ax, panel in zip(axes[0], panels, strict=True):
-        if panel in ("push", "pull"):
+        if panel in ("push", pull):
             groups = sorted(throughput, key=int)
             labels = [f"{g} MiB" for g in groups]
             series = {n: [(throughput[g][panel].get(n) or {}).get("median", 0) for g in groups] for n in colours}
-            ax.set_title(f"blob {panel} (MiB/s, higher is better)", fontsize=9)
+            ax.set_title(f"blob {OPERATIONS[panel]} (MiB/s, higher is better)", fontsize=9)
         else:
             groups = list(control)
             labels = [g.replace("_", " ") for g in groups]

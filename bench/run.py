@@ -1,7 +1,7 @@
 """``python -m bench``: run every measurement, write ``bench/results/`` and ``docs/bench.md``.
 
 Sections run in order (throughput, control plane, Lambda costs, memory, S3,
-the deployed stack in the emulator)
+the deployed stack in the emulator, listing pages, manifest PUT by layer count)
 and each records the machine's load average before it starts: the machine
 may be shared, and a figure means little without the load it ran under.
 ``--quick`` is the smoke run (tiny sizes, one run, our server only unless
@@ -27,7 +27,7 @@ from typing import Any
 
 from vmregistry.local.workers import default_workers
 
-from bench import control, emulator, memory, report, s3, throughput
+from bench import control, emulator, listing, manifest_put, memory, report, s3, throughput
 from bench.servers import Server, distribution_version, start_distribution, start_vmregistry
 from bench.throughput import MIB
 
@@ -36,7 +36,7 @@ __all__ = ["main", "parse_size"]
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs" / "bench.md"
-SECTIONS = ("throughput", "control", "lambda", "memory", "s3", "emulator")
+SECTIONS = ("throughput", "control", "lambda", "memory", "s3", "emulator", "listing", "manifests")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -89,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--iterations", type=int, default=2000, help="warm invocations per handler")
     parser.add_argument("--emulator-runs", type=int, default=20, help="warm requests per operation in the emulator")
+    parser.add_argument(
+        "--listing-sets",
+        nargs="*",
+        choices=[d.label for d in listing.DATASETS],
+        default=[d.label for d in listing.DATASETS],
+        help="datasets of the listing section",
+    )
     parser.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--skip", nargs="*", choices=SECTIONS, default=[], help="skip these sections")
     parser.add_argument(
@@ -236,6 +243,20 @@ def _run(
         log("the deployed stack in the emulator")
         result["load"]["emulator"] = _load()
         result["emulator"] = emulator.measure(args.emulator_runs, work)
+    if "listing" in sections:
+        log("listing")
+        result["load"]["listing"] = _load()
+        sets = listing.QUICK_DATASETS if args.quick else [d for d in listing.DATASETS if d.label in args.listing_sets]
+        # A page takes milliseconds: twice the runs of a throughput figure cost little.
+        result["listing"] = listing.measure(
+            sets, 2 * args.runs, 2 * args.s3_runs, use_distribution, work, log, s3=not args.quick
+        )
+    if "manifests" in sections:
+        log("manifest PUT")
+        result["load"]["manifests"] = _load()
+        result["manifest_put"] = manifest_put.measure(
+            args.runs, args.s3_runs, work, log, s3=not args.quick, quick=args.quick
+        )
     log("done")
 
 

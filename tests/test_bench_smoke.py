@@ -2,8 +2,9 @@
 
 GIVEN the harness with tiny sizes (1 MiB blobs, one run) and vmregistry alone
 (distribution and wrk are installed by ``make bench`` only), WHEN it runs the
-throughput, Lambda-cost and memory sections, THEN it writes JSON and Markdown
-with a figure for each, and every pulled blob hashed to its digest (the
+throughput, Lambda-cost, memory, listing and manifest-PUT sections, THEN it
+writes JSON and Markdown with a figure for each (every pull of the throughput
+section, every page, every layer count), and every pulled blob hashed to its digest (the
 harness raises otherwise). The figures themselves are not checked: a shared
 test machine makes them meaningless here.
 """
@@ -53,9 +54,19 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
     assert all("p50_ms" in entry for entry in result["lambda"]["invoke"].values())
     assert all(200 <= entry["status"] < 300 or entry["status"] == 307 for entry in result["lambda"]["invoke"].values())
     assert result["memory"]["vmregistry"]["4"]["peak_mib"] > 0
+    assert all(
+        p > 0
+        for p in (result["throughput"]["1"][kind]["vmregistry"]["median"] for kind in ("pull_settled", "pull_cold"))
+    )
+    pages = result["listing"]["filesystem"]["quick"]
+    assert all(pages["cases"][case]["vmregistry"]["ms"] > 0 for case in pages["cases"])
+    assert all(check["expected"] for check in pages["checks"]["vmregistry"].values())
+    assert all(case["ms"] > 0 for case in result["manifest_put"]["filesystem"]["cases"].values())
     table = (tmp_path / "latest.md").read_text()
     assert "## Blob throughput" in table
     assert "## Lambda costs" in table
+    assert "## Listing" in table
+    assert "## Manifest PUT" in table
 
 
 def test_the_transport_comparison_runs(tmp_path: Path) -> None:
