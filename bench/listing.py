@@ -11,6 +11,16 @@ explains how it is written and checked) and each is asked, with curl
 
 Each page is read once untimed first (the dentry cache is warm, as on a
 registry in use), then timed ``runs`` times, the registries alternating.
+
+Where the data lives: ``/dev/shm`` (tmpfs) for the 4k and 40k sets. This
+machine's root filesystem is ext4 mounted with ``discard``, where removing
+the 40k set's ~900,000 files and directories one by one (each freed block
+discarded) takes many minutes and loads a disk other work shares; on tmpfs
+the sets are written in seconds and removed at once. A warm page is read from
+the kernel's dentry and inode caches on either filesystem, but the directory
+reads differ (ext4 returns a large directory in hash order from its blocks,
+tmpfs walks its dentries), so the ``disk`` set repeats the pages on ext4 in
+the work directory: 4,000 repositories and the 40k set's 10,000 tags.
 vmregistry runs with one worker here, so one process serves every request
 and its ``VmRSS`` before and after the first deep catalog page (after a
 start page, so the handler's imports are not counted) says whether a page's
@@ -51,7 +61,14 @@ PAGE = 100
 DEEP = PAGE + 50
 """The deep cursor is the name this far from the end: the page after it is full and has a next page."""
 CASES = ("catalog_start", "catalog_deep", "tags_start", "tags_deep")
-DATASETS = [Dataset("4k", 4000, 4000), Dataset("40k", 40000, 10000), Dataset("4k-disk", 4000, 4000, on_disk=True)]
+DATASETS = [
+    Dataset("4k", 4000, 4000),
+    Dataset("40k", 40000, 10000),
+    # The same pages on the disk's ext4, to show what tmpfs changes; the 10,000 tags of the 40k set, not
+    # its 40,000 repositories (their ~900,000 files and directories, removed one by one on a filesystem
+    # mounted with `discard`, took minutes).
+    Dataset("disk", 4000, 10000, on_disk=True),
+]
 QUICK_DATASETS = [Dataset("quick", 300, 300)]
 MIB = 1024 * 1024
 RSS_SLACK_MIB = 2.0
@@ -137,7 +154,13 @@ def default_data_dir(work: Path) -> Path:
 
 def _filesystem(dataset: Dataset, runs: int, use_distribution: bool, data: Path, log: Any) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix=f"vmregistry-bench-listing-{dataset.label}-", dir=data))
-    entry: dict[str, Any] = {"repositories": dataset.repositories, "tags": dataset.tags, "load_s": {}, "files": {}}
+    entry: dict[str, Any] = {
+        "repositories": dataset.repositories,
+        "tags": dataset.tags,
+        "storage": "disk" if dataset.on_disk else "tmpfs",
+        "load_s": {},
+        "files": {},
+    }
     writers = {"vmregistry": (write_vmregistry, home / "vmregistry-root")}
     if use_distribution:
         writers["distribution"] = (write_distribution, home / "distribution-root")
@@ -190,10 +213,34 @@ def _s3(datasets: list[Dataset], runs: int, work: Path, log: Any) -> dict[str, A
                         entry["cases"][case] = {
                             server.name: _summary([_time_ms(server.url + server.api + path) for _ in range(runs)])
                         }
+                entry["direct"] = _direct_lists(storage, dataset, runs)
                 storage.delete_prefix("")
                 out[dataset.label] = entry
     except LocalStackUnavailable as exc:
         return {"skipped": str(exc).splitlines()[0]}
+    return out
+
+
+def _direct_lists(storage: Any, dataset: Dataset, runs: int) -> dict[str, Any]:
+    """One ``ListObjectsV2`` of the catalog straight from boto3: what LocalStack itself costs per request.
+
+    With ``MaxKeys`` 1,000 (S3's default, what a page's listing asks for today) and
+    with the 101 keys a page of 100 needs, at the start and after the deep cursor.
+    """
+    from vmregistry import paths
+
+    deep = paths.catalog_key(dataset.names()[len(dataset.names()) - DEEP])
+    out: dict[str, Any] = {}
+    for label, keys, start in (("1000_start", 1000, None), ("101_start", PAGE + 1, None), ("101_deep", PAGE + 1, deep)):
+        samples = []
+        for _ in range(runs):
+            arguments: dict[str, Any] = {"Bucket": storage.bucket, "Prefix": paths.CATALOG_PREFIX, "MaxKeys": keys}
+            if start:
+                arguments["StartAfter"] = start
+            started = time.perf_counter()
+            storage.client.list_objects_v2(**arguments)
+            samples.append((time.perf_counter() - started) * 1000)
+        out[label] = _summary(samples)
     return out
 
 
@@ -239,6 +286,8 @@ def _cell(entry: dict[str, Any] | None) -> str:
 def _label(case: str, dataset: dict[str, Any]) -> str:
     what, where = case.split("_")
     count = f"{dataset['repositories']:,} repositories" if what == "catalog" else f"{dataset['tags']:,} tags"
+    if dataset.get("storage") == "disk":
+        count += ", ext4 on disk"
     request = "`_catalog?n=100`" if what == "catalog" else "`tags/list?n=100`"
     return f"{request}, {'first page' if where == 'start' else 'deep (`last=` 150 from the end)'}, {count}"
 
@@ -281,7 +330,8 @@ def render(result: dict[str, Any]) -> list[str]:
     for dataset in filesystem.values():
         for name, memory in (dataset.get("memory") or {}).items():
             out.append(
-                f"| {dataset['repositories']:,} repositories | {name} | {memory['rss_before_mib']} MiB"
+                f"| {dataset['repositories']:,} repositories, {dataset.get('storage', '?')} | {name}"
+                f" | {memory['rss_before_mib']} MiB"
                 f" | {memory['rss_after_mib']} MiB | {memory['growth_mib']:+} MiB | {memory['hwm_mib']} MiB"
                 f" | {dataset['files'].get(name, 0):,} |"
             )
@@ -297,6 +347,14 @@ def render(result: dict[str, Any]) -> list[str]:
                 ours = (entry["cases"].get(case) or {}).get("vmregistry")
                 shown = _label(case, dataset) if label in filesystem else f"{case} ({label})"
                 out.append(f"| {shown} | {_cell(ours)} | {entry['keys']:,} |")
+            direct = entry.get("direct") or {}
+            for kind, text in (
+                ("1000_start", "one `ListObjectsV2` of `catalog/`, MaxKeys 1,000, from the start (boto3, direct)"),
+                ("101_start", "the same, MaxKeys 101"),
+                ("101_deep", "the same, MaxKeys 101, after the deep cursor"),
+            ):
+                if kind in direct:
+                    out.append(f"| {text} | {_cell(direct[kind])} | {entry['keys']:,} |")
     return [*out, ""]
 
 
