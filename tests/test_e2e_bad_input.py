@@ -51,7 +51,8 @@ CASES: list[tuple[str, str, str, bytes, dict[str, str], int, str]] = [
     ("underscore component", "GET", "/v1/team/_blobs/tags/list", b"", {}, 400, "NAME_INVALID"),
     ("reserved component", "GET", "/v1/team/manifests/tags/list", b"", {}, 400, "NAME_INVALID"),
     # Digests
-    ("sha512 digest", "HEAD", "/v1/good/repo/blobs/sha512:" + "a" * 128, b"", {}, 400, ""),
+    ("unknown algorithm", "GET", "/v1/good/repo/blobs/md5:" + "a" * 32, b"", {}, 400, "DIGEST_INVALID"),
+    ("unknown sha512 blob", "GET", "/v1/good/repo/blobs/sha512:" + "a" * 128, b"", {}, 404, "BLOB_UNKNOWN"),
     ("uppercase digest", "GET", "/v1/good/repo/blobs/sha256:" + "A" * 64, b"", {}, 400, "DIGEST_INVALID"),
     ("short digest", "GET", "/v1/good/repo/blobs/sha256:abc", b"", {}, 400, "DIGEST_INVALID"),
     ("no algorithm", "DELETE", "/v1/good/repo/blobs/" + "a" * 64, b"", {}, 400, "DIGEST_INVALID"),

@@ -14,12 +14,19 @@ only as the last path segment, so a template's ``{name}`` is expanded per
 repository depth for API Gateway (:meth:`Route.resource`:
 ``/v1/{name1}/{name2}/blobs/{digest}``), while handlers and the local server
 re-match the concrete path with :meth:`Route.match`, which accepts any depth.
+
+Two APIs, one set of functions: ``/v1`` (the registry's own) and ``/v2`` (the
+OCI Distribution API). A ``/v2`` route that does what a ``/v1`` route does is
+served by the same function (:attr:`Route.api` tells the handler which wire
+format to answer in), so the stack deploys one function per operation, not
+per API. Operations only one API has (``PUT /v1/<name>/blobs/<digest>``, the
+referrers API) have only their route.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Literal, NamedTuple
 
@@ -29,6 +36,7 @@ __all__ = [
     "FUNCTIONS",
     "ROUTES",
     "Action",
+    "Api",
     "Function",
     "FunctionKind",
     "Grant",
@@ -46,6 +54,9 @@ Grant = Literal["read", "write", "delete"]
 """What a function may do to storage (least privilege in the stack)."""
 
 FunctionKind = Literal["api", "worker", "authorizer"]
+
+Api = Literal["v1", "v2"]
+"""Which API a route belongs to: the registry's own (``/v1``) or the OCI Distribution API (``/v2``)."""
 
 API_TIMEOUT_SECONDS = 29
 """API Gateway gives up on an integration after 29 s; running longer only bills."""
@@ -101,6 +112,7 @@ FUNCTIONS: tuple[Function, ...] = (
     _api("manifest_get", {"read"}, "Fetch a manifest"),
     _api("manifest_put", {"read", "write"}, "Store a manifest by tag or digest"),
     _api("manifest_delete", {"read", "delete"}, "Delete a tag, or a manifest and its tags"),
+    _api("referrers_list", {"read"}, "List the manifests that refer to a manifest (OCI referrers API)"),
     Function(
         "blob_verify",
         "worker",
@@ -156,6 +168,10 @@ class Route:
         return _BY_NAME[self.operation]
 
     @property
+    def api(self) -> Api:
+        return "v2" if self.template.startswith("/v2/") else "v1"
+
+    @property
     def grants(self) -> frozenset[Grant]:
         return self.function.grants
 
@@ -200,7 +216,7 @@ class Route:
 
 
 # Order matters only to readers: no concrete path matches two routes with one method.
-ROUTES: tuple[Route, ...] = (
+_V1_ROUTES: tuple[Route, ...] = (
     Route("version_check", "GET", "/v1/", None, "API version check"),
     Route("catalog_list", "GET", "/v1/_catalog", None, "List repositories the caller may pull"),
     Route("tags_list", "GET", "/v1/{name}/tags/list", "pull", "List a repository's tags"),
@@ -229,6 +245,27 @@ ROUTES: tuple[Route, ...] = (
         "/v1/{name}/manifests/{reference}",
         "delete",
         "Delete a tag, or a manifest and its tags",
+    ),
+)
+
+_V1_ONLY = frozenset({"blob_put"})
+"""``/v1`` operations the OCI API has no twin of (an OCI blob always goes through an upload)."""
+
+
+def _twin(route: Route) -> Route:
+    """The ``/v2`` route of the OCI operation that ``route`` performs in ``/v1``: same function, same action."""
+    return replace(route, template="/v2/" + route.template.removeprefix("/v1/"))
+
+
+ROUTES: tuple[Route, ...] = (
+    *_V1_ROUTES,
+    *(_twin(route) for route in _V1_ROUTES if route.operation not in _V1_ONLY),
+    Route(
+        "referrers_list",
+        "GET",
+        "/v2/{name}/referrers/{digest}",
+        "pull",
+        "List the manifests whose subject is a digest",
     ),
 )
 
