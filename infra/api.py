@@ -1,4 +1,4 @@
-"""The REST API: every ``/v1`` route of the table, for repository names of depth 1..N.
+"""The REST API: every route of the table (``/v1`` and ``/v2``), for repository names of depth 1..N.
 
 Routing names that contain slashes
 ----------------------------------
@@ -22,7 +22,16 @@ against the synthesized resource tree with these rules.
 
 Bodies and limits: ``binaryMediaTypes: */*`` makes API Gateway hand every
 body to Lambda base64-encoded and untouched; throttling defaults apply per
-stage; access logs go to their own log group.
+stage; access logs go to their own log group. A body over API Gateway's 10 MB
+is refused before any function runs, with the registry's 413 TOO_LARGE; ``/v2``
+advertises the chunk length that fits a function (``OCI-Chunk-Min-Length``,
+docs/oci.md), and a function refuses a larger body itself.
+
+API Gateway's own refusals speak the registry's error format and carry the
+Docker token challenge: a 401 (no or bad token) names the realm and service;
+a 403 (the token lacks the scope) carries the exact challenge the authorizer
+computed for the request (``scope``, ``error="insufficient_scope"``), mapped
+from its context, which is what makes oras fetch a token with that scope.
 """
 
 from __future__ import annotations
@@ -33,8 +42,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 from vmregistry.auth import challenge
+from vmregistry.auth.context import CONTEXT_CHALLENGE
 from vmregistry.errors import RegistryError, error_body
+from vmregistry.local.gateway import API_GATEWAY_MAX_BODY
 from vmregistry.routes import ROUTES, Route
+from vmregistry.wire import OCI_CHUNK_LENGTH
 
 from infra.config import DeploymentConfig
 from infra.functions import log_retention
@@ -71,7 +83,7 @@ class Api(Construct):
         self.rest_api = apigw.RestApi(
             self,
             "RestApi",
-            description="vm-registry: the /v1 API of a registry for virtual-machine images",
+            description="vm-registry: a registry for virtual-machine images (/v1) and the OCI Distribution API (/v2)",
             binary_media_types=["*/*"],
             endpoint_types=[apigw.EndpointType.REGIONAL],
             # Access logging needs API Gateway's account-wide CloudWatch role.
@@ -114,22 +126,34 @@ class Api(Construct):
                 self.methods.append(resource.add_method(route.method, integration))
 
     def _gateway_responses(self, config: DeploymentConfig) -> None:
-        """API Gateway's own 401/403 speak the registry's error format and carry the challenge."""
-        for response_type, status, error in (
+        """API Gateway's own refusals speak the registry's error format (401/403 with the challenge)."""
+        static = challenge(config.auth_realm, config.auth_service)
+        too_large = RegistryError(
+            "TOO_LARGE",
+            f"request bodies are limited to {API_GATEWAY_MAX_BODY} bytes here; send blobs in chunks of at most"
+            f" {OCI_CHUNK_LENGTH} bytes (/v2), or with `vmregistry push` (presigned, any size)",
+        )
+        for response_type, status, error, headers in (
             (
                 apigw.ResponseType.UNAUTHORIZED,
                 "401",
                 RegistryError("UNAUTHORIZED", "authentication required"),
+                {"WWW-Authenticate": f"'{static}'"},
             ),
-            (apigw.ResponseType.ACCESS_DENIED, "403", RegistryError("DENIED", "access denied")),
+            (
+                apigw.ResponseType.ACCESS_DENIED,
+                "403",
+                RegistryError("DENIED", "access denied: the token does not grant this request"),
+                # The authorizer's Deny names the scope the request needs (vmregistry.auth.authorizer).
+                {"WWW-Authenticate": f"context.authorizer.{CONTEXT_CHALLENGE}"},
+            ),
+            (apigw.ResponseType.REQUEST_TOO_LARGE, "413", too_large, {}),
         ):
-            scope_error = "insufficient_scope" if status == "403" else None
-            header = challenge(config.auth_realm, config.auth_service, error=scope_error)
             self.rest_api.add_gateway_response(
                 f"Gateway{status}",
                 type=response_type,
                 status_code=status,
-                response_headers={"WWW-Authenticate": f"'{header}'"},
+                response_headers=headers,
                 templates={"application/json": error_body(error)},
             )
 

@@ -101,7 +101,7 @@ def concrete_path(route: Route, name: str = "team/app") -> str:
     return path + ("/" if route.trailing_slash else "")
 
 
-@pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.operation)
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.api}-{r.operation}")
 def test_every_operation_with_exactly_its_action(configured: Keys, route: Route) -> None:
     path = concrete_path(route)
     if route.action is None:
@@ -115,6 +115,23 @@ def test_every_operation_with_exactly_its_action(configured: Keys, route: Route)
     assert judge(request_event(route.method, path, configured.bearer(f"repository:team/app:{','.join(others)}"))) == 403
     # GIVEN no scopes THEN denied
     assert judge(request_event(route.method, path, configured.bearer())) == 403
+
+
+def test_a_denial_carries_the_challenge_naming_the_scope(configured: Keys) -> None:
+    # GIVEN a pull token, and a /v2 blob upload (which needs push)
+    event = request_event("POST", "/v2/team/app/blobs/uploads/", configured.bearer("repository:team/app:pull"))
+    # WHEN the authorizer judges it
+    response = authorizer_handler(event, LambdaContext("authorizer", "req-1"))
+    # THEN it denies, and its context holds the challenge API Gateway's 403 answers with
+    # (infra/api.py maps it into WWW-Authenticate): the scope to ask for, and why
+    assert not evaluate_policy(response["policyDocument"], event["methodArn"])
+    assert response["context"]["challenge"] == (
+        'Bearer realm="vmregistry",service="vmregistry",scope="repository:team/app:pull,push",'
+        'error="insufficient_scope"'
+    )
+    # AND an allowed request carries none
+    allowed = request_event("HEAD", f"/v2/team/app/blobs/{DIGEST}", configured.bearer("repository:team/app:pull"))
+    assert "challenge" not in authorizer_handler(allowed, LambdaContext("authorizer", "req-2"))["context"]
 
 
 def test_access_claim_and_wildcard_actions_are_understood(configured: Keys) -> None:
@@ -307,7 +324,7 @@ def test_route_without_authorizer_refuses_when_auth_required(
     assert "UNAUTHORIZED" in response["body"]
     challenge = response["multiValueHeaders"]["WWW-Authenticate"][0]
     assert challenge.startswith("Bearer realm=")
-    assert 'scope="repository:team/app:push"' in challenge
+    assert 'scope="repository:team/app:pull,push"' in challenge
 
 
 def test_lambda_without_auth_setting_fails_closed(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,10 @@ local mode.
 * A valid token -> a policy for exactly this request's method ARN: Allow when
   the token grants the action the route table says the operation needs on
   the request's repository, Deny (403) otherwise. Routes without an action
-  (version check, catalog) need only a valid token.
+  (version check, catalog) need only a valid token. A Deny's context carries
+  the ``WWW-Authenticate`` challenge naming the scope the request needs
+  (``challenge``), which API Gateway's 403 answer maps into its header
+  (``infra/api.py``): OCI clients such as oras fetch a token for that scope.
 * A repository name outside the grammar is never allowed.
 
 Any other failure also becomes :class:`Unauthorized` (logged): an authorizer
@@ -20,15 +23,19 @@ that raises something else makes API Gateway answer 500.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vmregistry.auth.context import CONTEXT_GRANTS, CONTEXT_REASON, CONTEXT_SUBJECT, grants_of
-from vmregistry.auth.policy import build_policy, event_header
+from vmregistry.auth.context import CONTEXT_CHALLENGE, CONTEXT_GRANTS, CONTEXT_REASON, CONTEXT_SUBJECT, grants_of
+from vmregistry.auth.policy import build_policy, event_header, scope_challenge
 from vmregistry.auth.tokens import Identity, TokenError, Verifier, bearer_token
 from vmregistry.names import is_valid_name
 from vmregistry.routes import Action, Route, find_route
 
+if TYPE_CHECKING:
+    from vmregistry.config import Settings
+
 __all__ = [
+    "CONTEXT_CHALLENGE",
     "CONTEXT_GRANTS",
     "CONTEXT_REASON",
     "CONTEXT_SUBJECT",
@@ -81,8 +88,11 @@ def context_for(identity: Identity, reason: str) -> dict[str, str]:
     }
 
 
-def authorize(event: Mapping[str, Any], verifier: Verifier) -> dict[str, Any]:
-    """The authorizer response for one REQUEST event; raises :class:`Unauthorized` for 401."""
+def authorize(event: Mapping[str, Any], verifier: Verifier, settings: Settings | None = None) -> dict[str, Any]:
+    """The authorizer response for one REQUEST event; raises :class:`Unauthorized` for 401.
+
+    ``settings`` (realm and service) make a Deny carry its challenge in the context.
+    """
     method_arn = event.get("methodArn")
     if not isinstance(method_arn, str) or not method_arn:
         raise Unauthorized("the authorizer event has no methodArn")
@@ -91,4 +101,11 @@ def authorize(event: Mapping[str, Any], verifier: Verifier) -> dict[str, Any]:
     except TokenError as exc:
         raise Unauthorized(exc.reason) from None
     allowed, reason = decide(event, identity)
-    return build_policy(identity.subject, "Allow" if allowed else "Deny", method_arn, context_for(identity, reason))
+    context = context_for(identity, reason)
+    needed = required_access(event)
+    if not allowed and settings is not None and needed is not None:
+        _route, repository, action = needed
+        context[CONTEXT_CHALLENGE] = scope_challenge(settings, repository, action, "insufficient_scope")[
+            "WWW-Authenticate"
+        ]
+    return build_policy(identity.subject, "Allow" if allowed else "Deny", method_arn, context)
