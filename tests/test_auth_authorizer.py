@@ -18,8 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from vmregistry import mediatypes, runtime
-from vmregistry.auth import IDENTITY_SOURCES, RESULT_CACHE_TTL, MethodArn, Unauthorized, evaluate_policy
+from vmregistry.auth import (
+    IDENTITY_SOURCES,
+    RESULT_CACHE_TTL,
+    MethodArn,
+    TokenError,
+    Unauthorized,
+    Verifier,
+    evaluate_policy,
+)
 from vmregistry.auth.scopes import ACTIONS
 from vmregistry.config import AuthMode, Settings
 from vmregistry.errors import RegistryError
@@ -378,3 +387,13 @@ def test_catalog_lists_only_what_the_token_may_pull(
     assert catalog(context_for(configured, "repository:team/*:push,delete")) == (200, [])
     assert catalog(context_for(configured)) == (200, [])
     assert catalog(None)[0] == 401
+
+
+def test_deeply_nested_token_json_is_refused_before_it_is_parsed(keys: Keys) -> None:
+    # GIVEN tokens whose header or claims nest thousands of levels deep (json.loads would recurse)
+    verifier = Verifier(serialization.load_pem_public_key(keys.public_pem))  # type: ignore[arg-type]
+    for case in (c for c in CASES if c.id.startswith("deeply-nested")):
+        token = (case.authorization(keys) or "").removeprefix("Bearer ")
+        # WHEN it is verified THEN it is refused for its depth, not by a RecursionError
+        with pytest.raises(TokenError, match="nests deeper than 64 levels"):
+            verifier.verify(token)

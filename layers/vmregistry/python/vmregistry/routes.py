@@ -110,7 +110,16 @@ FUNCTIONS: tuple[Function, ...] = (
     _api("upload_cancel", {"read", "write", "delete"}, "Abandon an upload"),
     _api("manifest_head", {"read"}, "Manifest existence and digest"),
     _api("manifest_get", {"read"}, "Fetch a manifest"),
-    _api("manifest_put", {"read", "write"}, "Store a manifest by tag or digest"),
+    # A full vCPU: validating a manifest of MAX_DESCRIPTORS distinct blobs makes as many storage
+    # lookups (registry/references.py), ~1.5 ms of CPU each in boto3; at the default 512 MB (a
+    # third of a vCPU) that alone would be ~18 s of API Gateway's 29.
+    Function(
+        "manifest_put",
+        "api",
+        frozenset({"read", "write"}),
+        "Store a manifest by tag or digest",
+        memory_mb=WORKER_MEMORY_MB,
+    ),
     _api("manifest_delete", {"read", "delete"}, "Delete a tag, or a manifest and its tags"),
     _api("referrers_list", {"read"}, "List the manifests that refer to a manifest (OCI referrers API)"),
     Function(

@@ -29,6 +29,7 @@ from vmregistry import paths
 from vmregistry.config import Settings
 from vmregistry.digests import EMPTY_SHA256, Digest, hasher
 from vmregistry.errors import RegistryError, error_dict
+from vmregistry.oci.jsondoc import parse_document
 from vmregistry.registry.blobs import BlobInfo, Blobs, too_large
 from vmregistry.registry.sessions import (
     PartResult,
@@ -74,7 +75,7 @@ class Uploads:
         continues only through the API that started it (their parts mean different things).
         """
         try:
-            raw = json.loads(self.storage.read(paths.upload_session_key(upload_id)))
+            raw = parse_document(self.storage.read(paths.upload_session_key(upload_id)))
             session = Session(**raw)
         except (ObjectNotFound, ValueError, TypeError):
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
@@ -372,7 +373,7 @@ class Uploads:
             session_key = paths.upload_session_key(upload_id)
             if session_key in keys:
                 try:
-                    session = Session(**json.loads(self.storage.read(session_key)))
+                    session = Session(**parse_document(self.storage.read(session_key)))
                 except (ObjectNotFound, ValueError, TypeError):
                     continue
                 if session.created < cutoff:
