@@ -13,7 +13,7 @@ PYTHON ?= $(shell for p in $(HOME)/.pyenv/versions/3.13*/bin/python3.13 python3.
 	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null && { echo $$p; break; }; \
 	done)
 
-.PHONY: install localstack cdk synth run test lint typecheck clean bench conformance
+.PHONY: install localstack ministack emulator-up emulator-down cdk synth run test lint typecheck clean bench conformance
 
 install: $(STAMP)
 
@@ -24,19 +24,59 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# LocalStack's S3 for the tests, in its own venv (it needs Python >= 3.12 and pins
-# libraries the registry must not share); tests/localstack.py starts it on the host.
+# LocalStack's S3 for the tests, in its own venv (it pins libraries the registry must not
+# share); tests/localstack.py starts it on the host. Its current release needs Python >= 3.12;
+# with only 3.11 the last release that runs there is installed instead (same S3 behaviour).
 LOCALSTACK_VENV := .localstack-venv
-LOCALSTACK_PYTHON ?= $(HOME)/.pyenv/versions/3.13.0/bin/python3.13
+LOCALSTACK_PYTHON ?= $(shell \
+	for p in $(HOME)/.pyenv/versions/3.1[3-9]*/bin/python3 python3.13 $(HOME)/.pyenv/versions/3.12*/bin/python3 \
+	         python3.12 python3 \
+	         $(HOME)/.pyenv/versions/3.11*/bin/python3 python3.11; do \
+	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null \
+	    && { echo $$p; exit 0; }; \
+	done; \
+	for p in python3.11 python3 $(HOME)/.pyenv/versions/3.11*/bin/python3; do \
+	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null \
+	    && { echo $$p; exit 0; }; \
+	done)
+LOCALSTACK_PACKAGES_3_12 := 'localstack-core[runtime]==2026.3.0' 'cbor2<6' 'pyopenssl<25' 'cryptography<45'
+LOCALSTACK_PACKAGES_3_11 := 'localstack-core[runtime]==4.13.1' 'cbor2<6' 'pyopenssl<25' 'cryptography<45' service_identity
 LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed
 
 localstack: $(LOCALSTACK_STAMP)
 
 $(LOCALSTACK_STAMP):
+	@test -n "$(LOCALSTACK_PYTHON)" || { echo "make test runs LocalStack's S3, which needs Python 3.11 or newer" \
+	  "(3.12+ preferred): install one (e.g. pyenv install 3.13) or set LOCALSTACK_PYTHON=/path/to/python3" >&2; exit 1; }
 	test -x $(LOCALSTACK_VENV)/bin/python || $(LOCALSTACK_PYTHON) -m venv $(LOCALSTACK_VENV)
-	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet 'localstack-core[runtime]==2026.3.0' 'cbor2<6' \
-		'pyopenssl<25' 'cryptography<45'
+	if $(LOCALSTACK_VENV)/bin/python -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null; then \
+	  $(LOCALSTACK_VENV)/bin/python -m pip install --quiet $(LOCALSTACK_PACKAGES_3_12); \
+	else \
+	  $(LOCALSTACK_VENV)/bin/python -m pip install --quiet $(LOCALSTACK_PACKAGES_3_11); \
+	fi
 	touch $@
+
+# MiniStack, the AWS emulator the stack is deployed into (emulator/, docs/deploy.md), in its own
+# venv like LocalStack. Its interpreter also runs the functions, so it is the runtime's Python.
+MINISTACK_VENV := .ministack-venv
+MINISTACK_PYTHON ?= $(PYTHON)
+MINISTACK_STAMP := $(MINISTACK_VENV)/.installed-1.5.33
+
+ministack: $(MINISTACK_STAMP)
+
+$(MINISTACK_STAMP):
+	test -x $(MINISTACK_VENV)/bin/python || $(MINISTACK_PYTHON) -m venv $(MINISTACK_VENV)
+	$(MINISTACK_VENV)/bin/python -m pip install --quiet 'ministack==1.5.33'
+	touch $@
+
+# The stack, deployed into MiniStack on https://127.0.0.1:4566; prints the API's URL last.
+# EMULATOR_ARGS passes more, e.g. EMULATOR_ARGS="--port 4600 -c maxRepositoryDepth=2".
+emulator-up: install cdk ministack
+	$(BIN)/python -m emulator up $(EMULATOR_ARGS)
+
+emulator-down:
+	@test -x $(BIN)/python || { echo "nothing to stop (no $(VENV))"; exit 0; }
+	$(BIN)/python -m emulator down
 
 # The pinned AWS CDK CLI (package-lock.json) for synth/deploy and the infra tests.
 # jsii (CDK's Node bridge) warns on Node 20 at every start; the CLI works on it.
@@ -58,7 +98,7 @@ run: install
 	$(BIN)/vmregistry serve
 
 # Static checks first (seconds), then every test; pytest exits 5 if it ran none.
-test: install localstack cdk
+test: install localstack cdk ministack
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -72,8 +112,8 @@ typecheck: install
 	$(BIN)/mypy
 
 # Benchmarks against CNCF distribution (docs/bench.md); not part of `make test`.
-# LocalStack (make localstack) is for the S3-mode section.
-bench: install localstack
+# LocalStack (make localstack) is for the S3-mode section, MiniStack for the deployed stack's.
+bench: install localstack cdk ministack
 	@command -v docker-registry >/dev/null && command -v wrk >/dev/null || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq docker-registry wrk; }
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
@@ -88,4 +128,4 @@ conformance: install $(if $(findstring s3,$(CONFORMANCE_SERVERS)),localstack)
 	$(BIN)/python -m conformance $(addprefix --server ,$(CONFORMANCE_SERVERS)) $(CONFORMANCE_ARGS)
 
 clean:
-	rm -rf $(VENV) $(LOCALSTACK_VENV) build cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCALSTACK_VENV) $(MINISTACK_VENV) .emulator build cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache

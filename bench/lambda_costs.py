@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.lambda_cold import cold_costs, operations, vm_manifest
+from infra.config import DEFAULT_ARCHITECTURE
 
 __all__ = ["artefact_sizes", "warm_invocations"]
 
@@ -60,7 +61,7 @@ def artefact_sizes() -> dict[str, Any]:
     candidates = {
         "functions": ROOT / "build" / "functions",
         "layer vmregistry": ROOT / "build" / "layers" / "vmregistry",
-        "layer deps": ROOT / "build" / "layers" / "deps",
+        "layer deps": ROOT / "build" / "layers" / f"deps-{DEFAULT_ARCHITECTURE}",
     }
     for name, directory in candidates.items():
         if directory.is_dir():

@@ -225,6 +225,7 @@ def render_markdown(result: dict[str, Any]) -> str:
             if "api_ms" in s3:
                 out.append(f"\nOne API round trip (POST upload / GET redirect) costs {s3['api_ms']} ms median.")
         out.append("")
+    out += _emulator_section(result)
     checks = check_targets(result)
     if checks:
         out += ["## Targets", "", "| Target | Measured | Met |", "|---|---|---|"]
@@ -232,6 +233,38 @@ def render_markdown(result: dict[str, Any]) -> str:
             out.append(f"| {target} | {measured} | {'yes' if met else 'no' if met is False else '-'} |")
         out.append("")
     return "\n".join(out)
+
+
+def _emulator_section(result: dict[str, Any]) -> list[str]:
+    """Per operation, through the deployed stack in the emulator, beside the in-process figures."""
+    measured = result.get("emulator") or {}
+    if not measured:
+        return []
+    out = ["## The deployed stack in the emulator (informational)", ""]
+    if "skipped" in measured:
+        return [*out, f"Not measured: {measured['skipped']}", ""]
+    lam = result.get("lambda") or {}
+    imports, invokes = lam.get("import") or {}, lam.get("invoke") or {}
+    out += [
+        f"{measured['emulator']} ({measured.get('measured', result.get('started', '?'))}), the stack deployed in"
+        f" {measured['deploy_s']} s; ms per request over HTTPS"
+        " through API Gateway, the authorizer and the function. *Cold*: the function's first request"
+        " (version_check's also starts the authorizer); *warm*: median and p90 of"
+        f" {measured['runs']} successful requests. In-process: the same handler called directly"
+        " (*Lambda costs* above). The emulator is not AWS: its cold starts unpack every layer"
+        " from zip and its warm path is an HTTP server, TLS and JSON pipes in Python.",
+        "",
+        "| Operation | Emulator cold | Emulator warm p50 | Emulator warm p90 | In-process first invocation"
+        " | In-process warm p50 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for op, entry in measured["operations"].items():
+        first = (imports.get(op) or {}).get("first_call")
+        out.append(
+            f"| {op} | {entry['cold_ms']:,} | {entry['warm_p50_ms']} | {entry['warm_p90_ms']}"
+            f" | {_ms(first)} | {(invokes.get(op) or {}).get('p50_ms', '-')} |"
+        )
+    return [*out, ""]
 
 
 def render_chart(result: dict[str, Any], path: Path) -> bool:

@@ -1,6 +1,7 @@
 """``python -m bench``: run every measurement, write ``bench/results/`` and ``docs/bench.md``.
 
-Sections run in order (throughput, control plane, Lambda costs, memory, S3)
+Sections run in order (throughput, control plane, Lambda costs, memory, S3,
+the deployed stack in the emulator)
 and each records the machine's load average before it starts: the machine
 may be shared, and a figure means little without the load it ran under.
 ``--quick`` is the smoke run (tiny sizes, one run, our server only unless
@@ -26,7 +27,7 @@ from typing import Any
 
 from vmregistry.local.workers import default_workers
 
-from bench import control, memory, report, s3, throughput
+from bench import control, emulator, memory, report, s3, throughput
 from bench.servers import Server, distribution_version, start_distribution, start_vmregistry
 from bench.throughput import MIB
 
@@ -35,7 +36,7 @@ __all__ = ["main", "parse_size"]
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs" / "bench.md"
-SECTIONS = ("throughput", "control", "lambda", "memory", "s3")
+SECTIONS = ("throughput", "control", "lambda", "memory", "s3", "emulator")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -87,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         "--import-runs", type=int, default=9, help="fresh interpreters per cold figure (the spread here is +-20 %%)"
     )
     parser.add_argument("--iterations", type=int, default=2000, help="warm invocations per handler")
+    parser.add_argument("--emulator-runs", type=int, default=20, help="warm requests per operation in the emulator")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--skip", nargs="*", choices=SECTIONS, default=[], help="skip these sections")
     parser.add_argument(
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.quick:
         args.sizes, args.runs, args.s3_runs, args.memory_sizes = [MIB], 1, 1, [MIB, 4 * MIB]
-        args.control_seconds, args.import_runs, args.iterations = 1.0, 1, 20
+        args.control_seconds, args.import_runs, args.iterations, args.emulator_runs = 1.0, 1, 20, 3
     sections = [s for s in (args.only or SECTIONS) if s not in args.skip]
     use_distribution = not args.no_distribution and distribution_version() is not None
     if not use_distribution and not args.quick and not args.no_distribution:
@@ -143,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             "memory_sizes_mib": [s // MIB for s in args.memory_sizes],
             "control_seconds": args.control_seconds,
             "iterations": args.iterations,
+            "emulator_runs": args.emulator_runs,
             "workers": args.workers,
         },
     }
@@ -229,6 +232,10 @@ def _run(
         log("s3")
         result["load"]["s3"] = _load()
         result["s3"] = s3.measure(args.sizes, args.s3_runs, work)
+    if "emulator" in sections:
+        log("the deployed stack in the emulator")
+        result["load"]["emulator"] = _load()
+        result["emulator"] = emulator.measure(args.emulator_runs, work)
     log("done")
 
 

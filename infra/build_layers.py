@@ -3,16 +3,18 @@
 CDK's usual answer to "install my requirements for Lambda" is Docker bundling,
 and this machine (like many CI runners) has no Docker engine. pip can do the
 same job on its own: ``--platform manylinux2014_aarch64 --implementation cp
---python-version 3.14 --only-binary=:all:`` picks exactly the wheels the
+--python-version 3.13 --only-binary=:all:`` picks exactly the wheels the
 Lambda runtime can load, whatever machine runs the build. Every dependency
-ships such wheels (cryptography as abi3), so no compiler is involved.
+ships such wheels for both architectures (cryptography as abi3), so no compiler
+is involved.
 
 Layout (everything under ``build/``, never on a test's ``sys.path``: foreign
 architecture wheels there would shadow the venv's own compiled modules)::
 
     build/layers/
-    ├── deps/python/...          third-party packages  -> /opt/python on Lambda
-    ├── deps.stamp               what deps/ was built from (rebuild when it changes)
+    ├── deps-arm64/python/...    third-party packages, one folder per architecture
+    ├── deps-x86_64/python/...                         -> /opt/python on Lambda
+    ├── deps-<arch>.stamp        what deps-<arch>/ was built from (rebuild when it changes)
     └── authkey/vmregistry-auth/public.pem
                                  the Auth Server's public key -> /opt/vmregistry-auth/public.pem
 
@@ -42,7 +44,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.config import LAMBDA_PLATFORM, PYTHON_VERSION, ROOT
+from infra.config import ARCHITECTURES, DEFAULT_ARCHITECTURE, LAMBDA_PLATFORMS, PYTHON_VERSION, ROOT, Architecture
 
 __all__ = [
     "AUTH_KEY_LAMBDA_PATH",
@@ -108,7 +110,7 @@ def build_code_asset(source: Path, target: Path, lambda_dir: str) -> Path:
 def build_deps_layer(
     target: Path,
     *,
-    platform: str | None = LAMBDA_PLATFORM,
+    platform: str | None = LAMBDA_PLATFORMS[DEFAULT_ARCHITECTURE],
     python_version: str | None = PYTHON_VERSION,
     requirements: Path = REQUIREMENTS,
 ) -> Path:
@@ -145,13 +147,19 @@ def _fingerprint(requirements: Path, platform: str, python_version: str) -> str:
     return digest.hexdigest()
 
 
-def ensure_deps_layer(build_dir: Path = BUILD_DIR, requirements: Path = REQUIREMENTS) -> Path:
-    """The Lambda dependency layer's asset folder, built unless it is up to date."""
-    target = build_dir / "deps"
-    stamp = build_dir / "deps.stamp"
-    wanted = _fingerprint(requirements, LAMBDA_PLATFORM, PYTHON_VERSION)
+def ensure_deps_layer(
+    architecture: Architecture = DEFAULT_ARCHITECTURE, build_dir: Path = BUILD_DIR, requirements: Path = REQUIREMENTS
+) -> Path:
+    """The dependency layer's asset folder for ``architecture``, built unless it is up to date.
+
+    Each architecture has its own folder, so switching ``-c architecture`` back and forth
+    does not rebuild."""
+    platform = LAMBDA_PLATFORMS[architecture]
+    target = build_dir / f"deps-{architecture}"
+    stamp = build_dir / f"deps-{architecture}.stamp"
+    wanted = _fingerprint(requirements, platform, PYTHON_VERSION)
     if not (stamp.is_file() and stamp.read_text() == wanted and (target / "python").is_dir()):
-        build_deps_layer(target, requirements=requirements)
+        build_deps_layer(target, platform=platform, requirements=requirements)
         stamp.write_text(wanted)
     return target
 
@@ -174,12 +182,17 @@ def tree_size(path: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the dependency layer for Lambda with pip (no Docker).")
     parser.add_argument("--host", action="store_true", help="build for this machine instead of Lambda")
+    parser.add_argument("--architecture", choices=ARCHITECTURES, default=DEFAULT_ARCHITECTURE, help="Lambda's")
     parser.add_argument("--target", type=Path, help="output folder (default: build/layers/deps)")
     args = parser.parse_args(argv)
     if args.host:
         site = build_deps_layer(args.target or BUILD_DIR / "deps-host", platform=None)
     else:
-        site = build_deps_layer(args.target) if args.target else ensure_deps_layer() / "python"
+        platform = LAMBDA_PLATFORMS[args.architecture]
+        if args.target:
+            site = build_deps_layer(args.target, platform=platform)
+        else:
+            site = ensure_deps_layer(args.architecture) / "python"
     print(f"{site}: {tree_size(site) / 1e6:.1f} MB unzipped")
     return 0
 

@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 __all__ = [
-    "ARCHITECTURE",
+    "ARCHITECTURES",
     "CONTEXT_KEYS",
-    "LAMBDA_PLATFORM",
+    "DEFAULT_ARCHITECTURE",
+    "LAMBDA_PLATFORMS",
     "MAX_SUPPORTED_DEPTH",
     "PYTHON_VERSION",
     "ROOT",
     "TRACING_MODES",
+    "Architecture",
     "ConfigError",
     "DeploymentConfig",
     "Tracing",
@@ -44,10 +46,14 @@ be produced by the same CPython version. 3.13 is the newest one the project's ma
 have; move to a newer runtime together with the interpreter that builds the layers.
 The dependency layer's wheels are chosen for this version too."""
 
-ARCHITECTURE = "arm64"
+Architecture = Literal["arm64", "x86_64"]
+ARCHITECTURES: tuple[Architecture, ...] = ("arm64", "x86_64")
+
+DEFAULT_ARCHITECTURE: Architecture = "arm64"
 """Graviton: cheaper per GB-second than x86_64, and every dependency ships aarch64 wheels."""
 
-LAMBDA_PLATFORM = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}[ARCHITECTURE]
+LAMBDA_PLATFORMS: dict[Architecture, str] = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
+"""The pip platform whose wheels each architecture's functions load (the dependency layer)."""
 
 MAX_SUPPORTED_DEPTH = 7
 """Each repository depth adds 48 API Gateway resources and methods to the one template (``/v1`` and
@@ -89,6 +95,14 @@ class DeploymentConfig:
     throttle_rate_limit: int = 100
     throttle_burst_limit: int = 200
     alarm_email: str = ""
+    architecture: Architecture = DEFAULT_ARCHITECTURE
+    """What the functions run on, and what the dependency layer's compiled wheels are built for:
+    ``x86_64`` where a dependency ships no aarch64 wheel or Graviton is not wanted (and to run
+    the functions on an x86_64 host, as the emulator does)."""
+    verify_inline_bytes: int = 1024 * 1024 * 1024
+    """``VMREGISTRY_VERIFY_INLINE_BYTES``: a multipart blob larger than this is verified by the
+    ``blob_verify`` worker after the API answered 202. The default lets ``upload_complete`` hash
+    up to 1 GiB within API Gateway's 29 s; a smaller value sends more uploads to the worker."""
     tracing: Tracing = "active"
     """X-Ray. ``active``: API Gateway and Lambda trace every request themselves (the function's
     init and invocation appear in the trace), and the handlers never import the X-Ray SDK.
@@ -118,6 +132,8 @@ class DeploymentConfig:
                 values[field_name] = default
             elif field_name == "tracing":
                 values[field_name] = _tracing(key, raw)
+            elif field_name == "architecture":
+                values[field_name] = _architecture(key, raw)
             else:
                 values[field_name] = _coerce(key, raw, type(default))
         config = cls(**values)
@@ -139,6 +155,8 @@ class DeploymentConfig:
             raise ConfigError("gcSchedule must be an EventBridge rate(...) or cron(...) expression, or off")
         if self.gc_grace_hours < 1:
             raise ConfigError("gcGraceHours must be at least 1: younger objects may belong to pushes in flight")
+        if self.verify_inline_bytes < 0:
+            raise ConfigError("verifyInlineBytes must be 0 or more")
         if not self.stage_name.replace("_", "").replace("-", "").isalnum():
             raise ConfigError("stageName may hold letters, digits, '-' and '_'")
 
@@ -185,6 +203,14 @@ def _tracing(key: str, raw: Any) -> Tracing:
     if text not in TRACING_MODES:
         raise ConfigError(f"{key} must be one of {', '.join(TRACING_MODES)}, not {raw!r}")
     return text
+
+
+def _architecture(key: str, raw: Any) -> Architecture:
+    text = str(raw).strip().lower()
+    for architecture in ARCHITECTURES:
+        if text == architecture:
+            return architecture
+    raise ConfigError(f"{key} must be one of {', '.join(ARCHITECTURES)}, not {raw!r}")
 
 
 def cdk_json_context(root: Path = ROOT) -> dict[str, Any]:

@@ -13,9 +13,10 @@ name from the worker's setting (``VMREGISTRY_VERIFY_FUNCTION``).
 
 Every function runs the same code assets (the ``functions/`` package, the
 shared ``vmregistry`` layer, the dependency layer, the public-key layer) on
-arm64 with X-Ray active, an explicit log group (retention set, removed with
-the stack), and the same ``VMREGISTRY_*`` variables the local server's flags
-set (see :mod:`vmregistry.config`), plus Powertools' own variables.
+the deployment's ``architecture`` (arm64 unless chosen otherwise) with X-Ray
+active, an explicit log group (retention set, removed with the stack), and the
+same ``VMREGISTRY_*`` variables the local server's flags set (see
+:mod:`vmregistry.config`), plus Powertools' own variables.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from vmregistry.config import Settings, env_name
 from vmregistry.routes import FUNCTIONS, Function, Grant, routes_of
 
 from infra.build_layers import AUTH_KEY_LAMBDA_PATH, build_auth_key_layer, build_code_asset, ensure_deps_layer
-from infra.config import ARCHITECTURE, PYTHON_VERSION, ROOT, DeploymentConfig
+from infra.config import DEFAULT_ARCHITECTURE, PYTHON_VERSION, ROOT, Architecture, DeploymentConfig
 
 __all__ = [
     "API_TIMEOUT",
@@ -82,9 +83,9 @@ def runtime() -> lambda_.Runtime:
     return found
 
 
-def architecture() -> lambda_.Architecture:
-    """CDK's architecture object for :data:`ARCHITECTURE`, the one the dependency layer is built for."""
-    return lambda_.Architecture.ARM_64 if ARCHITECTURE == "arm64" else lambda_.Architecture.X86_64
+def architecture(name: Architecture = DEFAULT_ARCHITECTURE) -> lambda_.Architecture:
+    """CDK's architecture object for ``name``, the one the dependency layer is built for."""
+    return lambda_.Architecture.ARM_64 if name == "arm64" else lambda_.Architecture.X86_64
 
 
 def _construct_id(operation: str) -> str:
@@ -112,9 +113,9 @@ class Functions(Construct):
             lambda_.LayerVersion(
                 self,
                 "DependenciesLayer",
-                code=lambda_.Code.from_asset(str(ensure_deps_layer())),
+                code=lambda_.Code.from_asset(str(ensure_deps_layer(config.architecture))),
                 compatible_runtimes=[runtime()],
-                compatible_architectures=[architecture()],
+                compatible_architectures=[architecture(config.architecture)],
                 description="Third-party packages (layers/deps/requirements.txt), manylinux wheels",
             ),
             lambda_.LayerVersion(
@@ -167,6 +168,7 @@ class Functions(Construct):
             "s3_region": Stack.of(bucket).region,
             "s3_skip_bucket_creation": "true",
             "presign_expires": str(config.presign_expires),
+            "verify_inline_bytes": str(config.verify_inline_bytes),
             "auth": "jwt",  # handlers re-check every request's grants; never "none" in the cloud
             "auth_public_key": AUTH_KEY_LAMBDA_PATH,
             "auth_issuer": config.auth_issuer,
@@ -217,7 +219,7 @@ class Functions(Construct):
             name,
             description=description(spec),
             runtime=runtime(),
-            architecture=architecture(),
+            architecture=architecture(config.architecture),
             code=self.code,
             handler=spec.handler,
             layers=self.layers,

@@ -30,6 +30,7 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
             "--skip",
             "control",
             "s3",
+            "emulator",
             "--out",
             str(tmp_path),
             "--workdir",

@@ -120,6 +120,8 @@ def test_cdk_cli_synth_builds_the_template_the_tests_read(synth: Synthesized, tm
         ({"memorySize": 64}, "memorySize"),
         ({"stageName": "a/b"}, "stageName"),
         ({"tracing": "xray"}, "tracing"),
+        ({"architecture": "aarch64"}, "architecture"),
+        ({"verifyInlineBytes": -1}, "verifyInlineBytes"),
     ],
 )
 def test_bad_parameters_are_refused_with_the_key_named(context: dict[str, object], key: str) -> None:
@@ -144,6 +146,14 @@ def test_tracing_takes_a_mode_or_the_former_booleans(value: object, mode: str) -
     # GIVEN a mode, or true/false as cdk.json and -c tracing=... held them before the modes
     # THEN on/off keep their meaning (traces or none), and traces no longer cost the SDK's import
     assert DeploymentConfig.from_context({"tracing": value}).tracing == mode
+
+
+@pytest.mark.parametrize(("value", "architecture"), [("arm64", "arm64"), ("X86_64", "x86_64"), (None, "arm64")])
+def test_architecture_is_chosen_by_context_and_defaults_to_graviton(value: str | None, architecture: str) -> None:
+    # GIVEN `-c architecture=...` or nothing
+    context = {} if value is None else {"architecture": value}
+    # THEN the functions and the dependency layer's wheels are for that architecture, arm64 by default
+    assert DeploymentConfig.from_context(context).architecture == architecture
 
 
 def test_a_missing_public_key_stops_synth_with_instructions(tmp_path: Path) -> None:

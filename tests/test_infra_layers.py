@@ -1,9 +1,10 @@
 """The layers Lambda will run: built with pip for the target, within size limits, and sufficient.
 
-Two builds, each in a temporary folder (never on this process's ``sys.path``):
-for the functions' architecture and Python, to check what would ship; and for
-this machine, to import every handler in a fresh interpreter that sees only
-the layers and ``functions/`` (no venv), as Lambda's runtime would.
+Builds that never land on this process's ``sys.path``: for each architecture the
+stack can deploy (the folders under ``build/`` that synth ships), to check what
+would ship; and for this machine, in a temporary folder, to import every handler
+in a fresh interpreter that sees only the layers and ``functions/`` (no venv),
+as Lambda's runtime would.
 """
 
 from __future__ import annotations
@@ -18,8 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from infra.build_layers import LAMBDA_UNZIPPED_LIMIT, REQUIREMENTS, build_code_asset, build_deps_layer, tree_size
-from infra.config import ARCHITECTURE, PYTHON_VERSION, ROOT
+from infra.build_layers import (
+    LAMBDA_UNZIPPED_LIMIT,
+    REQUIREMENTS,
+    build_code_asset,
+    build_deps_layer,
+    ensure_deps_layer,
+    tree_size,
+)
+from infra.config import ARCHITECTURES, PYTHON_VERSION, ROOT, Architecture
 from infra.functions import function_specs
 
 ELF_MACHINE = {"arm64": 183, "x86_64": 62}  # e_machine: EM_AARCH64, EM_X86_64
@@ -30,9 +38,16 @@ def _requirement_name(line: str) -> str:
     return re.split(r"[<>=!~\[; ]", line.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
+@pytest.fixture(scope="module", params=ARCHITECTURES)
+def architecture(request: pytest.FixtureRequest) -> Architecture:
+    chosen: Architecture = request.param
+    return chosen
+
+
 @pytest.fixture(scope="module")
-def target_layer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_deps_layer(tmp_path_factory.mktemp("deps-target"))
+def target_layer(architecture: Architecture) -> Path:
+    """The dependency layer synth ships for ``architecture`` (``-c architecture=...``)."""
+    return ensure_deps_layer(architecture) / "python"
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +74,7 @@ def test_requirements_cover_every_runtime_dependency() -> None:
     assert all("==" in line for line in lines)
 
 
-def test_dependency_layer_is_built_for_the_lambda_target(target_layer: Path) -> None:
+def test_dependency_layer_is_built_for_the_lambda_target(target_layer: Path, architecture: Architecture) -> None:
     # GIVEN the layer pip built for the functions' platform
     extensions = list(target_layer.rglob("*.so"))
     assert extensions, "cryptography and cffi ship compiled modules"
@@ -67,7 +82,7 @@ def test_dependency_layer_is_built_for_the_lambda_target(target_layer: Path) -> 
         header = extension.read_bytes()[:20]
         # THEN every compiled module is an ELF for the functions' architecture ...
         assert header[:4] == b"\x7fELF", extension
-        assert int.from_bytes(header[18:20], "little") == ELF_MACHINE[ARCHITECTURE], extension
+        assert int.from_bytes(header[18:20], "little") == ELF_MACHINE[architecture], extension
         # ... and, when version-tagged, for the runtime's Python
         match = re.search(r"cpython-(\d)(\d+)", extension.name)
         if match:
@@ -76,7 +91,7 @@ def test_dependency_layer_is_built_for_the_lambda_target(target_layer: Path) -> 
     (wheel,) = target_layer.glob("cryptography-*.dist-info/WHEEL")
     tags = [line.split(": ", 1)[1] for line in wheel.read_text().splitlines() if line.startswith("Tag: ")]
     assert tags
-    assert all(tag.endswith(WHEEL_ARCH[ARCHITECTURE]) for tag in tags), tags
+    assert all(tag.endswith(WHEEL_ARCH[architecture]) for tag in tags), tags
 
 
 def test_function_and_layers_fit_lambdas_unzipped_limit(target_layer: Path, code_assets: tuple[Path, Path]) -> None:

@@ -108,6 +108,7 @@ def test_environment_uses_only_the_local_servers_setting_names(synth: Synthesize
         assert variables["VMREGISTRY_S3_BUCKET"] == {"Ref": _bucket_id(synth)}
         assert variables["VMREGISTRY_S3_SKIP_BUCKET_CREATION"] == "true"
         assert variables["VMREGISTRY_PRESIGN_EXPIRES"] == str(synth.context["presignExpires"])
+        assert variables["VMREGISTRY_VERIFY_INLINE_BYTES"] == str(synth.context["verifyInlineBytes"])
         # ... and the public key is the file the key layer puts there
         assert variables["VMREGISTRY_AUTH_PUBLIC_KEY"] == "/opt/vmregistry-auth/public.pem"
         # ... and a request without verified grants is refused by the handler itself

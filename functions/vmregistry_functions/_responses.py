@@ -23,6 +23,7 @@ __all__ = [
     "blob_created",
     "blob_headers",
     "content_length",
+    "manifest_body",
     "manifest_headers",
     "page_link",
     "part_json",
@@ -97,6 +98,18 @@ def manifest_headers(manifest: Manifest) -> dict[str, str]:
         "Content-Length": str(len(manifest.data)),
         "Docker-Content-Digest": manifest.digest,
     }
+
+
+def manifest_body(manifest: Manifest) -> str | bytes:
+    """The manifest's bytes as text when they are UTF-8 (JSON always is), so they arrive intact.
+
+    API Gateway turns a base64 (``bytes``) body back into bytes only when the request's
+    ``Accept`` matches a binary media type; a client that sends no ``Accept`` would get the
+    base64 text instead. A text body passes through unchanged whatever the client sends."""
+    try:
+        return manifest.data.decode("utf-8")
+    except UnicodeDecodeError:
+        return manifest.data
 
 
 def blob_created(request: Request, info: BlobInfo) -> HttpResponse:

@@ -15,7 +15,7 @@ from vmregistry.registry import accepts
 from vmregistry.runtime import get_registry
 
 from vmregistry_functions._oci import form
-from vmregistry_functions._responses import manifest_headers
+from vmregistry_functions._responses import manifest_body, manifest_headers
 
 endpoint = Endpoint("manifest_get")
 
@@ -29,7 +29,7 @@ def manifest_get(request: Request) -> HttpResponse:
             f"the manifest is {manifest.media_type}; include it in Accept",
             {"mediaType": manifest.media_type},
         )
-    return Response(200, manifest.media_type, manifest.data, manifest_headers(manifest))
+    return Response(200, manifest.media_type, manifest_body(manifest), manifest_headers(manifest))
 
 
 lambda_handler = endpoint.lambda_handler

@@ -29,7 +29,7 @@ def referrers_list(request: Request) -> HttpResponse:
     if page.next_last is not None:
         query = f"last={page.next_last}" + (f"&artifactType={quote(artifact_type, safe='')}" if artifact_type else "")
         headers["Link"] = f'<{request.url(f"/v2/{request.name}/referrers/{request.digest}")}?{query}>; rel="next"'
-    return Response(200, body=index.body, headers=headers)
+    return Response(200, body=index.body.decode(), headers=headers)  # text: intact through API Gateway
 
 
 lambda_handler = endpoint.lambda_handler
