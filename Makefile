@@ -13,7 +13,7 @@ PYTHON ?= $(shell for p in $(HOME)/.pyenv/versions/3.13*/bin/python3.13 python3.
 	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null && { echo $$p; break; }; \
 	done)
 
-.PHONY: install localstack ministack emulator-up emulator-down cdk synth run test lint typecheck clean bench conformance
+.PHONY: install localstack ministack emulator-up emulator-down cdk proxy synth run test lint typecheck clean bench conformance
 
 install: $(STAMP)
 
@@ -89,6 +89,11 @@ $(CDK_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# A real forward proxy for the client's proxy tests (tests/proxykit.py): Debian's tinyproxy.
+proxy:
+	@command -v tinyproxy >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq tinyproxy; }
+
 # Synthesize the AWS stack (docs/deploy.md); a stale cdk.out keeps old assets, so start clean.
 synth: install cdk
 	rm -rf cdk.out
@@ -98,7 +103,7 @@ run: install
 	$(BIN)/vmregistry serve
 
 # Static checks first (seconds), then every test; pytest exits 5 if it ran none.
-test: install localstack cdk ministack
+test: install localstack cdk ministack proxy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

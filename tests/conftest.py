@@ -34,16 +34,20 @@ class RunningServer:
 
 
 def start_server(
-    tmp: Path, *args: str, env: dict[str, str] | None = None, storage: Path | None = None
+    tmp: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    storage: Path | None = None,
+    prefix: tuple[str, ...] = (),
 ) -> RunningServer:
-    """Start ``vmregistry serve`` as a real process on a free loopback port."""
+    """Start ``vmregistry serve`` as a real process on a free loopback port (``prefix``: a command that execs it)."""
     storage = storage or tmp / "storage"
     log = tmp / f"server-{time.monotonic_ns()}.log"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("VMREGISTRY_")}
     environ.update(env or {})
     with open(log, "w") as handle:  # the child keeps its own descriptor
         process = subprocess.Popen(
-            [VMREGISTRY, "serve", "-port", "0", "-fs-path", str(storage), *args],
+            [*prefix, VMREGISTRY, "serve", "-port", "0", "-fs-path", str(storage), *args],
             stdout=handle,
             stderr=subprocess.STDOUT,
             text=True,

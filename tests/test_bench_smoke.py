@@ -56,3 +56,22 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
     table = (tmp_path / "latest.md").read_text()
     assert "## Blob throughput" in table
     assert "## Lambda costs" in table
+
+
+def test_the_transport_comparison_runs(tmp_path: Path) -> None:
+    # GIVEN / WHEN the library comparison of bench/transports.py runs on a tiny blob, once
+    out = tmp_path / "transports.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.transports", "--size", "8M", "--runs", "1", "--workers", "1", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    # THEN every library and the whole client moved the blob both ways (each checks the byte count)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert {"http.client", "urllib3", "vmregistry.client"} <= set(result["push"])
+    assert all(entry["median"] > 0 for entry in [*result["push"].values(), *result["pull"].values()])

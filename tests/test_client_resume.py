@@ -220,10 +220,12 @@ def test_a_killed_process_resumes_through_the_cli(server: RunningServer, tmp_pat
         check=False,
     )
 
-    # THEN it resumed and sent only the two other parts
+    # THEN it resumed and sent only the two other parts, and its rate counts only the bytes this run sent
     assert pushed.returncode == 0, pushed.stderr
     assert "resuming, 1 of 3 parts already stored" in pushed.stderr
     assert requests_since(server, mark, "PUT", "/_data/part", 2) == 2
+    assert "push disk.img: pushed 12.0 MiB in" in pushed.stderr
+    assert "(7.0 MiB of it sent in this run, " in pushed.stderr
 
     # GIVEN a pull process killed right after its first chunk
     out = tmp_path / "out"
@@ -242,8 +244,9 @@ def test_a_killed_process_resumes_through_the_cli(server: RunningServer, tmp_pat
         check=False,
     )
 
-    # THEN it fetched only the two missing ranges, and the disk is whole
+    # THEN it fetched only the two missing ranges, and the disk is whole; the rate is of those 8 MiB
     assert pulled.returncode == 0, pulled.stderr
     assert "resuming, 1 of 3 chunks already downloaded" in pulled.stderr
+    assert "(8.0 MiB of it sent in this run, " in pulled.stderr
     assert requests_since(server, mark, "GET", "/_data/get", 2) == 2
     assert (out / "disk.img").read_bytes() == disk.read_bytes()

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,6 @@ import pytest
 from vmregistry import paths
 from vmregistry.client import (
     HINTS,
-    ClientError,
     DigestMismatch,
     PullOptions,
     RegistryAPIError,
@@ -253,14 +253,19 @@ def test_transient_failures_are_retried_with_backoff_and_client_errors_are_not()
     assert len(attempts) == 1
 
 
-def test_an_unreachable_registry_fails_with_a_clear_error(tmp_path: Path) -> None:
+def test_a_registry_that_is_not_running_fails_at_once_with_what_to_do(tmp_path: Path) -> None:
     # GIVEN a port nothing listens on (a server started and stopped)
     stopped = start_server(tmp_path)
     stop_server(stopped)
 
-    # WHEN the catalog is read with no retries
-    with RegistryClient.connect(stopped.url, retries=0) as client, pytest.raises(ClientError) as caught:
-        client.catalog()
+    # WHEN the CLI pulls from it, with the default five retries
+    started = time.monotonic()
+    pulled = run("pull", f"{stopped.url.removeprefix('http://')}/safety/down:v1", cwd=tmp_path)
+    elapsed = time.monotonic() - started
 
-    # THEN the error names the request that failed
-    assert "GET " + stopped.url + "/v1/_catalog" in str(caught.value)
+    # THEN it fails within a couple of seconds (not 13.5 s of silent retries), asks whether the registry
+    # runs there, and shows no raw exception
+    assert pulled.returncode == 1
+    assert elapsed < 5
+    assert f"is the registry running at {stopped.url}?" in pulled.stderr
+    assert "ConnectionRefusedError" not in pulled.stderr

@@ -327,7 +327,7 @@ def _sweep_scenario(server: RunningServer) -> None:
         check=True,
     )
     # THEN both are gone, and the session reads as unknown
-    assert "discarded 2 upload session(s)" in swept.stdout
+    assert "discarded 1 upload session(s), 1 orphaned upload object(s)" in swept.stdout
     assert not (server.storage / "uploads").exists()
     assert request("GET", f"{server.url}{stale['location']}").status == 404
 

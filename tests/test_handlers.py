@@ -316,3 +316,24 @@ def test_the_xray_sdk_loads_only_where_traces_are_sent(environment: dict[str, st
     )
     # THEN the X-Ray SDK (half a second of imports) is there only when Powertools would trace
     assert result.stdout.split() == (["True", "Tracer"] if traced else ["False", "NoTracer"])
+
+
+def test_in_aws_a_blob_put_takes_the_largest_body_lambda_can_receive(registry: Registry) -> None:
+    # GIVEN a blob as large as API Gateway can hand a function: base64-encoded inside Lambda's 6 MB payload
+    data = os.urandom(4_400_000)
+    digest = digest_of(data)
+    path = f"/v1/team/vm/blobs/{digest}"
+    found = find_route("PUT", path)
+    assert found
+    event = build_event(found[0], found[1], "PUT", path, body=data)
+    assert len(json.dumps(event)) < 6 * 1024 * 1024
+    # WHEN the function runs THEN it stores it whole (no lower limit of its own: bigger bodies never reach it,
+    # API Gateway answers them 413 itself)
+    response = importlib.import_module(found[0].module).lambda_handler(event, LambdaContext("blob_put", "req-1"))
+    assert response["statusCode"] == 201, body_of(response)
+    assert header(invoke("HEAD", path), "Content-Length") == str(len(data))
+    # AND an upload chunk of that size is stored as a part
+    started = json.loads(body_of(invoke("POST", "/v1/team/vm/blobs/uploads/")))
+    patched = invoke("PATCH", started["location"], data)
+    assert patched["statusCode"] == 202, body_of(patched)
+    assert json.loads(body_of(patched))["parts"][0]["size"] == len(data)

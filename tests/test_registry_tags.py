@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PosixPath
 
 import pytest
 from vmregistry import mediatypes, paths
@@ -110,3 +110,52 @@ def test_an_interrupted_delete_is_finished_by_deleting_again(tmp_path: Path) -> 
     with pytest.raises(RegistryError) as unknown:
         registry.manifests.delete(REPO, digest)
     assert unknown.value.code == "MANIFEST_UNKNOWN"
+
+
+def _inside_mkdir(path: Path, other: Callable[[], None]) -> Path:
+    """``path``, whose parent runs ``other`` inside ``mkdir(exist_ok=True)``: after the directory
+    was found to exist (EEXIST), before it is checked to be one (``is_dir``)."""
+    pending = [other]
+
+    class Racing(PosixPath):
+        def is_dir(self, *, follow_symlinks: bool = True) -> bool:
+            while pending:
+                pending.pop()()
+            return super().is_dir(follow_symlinks=follow_symlinks)
+
+    return Racing(path)
+
+
+class _RacingPublish(FilesystemStorage):
+    """A real filesystem backend that runs another request inside the publish of one chosen key."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.inside_mkdir: dict[str, Callable[[], None]] = {}
+
+    def path(self, key: str) -> Path:
+        other = self.inside_mkdir.get(key)
+        return super().path(key) if other is None else _inside_mkdir(super().path(key), other)
+
+
+def test_a_tag_push_racing_a_delete_that_prunes_the_tags_directory(tmp_path: Path) -> None:
+    storage = _RacingPublish(tmp_path)
+    registry = Registry(storage)
+    body = _manifest(registry, 1)
+    registry.manifests.put(REPO, "a", body, mediatypes.MANIFEST)
+    ran: list[str] = []
+
+    def delete_the_other_tag() -> None:
+        registry.manifests.delete(REPO, "a")  # the last tag: its directory is pruned
+        ran.append("delete")
+
+    # GIVEN a push of tag "b" whose publish finds the tags directory, and a DELETE of tag "a"
+    # that removes the directory's last entry, and with it the directory, just after that
+    storage.inside_mkdir[paths.tag_key(REPO, "b")] = delete_the_other_tag
+    # WHEN the push goes on THEN it succeeds (it was a 500, FileExistsError, about twice in 100)
+    registry.manifests.put(REPO, "b", body, mediatypes.MANIFEST)
+    assert ran == ["delete"], "the delete ran inside the publish"
+    # AND each request did what it was asked
+    assert registry.manifests.tags(REPO) == ["b"]
+    assert registry.manifests.get(REPO, "b").data == body
+    _cleanup(registry, sha256_digest(body))

@@ -157,6 +157,6 @@ def test_unsatisfiable_range() -> None:
 def test_error_table_statuses() -> None:
     assert all(400 <= e.status < 600 for e in ERROR_CODES.values())
     client = [c for c, e in ERROR_CODES.items() if e.status >= 500]
-    assert sorted(client) == ["INTERNAL", "UNAVAILABLE"]
+    assert sorted(client) == ["INTERNAL", "STORAGE_FULL", "UNAVAILABLE"]
     with pytest.raises(ValueError, match="unknown"):
         RegistryError("NOT_A_CODE")

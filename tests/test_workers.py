@@ -377,7 +377,7 @@ def test_only_worker_zero_sweeps_uploads(tmp_path: Path) -> None:
     workers = worker_pids(server)
     stop_server(server)
     # THEN worker 0 swept it, and it is gone
-    sweeps = [json.loads(line) for line in server.logs().splitlines() if "discarded 1 upload" in line]
+    sweeps = [json.loads(line) for line in server.logs().splitlines() if "1 orphaned upload object" in line]
     assert [entry["pid"] for entry in sweeps] == [workers[0]]
     assert not orphan.exists()
 

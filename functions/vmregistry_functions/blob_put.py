@@ -1,4 +1,8 @@
-"""PUT /v1/<name>/blobs/<digest>: store a small blob sent inline, after checking its digest."""
+"""PUT /v1/<name>/blobs/<digest>: store a blob sent whole in the body, after checking its digest.
+
+In AWS the body is what API Gateway lets through (a few MB: bigger blobs take
+the upload flow); in local mode it is streamed into storage first, any size.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ endpoint = Endpoint("blob_put")
 
 @endpoint.handle
 def blob_put(request: Request) -> HttpResponse:
-    info = get_registry().blobs.put_inline(request.name, request.digest, request.body)
+    info = get_registry().blobs.put(request.name, request.digest, request.payload)
     return blob_created(request, info)
 
 

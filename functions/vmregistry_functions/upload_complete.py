@@ -21,11 +21,27 @@ from vmregistry_functions._responses import blob_created, content_length, upload
 endpoint = Endpoint("upload_complete")
 
 
-@endpoint.handle
-def upload_complete(request: Request) -> HttpResponse:
+def _digest(request: Request) -> str:
     if "digest" not in request.query:
         raise RegistryError("DIGEST_INVALID", "completing an upload needs ?digest=<algorithm>:<hex>")
-    digest = names.parse_digest(request.query["digest"])
+    return names.parse_digest(request.query["digest"])
+
+
+@endpoint.admits
+def completable(request: Request) -> object:
+    _digest(request)
+    registry = get_registry()
+    if request.api == "v2":
+        with _oci.upload_progress_errors(request, request.upload_id):
+            return registry.appends.admit(
+                request.name, request.upload_id, request.header("content-range"), content_length(request)
+            )
+    return registry.uploads.writable(request.name, request.upload_id)
+
+
+@endpoint.handle
+def upload_complete(request: Request) -> HttpResponse:
+    digest = _digest(request)
     registry = get_registry()
     if request.api == "v2":
         with _oci.upload_progress_errors(request, request.upload_id):
@@ -33,12 +49,12 @@ def upload_complete(request: Request) -> HttpResponse:
                 request.name,
                 request.upload_id,
                 digest,
-                request.body,
+                request.payload,
                 request.header("content-range"),
                 content_length(request),
             )
         return _oci.blob_created(request, blob)
-    result = registry.uploads.complete(request.name, request.upload_id, digest, request.body)
+    result = registry.uploads.complete(request.name, request.upload_id, digest, request.payload)
     if isinstance(result, UploadStatus):
         # Too big to hash within this request: a worker verifies it; poll the session or HEAD the blob.
         return upload_status(request, result, 202)

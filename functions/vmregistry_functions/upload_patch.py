@@ -7,6 +7,9 @@ for presigned PUT URLs to send the parts straight to storage.
 ``/v2``: the body is appended to the upload, as a chunk at ``Content-Range:
 <start>-<end>`` (which must start where the upload ends: 416 otherwise) or, without
 one, as a stream; the answer says what the upload holds (``Range``).
+
+Before a body is received (local mode), the session must exist and take parts,
+and a ``/v2`` chunk must start where the upload ends.
 """
 
 from __future__ import annotations
@@ -20,6 +23,17 @@ from vmregistry_functions._responses import content_length, part_json
 endpoint = Endpoint("upload_patch")
 
 
+@endpoint.admits
+def writable(request: Request) -> object:
+    registry = get_registry()
+    if request.api == "v2":
+        with _oci.upload_progress_errors(request, request.upload_id):
+            return registry.appends.admit(
+                request.name, request.upload_id, request.header("content-range"), content_length(request)
+            )
+    return registry.uploads.writable(request.name, request.upload_id)
+
+
 @endpoint.handle
 def upload_patch(request: Request) -> HttpResponse:
     registry = get_registry()
@@ -28,12 +42,12 @@ def upload_patch(request: Request) -> HttpResponse:
             progress = registry.appends.append(
                 request.name,
                 request.upload_id,
-                request.body,
+                request.payload,
                 request.header("content-range"),
                 content_length(request),
             )
         return _oci.upload_progress(request, request.upload_id, progress.received)
-    parts = registry.uploads.put_parts(request.name, request.upload_id, request.query.get("part"), request.body)
+    parts = registry.uploads.put_parts(request.name, request.upload_id, request.query.get("part"), request.payload)
     location = request.url(f"/v1/{request.name}/blobs/uploads/{request.upload_id}")
     return json_response(
         202,

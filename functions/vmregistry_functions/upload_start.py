@@ -30,19 +30,28 @@ def _size(raw: str | None) -> int | None:
     return int(raw)
 
 
+@endpoint.admits
+def monolithic(request: Request) -> object:
+    """A body is a whole blob: it needs its digest."""
+    if "digest" not in request.query:
+        raise RegistryError("DIGEST_INVALID", "a monolithic upload needs ?digest=")
+    return names.parse_digest(request.query["digest"])
+
+
 @endpoint.handle
 def upload_start(request: Request) -> HttpResponse:
     query = request.query
     oci = request.api == "v2"
+    body = request.payload
     digest = names.parse_digest(query["digest"]) if "digest" in query else None
     mount = names.parse_digest(query["mount"]) if "mount" in query else None
     mount_from = names.parse_name(query["from"]) if query.get("from") else None
     result = get_registry().uploads.start(
         request.name,
-        digest=None if oci and not request.body else digest,
+        digest=None if oci and not body else digest,
         size=None if oci else _size(query.get("size")),
         mode=None if oci else query.get("mode"),
-        body=request.body,
+        body=body,
         mount=mount,
         mount_from=mount_from,
         may_pull=lambda repository: request.may(repository, "pull"),

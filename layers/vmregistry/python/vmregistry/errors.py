@@ -54,6 +54,7 @@ _TABLE = [
     # Server side: never caused by client input.
     ErrorCode("INTERNAL", 500, "internal server error"),
     ErrorCode("UNAVAILABLE", 503, "storage backend unavailable; retry later"),
+    ErrorCode("STORAGE_FULL", 507, "the registry's storage is full; retry once space was freed"),
 ]
 
 ERROR_CODES: dict[str, ErrorCode] = {entry.code: entry for entry in _TABLE}

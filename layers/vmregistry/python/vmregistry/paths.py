@@ -14,7 +14,8 @@
     └── uploads/<uuid>/
         ├── session.json                               upload session state (repository, mode, ...)
         ├── data                                       multipart target, until verified and moved
-        └── chunks/<offset>.<length>                   OCI chunks not yet joined into a part (under 5 MiB)
+        ├── chunks/<offset>.<length>                   OCI chunks not yet joined into a part (under 5 MiB)
+        └── body                                       a streamed request body, staged for its handler
 
 Why this shape:
 
@@ -35,6 +36,11 @@ Why this shape:
   is deleted), so the referrers API reads one key range and small descriptors,
   never every manifest of the repository. The subject need not exist (OCI allows
   pushing a referrer first).
+* A staged body (local mode receives the body of a streamed route into
+  storage before it runs the handler, :mod:`vmregistry.local.gateway`) has an
+  id of its own, never a session's, so it is a leftover like any other key
+  under ``uploads/`` without a ``session.json``: the upload sweep removes it
+  if its request died before removing it.
 
 Every argument here has already passed :mod:`vmregistry.names`; these
 functions only assemble strings.
@@ -52,6 +58,7 @@ __all__ = [
     "blob_key",
     "catalog_key",
     "digest_of_key",
+    "is_staged_body_key",
     "layer_key",
     "layers_prefix",
     "manifest_key",
@@ -59,6 +66,7 @@ __all__ = [
     "referrer_key",
     "referrers_prefix",
     "repository_of_catalog_key",
+    "staged_body_key",
     "tag_key",
     "tags_prefix",
     "upload_chunk_key",
@@ -158,3 +166,16 @@ def upload_chunks_prefix(upload_id: str) -> str:
 def upload_chunk_key(upload_id: str, offset: int, length: int) -> str:
     """Zero-padded offsets sort in byte order (20 digits: any int64)."""
     return f"{upload_chunks_prefix(upload_id)}{offset:020d}.{length}"
+
+
+_STAGED_BODY = "body"
+
+
+def staged_body_key(staging_id: str) -> str:
+    return f"{upload_prefix(staging_id)}{_STAGED_BODY}"
+
+
+def is_staged_body_key(key: str) -> bool:
+    """Is ``key`` where a streamed body is staged (``uploads/<id>/body``)?"""
+    head, _, name = key.removeprefix(UPLOADS_PREFIX).partition("/")
+    return key.startswith(UPLOADS_PREFIX) and bool(head) and "/" not in head and name == _STAGED_BODY

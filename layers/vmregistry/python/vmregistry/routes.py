@@ -21,6 +21,14 @@ served by the same function (:attr:`Route.api` tells the handler which wire
 format to answer in), so the stack deploys one function per operation, not
 per API. Operations only one API has (``PUT /v1/<name>/blobs/<digest>``, the
 referrers API) have only their route.
+
+A route's ``body`` says how its request body travels. ``small`` (the default):
+read whole, at most API Gateway's 10 MB, and handed to the function in the
+event, as API Gateway does. ``stream``: the body is a blob of any size, which
+the local server streams into storage before it invokes the function (see
+:mod:`vmregistry.local.gateway`); in AWS, API Gateway's limits still apply.
+Routes without a body need no kind of their own: API Gateway passes a body
+to any method.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ __all__ = [
     "ROUTES",
     "Action",
     "Api",
+    "BodyKind",
     "Function",
     "FunctionKind",
     "Grant",
@@ -57,6 +66,8 @@ FunctionKind = Literal["api", "worker", "authorizer"]
 
 Api = Literal["v1", "v2"]
 """Which API a route belongs to: the registry's own (``/v1``) or the OCI Distribution API (``/v2``)."""
+BodyKind = Literal["small", "stream"]
+"""How a route's request body travels (see the module docstring)."""
 
 API_TIMEOUT_SECONDS = 29
 """API Gateway gives up on an integration after 29 s; running longer only bills."""
@@ -101,7 +112,7 @@ FUNCTIONS: tuple[Function, ...] = (
     _api("tags_list", {"read"}, "List a repository's tags"),
     _api("blob_head", {"read"}, "Blob existence and size"),
     _api("blob_get", {"read"}, "Redirect to the blob's bytes"),
-    _api("blob_put", {"read", "write"}, "Upload a small blob inline"),
+    _api("blob_put", {"read", "write"}, "Upload a blob whole"),
     _api("blob_delete", {"read", "delete"}, "Remove a blob from a repository"),
     _api("upload_start", {"read", "write"}, "Start an upload (or mount, or upload monolithically)"),
     _api("upload_patch", {"read", "write"}, "Upload a part inline or get presigned part URLs"),
@@ -171,6 +182,8 @@ class Route:
     summary: str
     trailing_slash: bool = field(default=False)
     """Accept the path with and without a final '/' (``POST .../blobs/uploads/``)."""
+    body: BodyKind = field(default="small")
+    """``stream``: the body is a blob of any size, streamed into storage by the local server."""
 
     @property
     def function(self) -> Function:
@@ -231,7 +244,7 @@ _V1_ROUTES: tuple[Route, ...] = (
     Route("tags_list", "GET", "/v1/{name}/tags/list", "pull", "List a repository's tags"),
     Route("blob_head", "HEAD", "/v1/{name}/blobs/{digest}", "pull", "Blob existence and size"),
     Route("blob_get", "GET", "/v1/{name}/blobs/{digest}", "pull", "Redirect to the blob's bytes"),
-    Route("blob_put", "PUT", "/v1/{name}/blobs/{digest}", "push", "Upload a small blob inline"),
+    Route("blob_put", "PUT", "/v1/{name}/blobs/{digest}", "push", "Upload a blob whole", body="stream"),
     Route("blob_delete", "DELETE", "/v1/{name}/blobs/{digest}", "delete", "Remove a blob from a repository"),
     Route(
         "upload_start",
@@ -240,10 +253,25 @@ _V1_ROUTES: tuple[Route, ...] = (
         "push",
         "Start an upload (or mount, or upload monolithically)",
         trailing_slash=True,
+        body="stream",
     ),
-    Route("upload_patch", "PATCH", "/v1/{name}/blobs/uploads/{uuid}", "push", "Upload a part or get part URLs"),
+    Route(
+        "upload_patch",
+        "PATCH",
+        "/v1/{name}/blobs/uploads/{uuid}",
+        "push",
+        "Upload a part or get part URLs",
+        body="stream",
+    ),
     Route("upload_status", "GET", "/v1/{name}/blobs/uploads/{uuid}", "push", "Upload progress, to resume"),
-    Route("upload_complete", "PUT", "/v1/{name}/blobs/uploads/{uuid}", "push", "Verify the digest and publish"),
+    Route(
+        "upload_complete",
+        "PUT",
+        "/v1/{name}/blobs/uploads/{uuid}",
+        "push",
+        "Verify the digest and publish",
+        body="stream",
+    ),
     Route("upload_cancel", "DELETE", "/v1/{name}/blobs/uploads/{uuid}", "push", "Abandon an upload"),
     Route("manifest_head", "HEAD", "/v1/{name}/manifests/{reference}", "pull", "Manifest existence and digest"),
     Route("manifest_get", "GET", "/v1/{name}/manifests/{reference}", "pull", "Fetch a manifest"),

@@ -6,6 +6,16 @@ and returns a :class:`~vmregistry.api.response.Response`, and
 ``lambda_handler = endpoint.lambda_handler``. A function serves its operation
 in both APIs; :attr:`Request.api` says which one a request came through, so
 the handler answers in that API's wire format.
+
+Routes that take a blob in their body (``body="stream"`` in the route table)
+read it as :attr:`Request.payload`, a :class:`~vmregistry.registry.body.Body`:
+the bytes API Gateway delivered, or, in local mode, the object the local
+gateway streamed the body into, named under ``requestContext`` by
+:data:`STAGED_BODY` (a field no client can set: API Gateway and the local
+gateway build ``requestContext``). Such a handler may also declare
+``@endpoint.admits``: the checks that need no body (a session that exists and
+takes parts), which the local gateway runs before it accepts the body, so a
+client sending ``Expect: 100-continue`` learns of a 4xx before sending gigabytes.
 """
 
 from __future__ import annotations
@@ -17,17 +27,21 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from vmregistry import names
+from vmregistry import names, paths
 from vmregistry.api import access
 from vmregistry.api.observability import instrument, logger, metrics, metrics_enabled
 from vmregistry.api.response import JSON, HttpResponse, Response
 from vmregistry.auth.context import grants_of
 from vmregistry.errors import RegistryError, error_body
+from vmregistry.registry.body import Body
 from vmregistry.routes import Action, Api, Route, routes_of
 from vmregistry.runtime import get_settings
-from vmregistry.storage import StorageUnavailable
+from vmregistry.storage import StorageFull, StorageUnavailable
 
-__all__ = ["Endpoint", "Request", "error_response"]
+__all__ = ["STAGED_BODY", "Endpoint", "Request", "error_response"]
+
+STAGED_BODY = "vmregistryStagedBody"
+"""``requestContext`` field naming a staged body: ``{"key", "size", "sha256"}`` (local mode only)."""
 
 
 def error_response(error: RegistryError) -> HttpResponse:
@@ -56,6 +70,17 @@ class Request:
             raw = self.event.get("body") or ""
             self._body.append(base64.b64decode(raw) if self.event.get("isBase64Encoded") else raw.encode())
         return self._body[0]
+
+    @property
+    def payload(self) -> Body:
+        """The body of a streamed route: staged in storage by the local gateway, or the bytes API Gateway sent."""
+        staged = (self.event.get("requestContext") or {}).get(STAGED_BODY)
+        if not staged:
+            return Body(self.body)
+        key = str(staged["key"])
+        if not paths.is_staged_body_key(key):  # only the gateway writes this; still, never move another key
+            raise ValueError(f"not a staged body: {key!r}")
+        return Body.staged(key, int(staged["size"]), str(staged["sha256"]))
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -129,6 +154,7 @@ class Endpoint:
         if not self.routes:
             raise LookupError(f"no route is served by the function {operation!r}")
         self._function: Callable[[Request], HttpResponse] | None = None
+        self._admits: Callable[[Request], object] | None = None
         self.lambda_handler = instrument(self._entry)
 
     def _route(self, method: str, path: str) -> Route | None:
@@ -152,13 +178,34 @@ class Endpoint:
         self._function = function
         return function
 
+    def admits(self, function: Callable[[Request], object]) -> Callable[[Request], object]:
+        """Declare the checks a request must pass before its body is worth receiving (raise to refuse)."""
+        self._admits = function
+        return function
+
     def respond(self, event: Mapping[str, Any]) -> HttpResponse:
         """The handler's answer to ``event``, or the registry error it raised."""
         function = self._function
+        if function is None:
+            return self._not_served()
+        response: HttpResponse = self._guarded(event, function)
+        return response
+
+    def admit(self, event: Mapping[str, Any]) -> HttpResponse | None:
+        """Before the body: ``None`` if the request may send it, else the error response (local mode)."""
+        checks = self._admits
+        refusal = self._guarded(event, lambda request: checks(request) if checks is not None else None)
+        return refusal if isinstance(refusal, Response) else None
+
+    def _not_served(self) -> HttpResponse:
+        served = ", ".join(f"{r.method} {r.template}" for r in self.routes)
+        return error_response(RegistryError("NOT_FOUND", f"this function serves {served}"))
+
+    def _guarded(self, event: Mapping[str, Any], function: Callable[[Request], Any]) -> Any:
+        """Parse and check the request, run ``function`` on it; every failure is the registry's error response."""
         route = self._route(str(event.get("httpMethod") or "").upper(), str(event.get("path") or ""))
-        if function is None or route is None:
-            served = ", ".join(f"{r.method} {r.template}" for r in self.routes)
-            return error_response(RegistryError("NOT_FOUND", f"this function serves {served}"))
+        if route is None:
+            return self._not_served()
         try:
             return function(Request.parse(route, event))
         except RegistryError as error:
@@ -166,6 +213,9 @@ class Endpoint:
         except StorageUnavailable as exc:
             logger.error("storage unavailable", extra={"error": str(exc)})
             return error_response(RegistryError("UNAVAILABLE", f"storage backend unavailable: {exc}; retry later"))
+        except StorageFull as exc:
+            logger.error("storage full", extra={"error": str(exc)})
+            return error_response(RegistryError("STORAGE_FULL", f"{exc}; nothing was stored"))
         except Exception:
             logger.exception("unhandled error")
             return error_response(RegistryError("INTERNAL", "internal server error; the request id is in the logs"))

@@ -18,31 +18,43 @@ from typing import Any
 __all__ = ["register"]
 
 _AUTH_HELP = (
-    "bearer token; default: $VMREGISTRY_TOKEN, then the credentials file"
-    " ($VMREGISTRY_CREDENTIALS or ~/.config/vmregistry/credentials.json)"
+    "bearer token; default: $VMREGISTRY_TOKEN, a login in $VMREGISTRY_USERNAME/$VMREGISTRY_PASSWORD,"
+    " then the credentials file"
+    " ($VMREGISTRY_CREDENTIALS or ~/.config/vmregistry/credentials.json, written by 'vmregistry login'),"
+    " then docker's config.json and its credential helpers"
 )
 
 
+def _flag(name: str, short: str | None = None) -> list[str]:
+    """Every option takes one dash or two (``-token`` or ``--token``), as ``vmregistry serve`` does."""
+    return [*([short] if short else []), f"-{name}", f"--{name}"]
+
+
 def _common(parser: argparse.ArgumentParser, *, transfer: bool = False) -> None:
-    parser.add_argument("--token", help=_AUTH_HELP)
-    parser.add_argument("--insecure", action="store_true", help="allow plain http to hosts other than loopback")
+    parser.add_argument(*_flag("token"), dest="token", help=_AUTH_HELP)
     parser.add_argument(
-        "--ca-bundle",
+        *_flag("insecure"), dest="insecure", action="store_true", help="allow plain http to hosts other than loopback"
+    )
+    parser.add_argument(
+        *_flag("ca-bundle"),
+        dest="ca_bundle",
         metavar="PEM",
         default=os.environ.get("VMREGISTRY_CA_BUNDLE") or None,
         help="also trust the CA certificates in this PEM file (a registry behind a private CA) [VMREGISTRY_CA_BUNDLE]",
     )
     parser.add_argument(
-        "--retries",
+        *_flag("retries"),
+        dest="retries",
         type=int,
         default=5,
         metavar="N",
         help="retries of each request on connection errors, 5xx and 429 (default 5)",
     )
     if transfer:
-        parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+        parser.add_argument(*_flag("quiet", "-q"), dest="quiet", action="store_true", help="no progress output")
         parser.add_argument(
-            "--concurrency",
+            *_flag("concurrency"),
+            dest="concurrency",
             type=int,
             default=4,
             metavar="N",
@@ -50,24 +62,37 @@ def _common(parser: argparse.ArgumentParser, *, transfer: bool = False) -> None:
         )
 
 
+_PROXY_NOTE = (
+    " Proxies: HTTPS_PROXY, HTTP_PROXY and NO_PROXY (or their lowercase forms) are honoured for the registry and"
+    " for storage alike."
+)
+
+
 def register(subparsers: Any) -> None:
     push = subparsers.add_parser(
         "push",
         help="push a VM image (disks + config) to a registry",
-        description="Push disks as one image: each --disk becomes a layer; a config blob records CPUs, memory,"
+        description="Push disks as one image: each -disk becomes a layer; a config blob records CPUs, memory,"
         " bootloader and the disks' formats and sizes. Prints the manifest digest. An interrupted push"
-        " resumes from the parts already uploaded when run again.",
+        " resumes from the parts already uploaded when run again." + _PROXY_NOTE,
         allow_abbrev=False,
     )
     push.add_argument("reference", metavar="REGISTRY/REPO:TAG")
-    push.add_argument("--disk", action="append", required=True, metavar="FILE", help="a disk image (repeatable)")
-    push.add_argument("--config", metavar="FILE", help="JSON object merged into the image config")
-    push.add_argument("--cpus", type=int)
-    push.add_argument("--memory", metavar="SIZE", help="memory: MiB, or a size like 2G or 512M")
-    push.add_argument("--bootloader", help="e.g. uefi or bios")
-    push.add_argument("--arch", help="CPU architecture, e.g. x86_64 or aarch64")
     push.add_argument(
-        "--part-size", type=int, default=64, metavar="MIB", help="multipart part size in MiB (at least 5; default 64)"
+        *_flag("disk"), dest="disk", action="append", required=True, metavar="FILE", help="a disk image (repeatable)"
+    )
+    push.add_argument(*_flag("config"), dest="config", metavar="FILE", help="JSON object merged into the image config")
+    push.add_argument(*_flag("cpus"), dest="cpus", type=int)
+    push.add_argument(*_flag("memory"), dest="memory", metavar="SIZE", help="memory: MiB, or a size like 2G or 512M")
+    push.add_argument(*_flag("bootloader"), dest="bootloader", help="e.g. uefi or bios")
+    push.add_argument(*_flag("arch"), dest="arch", help="CPU architecture, e.g. x86_64 or aarch64")
+    push.add_argument(
+        *_flag("part-size"),
+        dest="part_size",
+        type=int,
+        default=64,
+        metavar="MIB",
+        help="multipart part size in MiB (at least 5; default 64)",
     )
     _common(push, transfer=True)
     push.set_defaults(func=run_push)
@@ -76,38 +101,66 @@ def register(subparsers: Any) -> None:
         "pull",
         help="pull a VM image into a directory",
         description="Download manifest.json, config.json and the disks into -o DIR, verifying every digest."
-        " An interrupted pull resumes from its .partial files.",
+        " An interrupted pull resumes from its .partial files." + _PROXY_NOTE,
         allow_abbrev=False,
     )
     pull.add_argument("reference", metavar="REGISTRY/REPO:TAG|@DIGEST")
     pull.add_argument(
-        "-o", "--output", metavar="DIR", help="output directory (default: the repository's last name component)"
+        *_flag("output", "-o"),
+        dest="output",
+        metavar="DIR",
+        help="output directory (default: the repository's last name component)",
     )
     pull.add_argument(
-        "--chunk-size", type=int, default=32, metavar="MIB", help="size of each ranged GET in MiB (default 32)"
+        *_flag("chunk-size"),
+        dest="chunk_size",
+        type=int,
+        default=32,
+        metavar="MIB",
+        help="size of each ranged GET in MiB (default 32)",
     )
     _common(pull, transfer=True)
     pull.set_defaults(func=run_pull)
 
-    tags = subparsers.add_parser("tags", help="list a repository's tags", allow_abbrev=False)
+    tags = subparsers.add_parser(
+        "tags",
+        help="list a repository's tags",
+        description="Print the repository's tags, one per line, following every page of the listing."
+        " Needs pull access to the repository.",
+        allow_abbrev=False,
+    )
     tags.add_argument("reference", metavar="REGISTRY/REPO")
     _common(tags)
     tags.set_defaults(func=run_tags)
 
-    catalog = subparsers.add_parser("catalog", help="list the repositories you may pull", allow_abbrev=False)
+    catalog = subparsers.add_parser(
+        "catalog",
+        help="list the repositories you may pull",
+        description="Print the registry's repositories, one per line: only those your token may pull.",
+        allow_abbrev=False,
+    )
     catalog.add_argument("registry", metavar="REGISTRY")
     _common(catalog)
     catalog.set_defaults(func=run_catalog)
 
-    inspect = subparsers.add_parser("inspect", help="show an image's manifest and config", allow_abbrev=False)
+    inspect = subparsers.add_parser(
+        "inspect",
+        help="show an image's manifest and config",
+        description="Show an image without downloading its disks: digest, media type, CPUs, memory,"
+        " bootloader, architecture and each disk's name, format, size and digest (-json: all of it as JSON).",
+        allow_abbrev=False,
+    )
     inspect.add_argument("reference", metavar="REGISTRY/REPO:TAG|@DIGEST")
-    inspect.add_argument("--json", action="store_true", help="print {digest, manifest, config} as JSON")
+    inspect.add_argument(*_flag("json"), dest="json", action="store_true", help="print {digest, manifest, config}")
     _common(inspect)
     inspect.set_defaults(func=run_inspect)
 
     rm = subparsers.add_parser(
         "rm",
         help="delete a tag, or a manifest (and its tags) by digest",
+        description="REGISTRY/REPO:TAG removes that tag (the image stays reachable by digest and other tags);"
+        " REGISTRY/REPO@DIGEST removes the manifest and every tag pointing at it. The reference must name a tag"
+        " or a digest: rm never assumes ':latest'. Needs delete access. Storage is freed by 'vmregistry gc'.",
         allow_abbrev=False,
     )
     rm.add_argument("reference", metavar="REGISTRY/REPO:TAG|@DIGEST")
@@ -116,6 +169,20 @@ def register(subparsers: Any) -> None:
 
 
 # -- plumbing -----------------------------------------------------------------
+
+_RESUMABLE = {"push": "parts already stored", "pull": "chunks already downloaded"}
+
+
+def _resume_hint(command: str, exc: BaseException) -> str:
+    """For an interrupted transfer: that running it again resumes it."""
+    from vmregistry.client import RegistryAPIError, TransientError
+
+    interrupted = isinstance(exc, TransientError | KeyboardInterrupt) or (
+        isinstance(exc, RegistryAPIError) and exc.transient
+    )
+    if command not in _RESUMABLE or not interrupted:
+        return ""
+    return f"\n  run the same command again to resume: the {_RESUMABLE[command]} are kept"
 
 
 def _guard(run: Any) -> Any:
@@ -130,18 +197,30 @@ def _guard(run: Any) -> Any:
             print(f"vmregistry {args.command}: {exc}", file=sys.stderr)
             return 2
         except ClientError as exc:
-            print(f"vmregistry {args.command}: {exc}", file=sys.stderr)
+            print(f"vmregistry {args.command}: {exc}{_resume_hint(args.command, exc)}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt as exc:
+            print(f"vmregistry {args.command}: interrupted{_resume_hint(args.command, exc)}", file=sys.stderr)
+            return 130
 
     wrapped.__name__ = run.__name__
     return wrapped
+
+
+def _note_retry(exc: Exception, delay: float) -> None:
+    print(f"vmregistry: {str(exc).splitlines()[0]}; retrying in {delay:.1f}s", file=sys.stderr)
 
 
 def _connect(args: argparse.Namespace) -> tuple[Any, Any]:
     from vmregistry.client import RegistryClient
 
     return RegistryClient.for_reference(
-        args.reference, token=args.token, insecure=args.insecure, retries=args.retries, ca_bundle=args.ca_bundle
+        args.reference,
+        token=args.token,
+        insecure=args.insecure,
+        retries=args.retries,
+        ca_bundle=args.ca_bundle,
+        on_retry=_note_retry,
     )
 
 
@@ -212,6 +291,7 @@ def run_tags(args: argparse.Namespace) -> int:
     client, ref = _connect(args)
     if ref.tag or ref.digest:
         raise UsageError("tags takes REGISTRY/REPO, without a tag or digest")
+    client.want(f"repository:{ref.repository}:pull")
     for tag in client.tags(ref.repository):
         print(tag)
     return 0
@@ -222,8 +302,14 @@ def run_catalog(args: argparse.Namespace) -> int:
     from vmregistry.client import RegistryClient
 
     client = RegistryClient.connect(
-        args.registry, token=args.token, insecure=args.insecure, retries=args.retries, ca_bundle=args.ca_bundle
+        args.registry,
+        token=args.token,
+        insecure=args.insecure,
+        retries=args.retries,
+        ca_bundle=args.ca_bundle,
+        on_retry=_note_retry,
     )
+    client.want("registry:catalog:*")  # what a login's token needs for the catalog (Docker's scope)
     for repository in client.catalog():
         print(repository)
     return 0
@@ -274,7 +360,15 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 @_guard
 def run_rm(args: argparse.Namespace) -> int:
+    from vmregistry.client import UsageError
+
     client, ref = _connect(args)
+    if not ref.tag and not ref.digest:
+        raise UsageError(
+            f"{args.reference} names no tag or digest: say which to delete, e.g. {args.reference}:latest"
+            f" or {args.reference}@sha256:... (rm never assumes ':latest')"
+        )
+    client.want(f"repository:{ref.repository}:delete")
     client.delete_manifest(ref.repository, ref.reference)
     what = "manifest and its tags" if ref.digest else "tag"
     print(f"deleted {what} {ref}", file=sys.stderr)

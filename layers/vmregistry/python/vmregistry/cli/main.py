@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "vmregistry.cli.upkeep",
     "vmregistry.cli.tokens",
     "vmregistry.cli.client",
+    "vmregistry.cli.login",
 )
 
 

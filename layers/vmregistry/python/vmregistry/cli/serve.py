@@ -19,6 +19,9 @@ from vmregistry.config import SETTINGS_HELP, env_name
 
 if TYPE_CHECKING:
     from vmregistry.config import Settings
+    from vmregistry.local.app import LocalServer
+    from vmregistry.local.gateway import Authorizer
+    from vmregistry.local.token_service import TokenService
 
 __all__ = ["STORAGE_SETTINGS", "add_storage_flags", "register", "settings_from_args"]
 
@@ -120,6 +123,7 @@ def register(subparsers: Any) -> None:
         auth.add_argument(
             *_flag(setting), dest=setting, metavar=metavar, help=f"{SETTINGS_HELP[setting]} [{env_name(setting)}]"
         )
+    _add_token_flags(serve)
     add_storage_flags(serve)
     serve.set_defaults(func=run_serve)
 
@@ -146,11 +150,19 @@ def run_serve(args: argparse.Namespace) -> int:
         workers = _workers(args)
         settings = Settings.from_env()
         authorizer, settings = local_authorizer(settings)
+        tokens = _token_service(args, settings, authorizer)
         if workers > 1:
             return serve_workers(
-                settings, args.host, args.port, authorizer, workers, lambda url: _announce(url, settings, workers)
+                settings,
+                args.host,
+                args.port,
+                authorizer,
+                workers,
+                lambda url: _announce(url, settings, workers),
+                on_server=lambda worker: _attach_token_service(worker, tokens, authorizer),
             )
         server = LocalServer(settings, args.host, args.port, authorizer=authorizer)
+        _attach_token_service(server, tokens, authorizer)
     except (ValueError, OSError, StorageError, argparse.ArgumentTypeError) as exc:
         print(f"vmregistry serve: {exc}", file=sys.stderr)
         return 2
@@ -170,3 +182,73 @@ def _announce(url: str, settings: Settings, workers: int) -> None:
     )
     processes = "1 process" if workers == 1 else f"{workers} worker processes"
     print(f"vmregistry listening on {url} (storage: {where}; {processes})", file=sys.stderr, flush=True)
+
+
+# -- the development token endpoint (opt-in; vmregistry/local/token_service.py) --------------------
+
+
+def _add_token_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "development token endpoint (off unless -token-users; a stand-in for an Auth Server, see docs/auth.md)"
+    )
+    group.add_argument(*_flag("token_users"), dest="token_users", metavar="FILE", help="users file: serve /auth/token")
+    group.add_argument(
+        *_flag("token_key"), dest="token_key", default="auth.key", metavar="PEM", help="signing key (default auth.key)"
+    )
+    group.add_argument(
+        *_flag("token_lifetime"),
+        dest="token_lifetime",
+        type=_positive,
+        default=300,
+        metavar="SECONDS",
+        help="lifetime of the tokens it issues (default 300)",
+    )
+
+
+def _token_service(args: argparse.Namespace, settings: Settings, authorizer: Authorizer | None) -> TokenService | None:
+    """The token endpoint ``-token-users`` asks for, checked against the key the server verifies with."""
+    if not args.token_users:
+        return None
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from vmregistry.auth.tokens import load_public_key
+    from vmregistry.local.token_service import TokenService
+
+    if authorizer is None or not settings.auth_public_key:
+        raise ValueError("-token-users needs authentication on: a public key (-auth-public-key or ./auth.pub)")
+    private_pem = Path(args.token_key).read_bytes()
+    private = serialization.load_pem_private_key(private_pem, password=None)
+    verifying = load_public_key(settings.auth_public_key)
+    if (
+        not isinstance(private, rsa.RSAPrivateKey)
+        or private.public_key().public_numbers() != verifying.public_numbers()
+    ):
+        raise ValueError(f"-token-key {args.token_key} is not the private half of the key the server verifies with")
+    return TokenService(
+        private_pem,
+        Path(args.token_users),
+        service=settings.auth_service,
+        lifetime=args.token_lifetime,
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+    )
+
+
+def _attach_token_service(server: LocalServer, tokens: TokenService | None, authorizer: Authorizer | None) -> None:
+    """Serve ``tokens`` at /auth/token and name it as the challenge's realm (unless one is configured)."""
+    import dataclasses
+
+    from vmregistry.config import Settings
+    from vmregistry.local.gateway_auth import GatewayAuthorizer
+    from vmregistry.local.token_service import TOKEN_PATH
+
+    if tokens is None:
+        return
+    server.gateway.token_service = tokens
+    if isinstance(authorizer, GatewayAuthorizer) and authorizer.settings.auth_realm == Settings().auth_realm:
+        realm = (server.settings.public_url or server.url).rstrip("/") + TOKEN_PATH
+        authorizer.settings = dataclasses.replace(authorizer.settings, auth_realm=realm)
+        os.environ[env_name("auth_realm")] = realm

@@ -1,10 +1,12 @@
-"""``vmregistry keygen`` and ``vmregistry token``: stand-ins for the Auth Server, for trying auth.
+"""``vmregistry keygen``, ``token`` and ``add-user``: stand-ins for the Auth Server, for trying auth.
 
 The registry never issues tokens: an external Auth Server signs them with its
 RSA private key and the registry holds only the public half. To try that
 without an Auth Server, ``keygen`` writes a key pair (``auth.pub`` is what
 ``vmregistry serve`` looks for; ``auth.key`` is written with mode 0600) and
 ``token`` mints a token from the private key with the scopes you name.
+``add-user`` fills the users file of the development token endpoint
+(``vmregistry serve -token-users``, :mod:`vmregistry.local.token_service`).
 """
 
 from __future__ import annotations
@@ -91,6 +93,53 @@ def register(subparsers: Any) -> None:
         help="write Docker's 'access' claim instead of the compact 'scope' claim",
     )
     token.set_defaults(func=run_token)
+
+    add_user = subparsers.add_parser(
+        "add-user",
+        help="add a user to the development token endpoint's users file",
+        description="Add (or replace) a user in the users file of `vmregistry serve -token-users FILE`: the password"
+        " (read from stdin, or asked for on a terminal) is stored as an scrypt hash, with the scopes the user may"
+        " be granted, e.g. -scope 'repository:team/*:pull,push'. The file is written with mode 0600.",
+        allow_abbrev=False,
+    )
+    add_user.add_argument(*_flag("users"), dest="users", required=True, metavar="FILE", help="the users file")
+    add_user.add_argument(*_flag("name"), dest="name", required=True, help="the username")
+    add_user.add_argument(
+        *_flag("scope"), dest="scopes", action="append", default=[], metavar="SCOPE", help="a scope (repeatable)"
+    )
+    add_user.set_defaults(func=run_add_user)
+
+
+def run_add_user(args: argparse.Namespace) -> int:
+    import getpass
+    import json
+
+    from vmregistry.auth.scopes import parse_compact_scope
+    from vmregistry.local.token_service import hash_password
+
+    bad = [scope for scope in args.scopes if parse_compact_scope(scope) is None]
+    if bad or not args.name or ":" in args.name:
+        print(f"vmregistry add-user: not a scope: {bad}" if bad else "vmregistry add-user: bad name", file=sys.stderr)
+        return 2
+    password = getpass.getpass(f"password for {args.name}: ") if sys.stdin.isatty() else sys.stdin.readline()
+    password = password.rstrip("\n")
+    if not password:
+        print("vmregistry add-user: the password is empty", file=sys.stderr)
+        return 2
+    path = Path(args.users)
+    try:
+        document = json.loads(path.read_text()) if path.exists() else {"users": {}}
+        document.setdefault("users", {})[args.name] = {"password": hash_password(password), "access": args.scopes}
+        temporary = path.with_name(f".{path.name}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(document, handle, indent=2, sort_keys=True)
+        os.replace(temporary, path)
+    except (OSError, ValueError, AttributeError) as exc:
+        print(f"vmregistry add-user: {path}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.name} may now log in through {path}", file=sys.stderr)
+    return 0
 
 
 def run_keygen(args: argparse.Namespace) -> int:

@@ -17,9 +17,10 @@ __all__ = ["register"]
 def register(subparsers: Any) -> None:
     sweep = subparsers.add_parser(
         "sweep-uploads",
-        help="discard upload sessions nobody finished",
-        description="Delete upload sessions older than --older-than hours, with their parts."
-        " The server also does this hourly while it runs.",
+        help="discard upload sessions nobody finished, and what crashed requests left",
+        description="Delete upload sessions older than --older-than hours, with their parts, and the leftovers"
+        " of requests that died (temporary files, staged bodies, multipart uploads without a session) untouched"
+        " for as long. The server also does this at start and hourly (sessions after 24 h, leftovers after 1 h).",
         allow_abbrev=False,
     )
     sweep.add_argument("-older-than", "--older-than", dest="older_than", type=float, default=24.0, metavar="HOURS")
@@ -83,7 +84,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     settings_from_args(args, STORAGE_SETTINGS)
     settings = Settings.from_env()
     swept = Registry(open_storage(settings), settings).uploads.sweep(args.older_than * 3600)
-    print(f"discarded {swept} upload session(s) older than {args.older_than:g} hours")
+    print(f"discarded {swept} older than {args.older_than:g} hours")
     return 0
 
 

@@ -10,7 +10,9 @@ layer over this API; a daemon can call it directly::
     pull_image(client, ref.repository, result.digest, Path("out"))
 
 Modules, each small and private: references and URL rules (``_reference``),
-token sources (``_auth``), HTTP and retries (``_transport``), the API calls
+where credentials come from (``_auth``, ``_dockerconfig``), tokens fetched
+from the Auth Server (``_tokens``, ``_login``), proxies (``_proxy``), HTTP and
+retries (``_transport``), the API calls
 that fit in memory (``_registry``), image documents and disk detection
 (``_image``), state kept between runs (``_state``), blob transfer
 (``_push``, ``_pull``), terminal output (``_progress``) and errors with hints
@@ -19,22 +21,26 @@ that fit in memory (``_registry``), image documents and disk detection
 
 from __future__ import annotations
 
-from vmregistry.client._auth import credentials_path, resolve_token
+from vmregistry.client._auth import credentials_path, resolve_credentials, resolve_token
 from vmregistry.client._errors import (
     HINTS,
     ClientError,
     DigestMismatch,
     RegistryAPIError,
     TransientError,
+    Unreachable,
     UsageError,
 )
 from vmregistry.client._image import DiskInfo, build_config, build_manifest, detect_format, hash_disk, parse_memory
+from vmregistry.client._login import LoginResult, login, logout
 from vmregistry.client._progress import Progress, Task
+from vmregistry.client._proxy import Proxy, ProxyConfig
 from vmregistry.client._pull import PullOptions, PullResult, fetch_blob_bytes, pull_blob, pull_image
 from vmregistry.client._push import Blob, PushOptions, PushResult, push_blob, push_image
-from vmregistry.client._reference import Reference, Registry, parse_reference, parse_registry
+from vmregistry.client._reference import Reference, RegistryHost, parse_reference, parse_registry
 from vmregistry.client._registry import FetchedManifest, RegistryClient
 from vmregistry.client._state import cache_dir
+from vmregistry.client._tokens import Login, TokenSource
 
 __all__ = [
     "HINTS",
@@ -43,17 +49,23 @@ __all__ = [
     "DigestMismatch",
     "DiskInfo",
     "FetchedManifest",
+    "Login",
+    "LoginResult",
     "Progress",
+    "Proxy",
+    "ProxyConfig",
     "PullOptions",
     "PullResult",
     "PushOptions",
     "PushResult",
     "Reference",
-    "Registry",
     "RegistryAPIError",
     "RegistryClient",
+    "RegistryHost",
     "Task",
+    "TokenSource",
     "TransientError",
+    "Unreachable",
     "UsageError",
     "build_config",
     "build_manifest",
@@ -62,6 +74,8 @@ __all__ = [
     "detect_format",
     "fetch_blob_bytes",
     "hash_disk",
+    "login",
+    "logout",
     "parse_memory",
     "parse_reference",
     "parse_registry",
@@ -69,5 +83,6 @@ __all__ = [
     "pull_image",
     "push_blob",
     "push_image",
+    "resolve_credentials",
     "resolve_token",
 ]

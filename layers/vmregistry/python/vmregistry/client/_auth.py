@@ -1,34 +1,61 @@
-"""Where the client's bearer token comes from.
+"""Where the client's credentials come from, and where ``vmregistry login`` keeps them.
 
-In order: the ``token`` argument (``--token``), the ``VMREGISTRY_TOKEN``
-environment variable, then the credentials file. The file is JSON, at
-``$VMREGISTRY_CREDENTIALS`` or ``$XDG_CONFIG_HOME/vmregistry/credentials.json``
-(``~/.config/vmregistry/credentials.json``)::
+In order, the first that has something for the registry wins:
 
-    {
-      "registries": {
-        "localhost:8080": {"token": "eyJ..."},
-        "https://abc.execute-api.eu-west-1.amazonaws.com/prod": {"token": "eyJ..."}
-      }
-    }
+1. the ``token`` argument (``--token``): a bearer token, sent as it is;
+2. the ``VMREGISTRY_TOKEN`` environment variable: the same;
+3. ``VMREGISTRY_USERNAME`` and ``VMREGISTRY_PASSWORD``: a login from the
+   environment (CI jobs), turned into tokens like any other; with
+   ``VMREGISTRY_LOGIN_HOST`` set, only for that ``host[:port]``;
+4. the credentials file, ``$VMREGISTRY_CREDENTIALS`` or
+   ``$XDG_CONFIG_HOME/vmregistry/credentials.json``
+   (``~/.config/vmregistry/credentials.json``)::
+
+       {
+         "registries": {
+           "localhost:8080": {"token": "eyJ..."},
+           "registry.example.com": {"username": "alice", "refreshToken": "..."},
+           "other.example.com": {"credentialHelper": "pass"}
+         }
+       }
+
+   ``token`` is a static bearer token; ``username`` with ``refreshToken``
+   (or ``password``, when the Auth Server gives no refresh tokens) is what
+   ``vmregistry login`` writes; ``credentialHelper`` names a
+   ``docker-credential-<name>`` program that holds the login instead;
+5. docker's configuration (:mod:`._dockerconfig`), so one ``docker login``
+   serves every tool.
 
 An entry is found by the registry exactly as the user wrote it, then by its
-base URL, then by ``host[:port]``. The token only ever goes to the registry's
-own origin: never to presigned storage URLs (see :mod:`._transport`).
+base URL, then by ``host[:port]``. A login becomes tokens through
+:class:`._tokens.TokenSource`. Tokens only ever go to the registry's own
+origin and passwords only to its Auth Server: never to presigned storage
+URLs (see :mod:`._transport`).
+
+The file is written with mode 0600; one that others may read is used, with
+a warning, as ssh warns about an unprotected key.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import stat
 from pathlib import Path
+from typing import Any
 
+from vmregistry.client._dockerconfig import docker_login, helper_erase, helper_get, helper_store
 from vmregistry.client._errors import UsageError
-from vmregistry.client._reference import Registry
+from vmregistry.client._reference import RegistryHost
+from vmregistry.client._tokens import Login, TokenSource
 
-__all__ = ["credentials_path", "resolve_token"]
+__all__ = ["TOKEN_ENV", "credentials_path", "forget_login", "resolve_credentials", "resolve_token", "save_login"]
 
 TOKEN_ENV = "VMREGISTRY_TOKEN"
+USERNAME_ENV, PASSWORD_ENV, LOGIN_HOST_ENV = "VMREGISTRY_USERNAME", "VMREGISTRY_PASSWORD", "VMREGISTRY_LOGIN_HOST"
+log = logging.getLogger("vmregistry.client")
+_warned: set[Path] = set()
 
 
 def credentials_path() -> Path:
@@ -39,29 +66,127 @@ def credentials_path() -> Path:
     return Path(config) / "vmregistry" / "credentials.json"
 
 
-def _from_file(registry: Registry) -> str | None:
+def _check_mode(path: Path) -> None:
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return
+    if mode & 0o077 and path not in _warned:
+        _warned.add(path)
+        log.warning(
+            "WARNING: the credentials file %s is readable by others (mode %04o): anyone on this machine can use"
+            " the tokens in it. Protect it with: chmod 600 %s",
+            path,
+            mode,
+            path,
+        )
+
+
+def _read() -> tuple[Path, dict[str, Any]]:
     path = credentials_path()
     try:
-        document = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
+        return path, {"registries": {}}
+    except OSError as exc:
         raise UsageError(f"cannot read the credentials file {path}: {exc}") from None
-    entries = document.get("registries") if isinstance(document, dict) else None
-    if not isinstance(entries, dict):
+    _check_mode(path)
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"cannot read the credentials file {path}: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("registries", {}), dict):
         raise UsageError(f'{path}: expected {{"registries": {{"<registry>": {{"token": "..."}}}}}}')
+    document.setdefault("registries", {})
+    return path, document
+
+
+def _write(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Created 0600 from the start: the secrets are never readable by others, not even briefly.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(document, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    os.replace(temporary, path)
+
+
+def _entry(registry: RegistryHost, entries: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     for key in (registry.key, registry.base_url, registry.host):
         entry = entries.get(key)
-        if isinstance(entry, dict) and isinstance(entry.get("token"), str):
-            return str(entry["token"])
+        if isinstance(entry, dict):
+            return key, entry
     return None
 
 
-def resolve_token(registry: Registry, token: str | None = None) -> str | None:
-    """The bearer token for ``registry``, or ``None`` to send requests without one."""
+def _from_entry(registry: RegistryHost, path: Path, entry: dict[str, Any]) -> str | Login | None:
+    if isinstance(entry.get("token"), str):
+        return str(entry["token"]).strip()
+    source = f"{path}"
+    username = str(entry.get("username") or "")
+    if isinstance(entry.get("refreshToken"), str):
+        return Login(username, refresh_token=entry["refreshToken"], source=source)
+    if isinstance(entry.get("password"), str):
+        return Login(username, password=entry["password"], source=source)
+    if isinstance(entry.get("credentialHelper"), str):
+        return helper_get(entry["credentialHelper"], registry.host)
+    return None
+
+
+def resolve_credentials(registry: RegistryHost, token: str | None = None) -> TokenSource:
+    """The token source for ``registry``: a static token, a login, or nothing (anonymous)."""
     if token:
-        return token.strip()
+        return TokenSource(static=token.strip())
     from_env = os.environ.get(TOKEN_ENV, "").strip()
     if from_env:
-        return from_env
-    return _from_file(registry)
+        return TokenSource(static=from_env)
+    username, password = os.environ.get(USERNAME_ENV, ""), os.environ.get(PASSWORD_ENV, "")
+    for_host = os.environ.get(LOGIN_HOST_ENV, "").strip().lower()
+    if username and password and for_host in ("", registry.host.lower()):
+        return TokenSource(login=Login(username, password=password, source=f"{USERNAME_ENV}/{PASSWORD_ENV}"))
+    path, document = _read()
+    found = _entry(registry, document["registries"])
+    credential = _from_entry(registry, path, found[1]) if found else None
+    if credential is None:
+        credential = docker_login(registry.host)
+    if isinstance(credential, str):
+        return TokenSource(static=credential)
+    return TokenSource(login=credential)
+
+
+def resolve_token(registry: RegistryHost, token: str | None = None) -> str | None:
+    """The static bearer token for ``registry``, or ``None`` (a login is not a token)."""
+    return resolve_credentials(registry, token).static
+
+
+def save_login(registry: RegistryHost, login: Login, helper: str | None = None) -> Path | str:
+    """Keep ``login`` for ``registry``: in the credentials file (0600), or in ``helper``. Returns where."""
+    path, document = _read()
+    if helper:
+        helper_store(helper, registry.host, login)
+        entry: dict[str, Any] = {"credentialHelper": helper}
+    elif login.refresh_token:
+        entry = {"username": login.username, "refreshToken": login.refresh_token}
+    else:
+        entry = {"username": login.username, "password": login.password or ""}
+    registries = document["registries"]
+    for key in (registry.key, registry.base_url, registry.host):
+        registries.pop(key, None)
+    registries[registry.key] = entry
+    _write(path, document)
+    return f"docker-credential-{helper}" if helper else path
+
+
+def forget_login(registry: RegistryHost) -> bool:
+    """Remove what ``vmregistry login`` stored for ``registry``; False if there was nothing."""
+    path, document = _read()
+    found = _entry(registry, document["registries"])
+    if found is None:
+        return False
+    key, entry = found
+    if isinstance(entry.get("credentialHelper"), str):
+        helper_erase(entry["credentialHelper"], registry.host)
+    del document["registries"][key]
+    _write(path, document)
+    return True

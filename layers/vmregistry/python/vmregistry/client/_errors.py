@@ -21,6 +21,7 @@ __all__ = [
     "DigestMismatch",
     "RegistryAPIError",
     "TransientError",
+    "Unreachable",
     "UsageError",
     "from_response",
 ]
@@ -44,9 +45,9 @@ HINTS: dict[str, str] = {
     "NOT_ACCEPTABLE": "the manifest has a media type this client does not ask for: upgrade the client",
     "PAGINATION_NUMBER_INVALID": "use a page size between 1 and the registry's maximum",
     "BAD_REQUEST": "the registry did not understand the request: upgrade the client or report a bug",
-    "UNAUTHORIZED": "pass a token that grants this scope with --token, VMREGISTRY_TOKEN or the credentials"
-    " file (~/.config/vmregistry/credentials.json); tokens come from your Auth Server, or from"
-    " 'vmregistry token' for a local registry",
+    "UNAUTHORIZED": "log in with 'vmregistry login REGISTRY' (or docker login), or pass a token that grants"
+    " this scope with --token, VMREGISTRY_TOKEN or the credentials file (~/.config/vmregistry/credentials.json);"
+    " tokens come from your Auth Server, or from 'vmregistry token' for a local registry",
     "DENIED": "your token does not grant this scope: get one that does (or check the repository name)",
     "SIGNATURE_INVALID": "a presigned URL expired or was altered: re-run the command (URLs are requested afresh)",
     "NOT_FOUND": "the URL is not a vmregistry /v1 API: check the registry address and its base path"
@@ -56,6 +57,7 @@ HINTS: dict[str, str] = {
     "TOO_MANY_REQUESTS": "the registry is throttling: wait a little, or lower --concurrency",
     "INTERNAL": "the registry failed: re-run the command; if it repeats, check the registry's logs",
     "UNAVAILABLE": "the registry's storage is unavailable: try again later",
+    "STORAGE_FULL": "the registry's storage is full: ask its operator to free space, then run the command again",
 }
 
 
@@ -69,6 +71,10 @@ class UsageError(ClientError):
 
 class TransientError(ClientError):
     """Worth retrying: the connection failed or broke (5xx and 429 are :class:`RegistryAPIError`)."""
+
+
+class Unreachable(ClientError):
+    """No connection could be made to a host this run never reached: retrying will not help soon."""
 
 
 class DigestMismatch(ClientError):
@@ -136,6 +142,10 @@ def _scope(challenge: str | None) -> str | None:
     return challenge[start:end] if end > start else None
 
 
+def _is_html(content_type: str, text: str) -> bool:
+    return "html" in content_type.lower() or text[:15].lower().startswith(("<!doctype html", "<html"))
+
+
 def from_response(status: int, body: bytes, headers: dict[str, str], url: str) -> RegistryAPIError:
     """The error an error response stands for (headers keyed in lower case)."""
     code, message, detail = "", "", None
@@ -150,6 +160,12 @@ def from_response(status: int, body: bytes, headers: dict[str, str], url: str) -
             status, "INTERNAL" if status >= 500 else "BAD_REQUEST"
         )
         text = body[:300].decode("utf-8", "replace").strip()
+        if _is_html(headers.get("content-type", ""), text):
+            # A web server or a login portal on that port: its page explains nothing about the registry.
+            text = (
+                f"HTTP {status}: {url.split('?')[0]} answered with an HTML page, not the registry's JSON:"
+                " is this the registry's address and port?"
+            )
         message = text or f"HTTP {status}: {ERROR_CODES[code].message}"
     retry_after = headers.get("retry-after", "")
     return RegistryAPIError(

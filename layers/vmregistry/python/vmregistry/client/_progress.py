@@ -16,7 +16,9 @@ import threading
 import time
 from typing import Literal, TextIO
 
-__all__ = ["Progress", "Task", "format_bytes"]
+from vmregistry.client._errors import RegistryAPIError, TransientError
+
+__all__ = ["Progress", "Task", "format_bytes", "interruption"]
 
 Mode = Literal["auto", "bars", "lines", "quiet"]
 _FRAME = 0.1
@@ -40,6 +42,14 @@ def _duration(seconds: float) -> str:
     )
 
 
+def interruption(exc: BaseException, what: str) -> str:
+    """How a transfer that stopped on ``exc`` ends: interrupted (resumable) or failed."""
+    transient = isinstance(exc, TransientError | KeyboardInterrupt) or (
+        isinstance(exc, RegistryAPIError) and exc.transient
+    )
+    return f"interrupted (run the {what} again to resume)" if transient else "failed"
+
+
 class Task:
     """One blob's transfer. ``advance`` may be called from any thread, also with negative counts (retries)."""
 
@@ -48,6 +58,8 @@ class Task:
         self.label = label
         self.total = total
         self.done_bytes = 0
+        self.skipped = 0
+        """Bytes a resumed transfer found already there: done, but not moved in this run."""
         self.started = time.monotonic()
         self.finished: str | None = None
         self._quarter = 0
@@ -55,12 +67,22 @@ class Task:
     def advance(self, n: int) -> None:
         self.progress._advance(self, n)
 
+    def skip(self, n: int) -> None:
+        """Count ``n`` bytes found already transferred (a resume): progress, but not speed."""
+        self.skipped += n
+        self.progress._advance(self, n)
+
     def finish(self, outcome: str = "done") -> None:
         self.progress._finish(self, outcome)
 
+    @property
+    def sent(self) -> int:
+        """Bytes moved in this run."""
+        return self.done_bytes - self.skipped
+
     def rate(self) -> float:
         elapsed = time.monotonic() - self.started
-        return self.done_bytes / elapsed if elapsed > 0 else 0.0
+        return self.sent / elapsed if elapsed > 0 else 0.0
 
     def line(self, width: int) -> str:
         total = max(self.total, 1)
@@ -144,8 +166,10 @@ class Progress:
             elif self.mode == "lines":
                 elapsed = time.monotonic() - task.started
                 if task.done_bytes >= task.total:
-                    rate = f" ({format_bytes(task.total / elapsed)}/s)" if elapsed > 0 else ""
-                    self._print(f"{task.label}: {outcome} {format_bytes(task.total)} in {elapsed:.1f}s{rate}")
+                    rate = f"{format_bytes(task.sent / elapsed)}/s" if elapsed > 0 else ""
+                    if task.skipped:
+                        rate = f"{format_bytes(task.sent)} of it sent in this run, {rate}"
+                    self._print(f"{task.label}: {outcome} {format_bytes(task.total)} in {elapsed:.1f}s ({rate})")
                 else:
                     self._print(
                         f"{task.label}: {outcome} after {format_bytes(task.done_bytes)} of {format_bytes(task.total)}"

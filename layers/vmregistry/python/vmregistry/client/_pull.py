@@ -31,7 +31,7 @@ from typing import Any
 from vmregistry import mediatypes
 from vmregistry.client._errors import ClientError, DigestMismatch, RegistryAPIError, TransientError
 from vmregistry.client._image import disk_file_name
-from vmregistry.client._progress import Progress, Task
+from vmregistry.client._progress import Progress, Task, interruption
 from vmregistry.client._registry import FetchedManifest, RegistryClient
 from vmregistry.client._state import atomic_write_json
 from vmregistry.client._transport import run_parallel, with_retries
@@ -172,15 +172,15 @@ def pull_blob(
     task = progress.task(f"pull {label}", size)
     try:
         os.ftruncate(fd, size)
-        task.advance(sum(min(chunk_size, size - i * chunk_size) for i in done))
+        task.skip(sum(min(chunk_size, size - i * chunk_size) for i in done))
         if outcome == "resumed":
             progress.note(f"{label}: resuming, {len(done)} of {count} chunks already downloaded")
         missing = [i for i in range(count) if i not in done]
         if missing and size:
             _download_chunks(client, repository, digest, size, chunk_size, missing, done, fd, state_path, options, task)
         os.fsync(fd)
-    except BaseException:
-        task.finish("failed")
+    except BaseException as exc:
+        task.finish(interruption(exc, "pull"))
         raise
     finally:
         os.close(fd)
@@ -298,6 +298,7 @@ def pull_image(
     """Download the image into ``directory``: ``manifest.json``, ``config.json`` and one file per disk."""
     options = options or PullOptions()
     progress = progress or Progress(mode="quiet")
+    client.want(f"repository:{repository}:pull")
     manifest: FetchedManifest = client.get_manifest(repository, reference)
     document = manifest.document()
     if document.get("mediaType", mediatypes.MANIFEST) != mediatypes.MANIFEST:

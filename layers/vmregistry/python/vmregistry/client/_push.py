@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 from vmregistry.client._errors import ClientError, RegistryAPIError
 from vmregistry.client._image import DiskInfo, build_config, build_manifest, hash_disk
-from vmregistry.client._progress import Progress, Task
+from vmregistry.client._progress import Progress, Task, interruption
 from vmregistry.client._registry import RegistryClient
 from vmregistry.client._state import DigestCache, UploadState
 from vmregistry.client._transport import run_parallel, with_retries
@@ -285,7 +285,7 @@ class _Uploader:
             return offset, min(part_size, blob.size - offset)
 
         missing = [n for n in range(1, count + 1) if held.get(n) != span(n)[1]]
-        task.advance(sum(span(n)[1] for n in range(1, count + 1) if n not in missing))
+        task.skip(sum(span(n)[1] for n in range(1, count + 1) if n not in missing))
         if outcome == "resumed":
             self.progress.note(f"{blob.label}: resuming, {count - len(missing)} of {count} parts already stored")
         self._upload_parts(uuid, missing, span, task)
@@ -371,8 +371,8 @@ def push_blob(client: RegistryClient, repository: str, blob: Blob, options: Push
         result = uploader.single(task) if blob.size <= choose_part_size(blob.size, options.part_size) else None
         if result is None:
             result = uploader.multipart(task)
-    except BaseException:
-        task.finish("failed")
+    except BaseException as exc:
+        task.finish(interruption(exc, "push"))
         raise
     task.finish("pushed")
     return result
@@ -412,6 +412,7 @@ def push_image(
     """Push the disks as one image tagged ``tag``; returns the manifest digest."""
     options = options or PushOptions()
     progress = progress or Progress(mode="quiet")
+    client.want(f"repository:{repository}:pull,push")
     measured = measure_disks(disks, progress, DigestCache(options.state_root))
     config = build_config(
         measured,

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from vmregistry.client._errors import UsageError
 from vmregistry.names import is_digest, is_valid_name
 
-__all__ = ["Reference", "Registry", "is_loopback", "parse_reference", "parse_registry"]
+__all__ = ["Reference", "RegistryHost", "is_loopback", "parse_reference", "parse_registry"]
 
 
 def is_loopback(host: str) -> bool:
@@ -35,7 +35,7 @@ def is_loopback(host: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class Registry:
+class RegistryHost:
     """Where a registry's ``/v1`` API lives: ``base_url`` + ``/v1/...``."""
 
     base_url: str
@@ -59,7 +59,7 @@ class Registry:
 
 @dataclass(frozen=True, slots=True)
 class Reference:
-    registry: Registry
+    registry: RegistryHost
     repository: str
     tag: str | None = None
     digest: str | None = None
@@ -84,7 +84,7 @@ def _check_scheme(scheme: str, host: str, insecure: bool) -> None:
         )
 
 
-def parse_registry(text: str, *, insecure: bool = False) -> Registry:
+def parse_registry(text: str, *, insecure: bool = False) -> RegistryHost:
     """A registry alone (``vmregistry catalog REGISTRY``): everything in a URL's path is the base path."""
     text = text.rstrip("/")
     if "://" in text:
@@ -92,12 +92,17 @@ def parse_registry(text: str, *, insecure: bool = False) -> Registry:
         if not parts.hostname:
             raise UsageError(f"no host in registry URL {text!r}")
         _check_scheme(parts.scheme, parts.hostname, insecure)
-        return Registry(f"{parts.scheme}://{parts.netloc}{parts.path}", text)
+        return RegistryHost(f"{parts.scheme}://{parts.netloc}{parts.path}", text)
     if not text or "/" in text:
         raise UsageError(f"a registry is host[:port] or a URL, not {text!r}")
     host = urlsplit(f"//{text}").hostname or ""
     scheme = "http" if is_loopback(host) or insecure else "https"
-    return Registry(f"{scheme}://{text}", text)
+    return RegistryHost(f"{scheme}://{text}", text)
+
+
+def _looks_like_host(text: str) -> bool:
+    """Docker's rule: ``host.domain``, ``host:port``, ``[v6]`` or ``localhost``, not a repository component."""
+    return "." in text or ":" in text or text.startswith("[") or text == "localhost"
 
 
 def _split_repository(path: str) -> tuple[str, str | None, str | None]:
@@ -140,7 +145,7 @@ def parse_reference(text: str, *, insecure: bool = False) -> list[Reference]:
             except UsageError:
                 continue
             base_url = origin + (f"/{base}" if base else "")
-            readings.append(Reference(Registry(base_url, base_url), repository, tag, digest))
+            readings.append(Reference(RegistryHost(base_url, base_url), repository, tag, digest))
         if not readings:
             _split_repository("/".join(segments))  # raises the explanation
         return readings
@@ -149,5 +154,11 @@ def parse_reference(text: str, *, insecure: bool = False) -> list[Reference]:
             f"{text!r} has no repository: write REGISTRY/REPO[:TAG|@DIGEST], e.g. localhost:8080/ubuntu:24.04"
         )
     registry_text, rest = text.split("/", 1)
+    if not _looks_like_host(registry_text):
+        raise UsageError(
+            f"{text!r} needs a registry host: a reference is REGISTRY/REPO[:TAG|@DIGEST], e.g."
+            f" localhost:8080/{text} (the first component is the registry when it has a '.' or a ':' or is"
+            " localhost, as docker reads references)"
+        )
     repository, tag, digest = _split_repository(rest)
     return [Reference(parse_registry(registry_text, insecure=insecure), repository, tag, digest)]

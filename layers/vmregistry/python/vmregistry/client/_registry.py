@@ -10,15 +10,16 @@ so a tampered manifest cannot smuggle in other blob digests.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from vmregistry import mediatypes
-from vmregistry.client._auth import resolve_token
+from vmregistry.client._auth import resolve_credentials
 from vmregistry.client._errors import DigestMismatch, RegistryAPIError, UsageError
-from vmregistry.client._reference import Reference, Registry, parse_reference, parse_registry
+from vmregistry.client._reference import Reference, RegistryHost, parse_reference, parse_registry
+from vmregistry.client._tokens import TokenSource
 from vmregistry.client._transport import Reply, Transport
 from vmregistry.digests import digest_of, is_digest
 
@@ -43,49 +44,66 @@ class FetchedManifest:
 
 
 class RegistryClient:
-    """One registry, one token. Thread-safe: every thread gets its own connections."""
+    """One registry, one source of tokens. Thread-safe: every thread gets its own connections.
+
+    ``token`` is a bearer token (sent as it is), a :class:`TokenSource`, or
+    ``None`` to look credentials up (:func:`._auth.resolve_credentials`).
+    ``on_retry`` hears about every retried API call (the CLI prints them).
+    """
 
     def __init__(
         self,
-        registry: Registry,
-        token: str | None = None,
+        registry: RegistryHost,
+        token: str | TokenSource | None = None,
         *,
         retries: int = 5,
         timeout: float = 120.0,
         ca_bundle: str | None = None,
+        on_retry: Callable[[Exception, float], None] | None = None,
     ) -> None:
         self.registry = registry
         self.retries = retries
-        self.transport = Transport(registry, resolve_token(registry, token), timeout=timeout, ca_bundle=ca_bundle)
+        self.on_retry = on_retry
+        tokens = token if isinstance(token, TokenSource) else resolve_credentials(registry, token)
+        self.transport = Transport(registry, tokens, timeout=timeout, ca_bundle=ca_bundle)
+
+    def want(self, *scopes: str) -> None:
+        """Declare the scopes the coming requests need, so one token fetched for a login covers them all."""
+        self.transport.tokens.want(scopes)
 
     @classmethod
     def connect(
         cls,
         registry: str,
         *,
-        token: str | None = None,
+        token: str | TokenSource | None = None,
         insecure: bool = False,
         retries: int = 5,
         ca_bundle: str | None = None,
+        on_retry: Callable[[Exception, float], None] | None = None,
     ) -> RegistryClient:
-        return cls(parse_registry(registry, insecure=insecure), token, retries=retries, ca_bundle=ca_bundle)
+        return cls(
+            parse_registry(registry, insecure=insecure), token, retries=retries, ca_bundle=ca_bundle, on_retry=on_retry
+        )
 
     @classmethod
     def for_reference(
         cls,
         text: str,
         *,
-        token: str | None = None,
+        token: str | TokenSource | None = None,
         insecure: bool = False,
         retries: int = 5,
         ca_bundle: str | None = None,
+        on_retry: Callable[[Exception, float], None] | None = None,
     ) -> tuple[RegistryClient, Reference]:
         """A client and the parsed reference, asking the registry where its base path ends if unclear."""
         readings = parse_reference(text, insecure=insecure)
         if len(readings) == 1:
-            return cls(readings[0].registry, token, retries=retries, ca_bundle=ca_bundle), readings[0]
+            client = cls(readings[0].registry, token, retries=retries, ca_bundle=ca_bundle, on_retry=on_retry)
+            return client, readings[0]
         for reading in readings:
-            client = cls(reading.registry, token, retries=retries, ca_bundle=ca_bundle)
+            client = cls(reading.registry, token, retries=retries, ca_bundle=ca_bundle, on_retry=on_retry)
             if client.is_registry():
                 return client, reading
             client.close()
@@ -105,7 +123,9 @@ class RegistryClient:
         return self.registry.origin + location
 
     def call(self, method: str, url: str, *, headers: dict[str, str] | None = None, body: bytes | None = None) -> Reply:
-        return self.transport.request(method, url, headers=headers, body=body, retries=self.retries)
+        return self.transport.request(
+            method, url, headers=headers, body=body, retries=self.retries, on_retry=self.on_retry
+        )
 
     def is_registry(self) -> bool:
         """Does ``base_url`` serve the /v1 API? (200, or a 401 challenge, to ``GET /v1/``.)"""

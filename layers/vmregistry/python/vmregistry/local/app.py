@@ -42,6 +42,9 @@ log = logging.getLogger("vmregistry.local.server")
 # How long a stopping server waits for the requests it is serving.
 DRAIN_TIMEOUT = 8.0
 UPLOAD_MAX_AGE = 24 * 3600
+LEFTOVER_MAX_AGE = 3600
+"""Leftovers of dead requests go once untouched this long: far more than a live request
+leaves its temporary state idle (the server drops a connection silent for http.IDLE_TIMEOUT)."""
 SWEEP_INTERVAL = 3600
 
 
@@ -93,7 +96,12 @@ class LocalServer:
             listener.close()
             raise
         dataplane = DataPlane(self.storage, signer) if isinstance(self.storage, FilesystemStorage) else None
-        self.gateway = Gateway(dataplane=dataplane, authorizer=authorizer, origin_from_host=settings.public_url is None)
+        self.gateway = Gateway(
+            dataplane=dataplane,
+            authorizer=authorizer,
+            origin_from_host=settings.public_url is None,
+            storage=self.storage,
+        )
         self.httpd = HTTPServer(listener, self.gateway)
         self.registry = Registry(self.storage, settings, thread_verifier())
         configure(self.registry)
@@ -105,13 +113,14 @@ class LocalServer:
         self._stop = threading.Event()
 
     def sweep_uploads(self) -> None:
+        """Discard upload sessions a day old and what dead requests left (at start, then hourly)."""
         try:
-            swept = self.registry.uploads.sweep(UPLOAD_MAX_AGE)
-        except StorageError as exc:
+            swept = self.registry.uploads.sweep(UPLOAD_MAX_AGE, LEFTOVER_MAX_AGE)
+        except (StorageError, OSError) as exc:
             log.warning("could not sweep abandoned uploads: %s", exc)
             return
         if swept:
-            log.info("discarded %d upload sessions older than %d hours", swept, UPLOAD_MAX_AGE // 3600)
+            log.info("swept %s", swept, extra={"swept": swept._asdict()})
 
     def _sweeper(self) -> None:
         while not self._stop.wait(SWEEP_INTERVAL):
@@ -157,6 +166,7 @@ def serve_workers(
     authorizer: Authorizer | None,
     workers: int,
     on_ready: Callable[[str], None],
+    on_server: Callable[[LocalServer], None] | None = None,
 ) -> int:
     """Bind and decide in this process what every worker shares, fork them, supervise; the exit status."""
     if not SUPPORTED:
@@ -170,7 +180,10 @@ def serve_workers(
             importlib.import_module(spec.module)
 
     def make_server(index: int) -> LocalServer:
-        return LocalServer(settings, authorizer=authorizer, listener=listener, secret=secret, sweep=index == 0)
+        server = LocalServer(settings, authorizer=authorizer, listener=listener, secret=secret, sweep=index == 0)
+        if on_server is not None:  # e.g. the opt-in dev token endpoint (cli/serve.py)
+            on_server(server)
+        return server
 
     url = public_url(listener)
     return Supervisor(workers, make_server).run(on_ready=lambda: on_ready(url))

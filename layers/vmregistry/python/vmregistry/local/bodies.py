@@ -1,14 +1,17 @@
 """Request bodies as readers: fixed length, or ``Transfer-Encoding: chunked``.
 
 Both read straight into the caller's buffer (``readinto``), so a multi-GB body
-streams through one reused buffer and never lands in memory whole.
+streams through one reused buffer and never lands in memory whole. A body that
+is malformed or ends early is a :class:`BodyError` (the client's mistake: 400);
+one that exceeds what the reader was told to accept is a :class:`BodyTooLarge`
+(413).
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["BodyError", "ChunkedReader", "LengthReader", "read_all"]
+__all__ = ["BodyError", "BodyTooLarge", "ChunkedReader", "LengthReader", "read_all"]
 
 MAX_CHUNK_LINE = 1024
 
@@ -23,10 +26,18 @@ class BodyError(Exception):
     """The body is malformed or ended early."""
 
 
+class BodyTooLarge(Exception):
+    """The body is longer than the reader accepts."""
+
+
 class LengthReader:
     def __init__(self, stream: Stream, length: int) -> None:
         self._stream = stream
         self.remaining = length
+
+    @property
+    def done(self) -> bool:
+        return self.remaining <= 0
 
     def readinto(self, buffer: memoryview) -> int:
         if self.remaining <= 0:
@@ -44,6 +55,10 @@ class ChunkedReader:
         self._stream = stream
         self._left = 0
         self._done = False
+
+    @property
+    def done(self) -> bool:
+        return self._done
 
     def _next_chunk(self) -> None:
         line = self._stream.readline(MAX_CHUNK_LINE)
@@ -76,11 +91,11 @@ class ChunkedReader:
 
 
 def read_all(reader: LengthReader | ChunkedReader, limit: int) -> bytes:
-    """The whole body, or :class:`BodyError` if it is longer than ``limit``."""
+    """The whole body, or :class:`BodyTooLarge` if it is longer than ``limit``."""
     out = bytearray()
     buffer = memoryview(bytearray(min(limit + 1, 1024 * 1024)))
     while n := reader.readinto(buffer):
         out += buffer[:n]
         if len(out) > limit:
-            raise BodyError(f"the body exceeds {limit} bytes")
+            raise BodyTooLarge(f"the body exceeds {limit} bytes")
     return bytes(out)

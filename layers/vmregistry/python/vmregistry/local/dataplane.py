@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 
 from vmregistry.errors import RegistryError
 from vmregistry.httprange import parse_range
-from vmregistry.local.bodies import BodyError, ChunkedReader, LengthReader
+from vmregistry.local.bodies import ChunkedReader, LengthReader
 from vmregistry.local.http import Exchange, Reply
 from vmregistry.storage import MAX_PART_SIZE, MAX_SINGLE_PUT_SIZE, ChecksumMismatch, ObjectNotFound
 from vmregistry.storage.filesystem import FilesystemStorage, Readable
@@ -51,12 +51,9 @@ class DataPlane:
         reader = exchange.body_reader()
         if reader is None:
             raise RegistryError("SIZE_INVALID", "send Content-Length or Transfer-Encoding: chunked")
-        try:
-            if operation == "put":
-                return self._put(params, reader)
-            return self._part(params, reader)
-        except BodyError as exc:
-            raise RegistryError("BLOB_UPLOAD_INVALID", f"the request body is incomplete: {exc}") from None
+        if operation == "put":
+            return self._put(params, reader)
+        return self._part(params, reader)
 
     def _get(self, key: str, range_header: str | None) -> Reply:
         info = self.storage.stat(key)
@@ -88,7 +85,9 @@ class DataPlane:
     def _put(self, params: Mapping[str, str], reader: LengthReader | ChunkedReader) -> Reply:
         source, length = self._source(reader, MAX_SINGLE_PUT_SIZE)
         try:
-            info = self.storage.receive(params["key"], source, length, params["sha256"], params.get("marker"))
+            info = self.storage.receive(
+                params["key"], source, length, sha256=params["sha256"], marker=params.get("marker")
+            )
         except ChecksumMismatch as exc:
             raise RegistryError("DIGEST_INVALID", f"the body was discarded: {exc}") from None
         return Reply(200, [("ETag", f'"{info.etag}"')])

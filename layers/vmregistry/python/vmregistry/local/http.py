@@ -8,6 +8,18 @@ registry's JSON error, logs every request once, and stops gracefully: a
 stopping server finishes the requests it is serving (bounded), answering them
 with ``Connection: close``. Several processes may serve one listening socket
 (:func:`listen`, :mod:`vmregistry.local.workers`).
+
+Framing is checked before the application sees a request, because a proxy in
+front may read it differently (request smuggling): ``Content-Length`` headers
+that disagree, a ``Transfer-Encoding`` other than ``chunked``, or both headers
+at once are a 400 and the connection is closed. ``Expect: 100-continue`` is
+answered only when the application first asks for the body
+(:meth:`Exchange.body_reader`), so whatever it refuses before (an unknown
+route, a missing token, a bad name) reaches the client before the body is
+sent. A connection idle for :data:`IDLE_TIMEOUT` seconds, between requests or
+in the middle of a body, is closed: so a temporary file that has not grown for
+longer than that belongs to no request (:meth:`FilesystemStorage.sweep_temporary
+<vmregistry.storage.filesystem.FilesystemStorage.sweep_temporary>`).
 """
 
 from __future__ import annotations
@@ -25,16 +37,19 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from vmregistry.errors import RegistryError, error_body
-from vmregistry.local.bodies import BodyError, ChunkedReader, LengthReader
+from vmregistry.local.bodies import BodyError, BodyTooLarge, ChunkedReader, LengthReader
 from vmregistry.local.logs import AccessLogWriter
 
-__all__ = ["Application", "Exchange", "HTTPServer", "Reply", "listen", "public_url"]
+__all__ = ["IDLE_TIMEOUT", "Application", "Exchange", "HTTPServer", "Reply", "listen", "public_url"]
 
 log = logging.getLogger("vmregistry.local.server")
 
 # An error answered before the body was read: read (and drop) up to this much of
 # it first, so the client sees the answer instead of a reset connection.
 DRAIN_LIMIT = 64 * 1024 * 1024
+
+IDLE_TIMEOUT = 120
+"""Seconds a connection may send nothing (S3 gives up on a silent upload after about 20)."""
 
 
 @dataclass(slots=True)
@@ -58,8 +73,18 @@ class Exchange:
         self.client: str = handler.client_address[0]
         self._handler = handler
 
+    @property
+    def has_body(self) -> bool:
+        """Does the request declare a body (without asking the client to send it)?"""
+        chunked, length = self._handler._framing()
+        return chunked or bool(length)
+
     def body_reader(self) -> LengthReader | ChunkedReader | None:
-        """The body as a stream, or ``None`` when the request declares none."""
+        """The body as a stream, or ``None`` when the request declares none.
+
+        The first call is where a client that sent ``Expect: 100-continue``
+        is told to go on: ask for the body only once the request is accepted.
+        """
         return self._handler.body_reader()
 
 
@@ -72,35 +97,75 @@ class RequestHandler(BaseHTTPRequestHandler):
     server: HTTPServer
     # Large socket reads: the data plane pulls multi-GB bodies through readinto.
     rbufsize = 1024 * 1024
+    timeout = IDLE_TIMEOUT
     _reader: LengthReader | ChunkedReader | None = None
+    _continue_owed = False
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Silence the stdlib's stderr lines: every request is logged once, in :meth:`_dispatch`."""
 
+    def handle_expect_100(self) -> bool:
+        """Owe the ``100 Continue`` until the application asks for the body (the stdlib sends it at once)."""
+        self._continue_owed = True
+        return True
+
+    def _framing(self) -> tuple[bool, int | None]:
+        """(chunked, Content-Length) of the request; 400 for framing a proxy could read another way."""
+        encodings = [v.strip().lower() for v in self.headers.get_all("Transfer-Encoding", []) for v in v.split(",")]
+        lengths = {v.strip() for v in self.headers.get_all("Content-Length", [])}
+        if encodings and encodings != ["chunked"]:
+            raise RegistryError("BAD_REQUEST", "the only Transfer-Encoding accepted is chunked")
+        if encodings and lengths:
+            raise RegistryError("BAD_REQUEST", "a request may not carry both Transfer-Encoding and Content-Length")
+        if len(lengths) > 1:
+            raise RegistryError("BAD_REQUEST", "the request carries Content-Length headers that disagree")
+        if not lengths:
+            return bool(encodings), None
+        raw = lengths.pop()
+        if not raw.isascii() or not raw.isdigit():
+            raise RegistryError("BAD_REQUEST", "Content-Length must be a non-negative integer")
+        return False, int(raw)
+
     def body_reader(self) -> LengthReader | ChunkedReader | None:
         if self._reader is None:
-            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunked, length = self._framing()
+            if chunked:
                 self._reader = ChunkedReader(self.rfile)
+            elif length is None:
+                return None
             else:
-                raw = self.headers.get("Content-Length")
-                if raw is None:
-                    return None
-                if not raw.isascii() or not raw.strip().isdigit():
-                    raise RegistryError("BAD_REQUEST", "Content-Length must be a non-negative integer")
-                self._reader = LengthReader(self.rfile, int(raw))
+                self._reader = LengthReader(self.rfile, length)
+            if self._continue_owed:
+                self._continue_owed = False
+                self.send_response_only(100)
+                self.end_headers()
         return self._reader
+
+    def _body_left(self) -> bool:
+        """Is part of a declared body still unread (so the connection cannot carry another request)?"""
+        if self._reader is not None:
+            return not self._reader.done
+        try:
+            chunked, length = self._framing()
+        except RegistryError:
+            return True
+        return chunked or bool(length)
 
     def _drain(self) -> None:
         """Read and drop what is left of a bounded body, so the error reaches the client."""
+        if self._continue_owed:
+            return  # the client waits for our word before sending the body: it gets the error instead
         try:
             reader = self.body_reader()
         except RegistryError:
             return
-        if isinstance(reader, LengthReader) and 0 < reader.remaining <= DRAIN_LIMIT:
-            buffer = memoryview(bytearray(1024 * 1024))
-            with contextlib.suppress(BodyError, OSError):
-                while reader.readinto(buffer):
-                    pass
+        if reader is None or (isinstance(reader, LengthReader) and reader.remaining > DRAIN_LIMIT):
+            return
+        buffer = memoryview(bytearray(1024 * 1024))
+        drained = 0
+        with contextlib.suppress(BodyError, OSError):
+            while drained <= DRAIN_LIMIT and (n := reader.readinto(buffer)):
+                drained += n
 
     def _dispatch(self) -> None:
         started = time.perf_counter()
@@ -111,18 +176,27 @@ class RequestHandler(BaseHTTPRequestHandler):
         self._reader = None
         self.server.begin()
         try:
-            self._send_reply(self.server.app(Exchange(self, path, split.query)))
+            self._framing()
+            reply = self.server.app(Exchange(self, path, split.query))
+            if self._body_left():  # refused before its body (an admission check): let the client read why
+                self._drain()
+                self.close_connection = True  # the unread rest of the body is not the next request
+            self._send_reply(reply)
         except RegistryError as error:
             self._drain()
             self.close_connection = True  # the body may be partly unread: do not reuse the connection
             self._send_error(error)
         except (BodyError, EOFError) as exc:
             self.close_connection = True
-            self._send_error(RegistryError("BLOB_UPLOAD_INVALID", f"the request body is incomplete: {exc}"))
+            self._send_error(RegistryError("BAD_REQUEST", f"the request body is incomplete or malformed: {exc}"))
+        except BodyTooLarge as exc:
+            self.close_connection = True
+            self._send_error(RegistryError("TOO_LARGE", str(exc)))
         except (ConnectionError, TimeoutError):
             self.close_connection = True
             return
         finally:
+            self._continue_owed = False  # parse_request sets it again for a next request that expects it
             self.server.access_log(
                 {
                     "method": self.command,

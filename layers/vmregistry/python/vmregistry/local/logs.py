@@ -18,7 +18,7 @@ _RESET = "\033[0m"
 _DIM = "\033[2m"
 _STATUS_COLOURS = {2: "\033[32m", 3: "\033[36m", 4: "\033[33m", 5: "\033[31m"}
 _LEVEL_COLOURS = {"WARNING": "\033[33m", "ERROR": "\033[31m", "CRITICAL": "\033[31m"}
-_FIELDS = ("method", "path", "status", "duration_ms", "bytes", "request_id", "client")
+_FIELDS = ("method", "path", "status", "duration_ms", "bytes", "request_id", "client", "swept")
 
 
 class JsonFormatter(logging.Formatter):

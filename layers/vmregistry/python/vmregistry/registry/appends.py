@@ -11,7 +11,11 @@ session's ``multipart_id``, as in ``/v1``) want parts of at least 5 MiB
   (:mod:`vmregistry.paths`), together less than 5 MiB.
 
 A chunk that brings the waiting bytes to 5 MiB is joined with them into part
-k+1, and they are deleted. What storage holds is the truth: the upload has
+k+1, and they are deleted. A body the local server staged in storage (any
+size, :class:`~vmregistry.registry.body.Body`) becomes a chunk or a part by a
+move when nothing waits and it fits one; otherwise it is copied into parts of
+:data:`SEGMENT` bytes, read as a stream, so memory stays bounded whatever its
+size. What storage holds is the truth: the upload has
 received ``sum(part sizes) + sum(chunk lengths)`` bytes, which is where the
 next chunk must start (416 RANGE_INVALID otherwise, with the progress, so the
 client can resume). A chunk object that starts before the parts' end is a
@@ -30,13 +34,19 @@ from dataclasses import dataclass, field
 
 from vmregistry import paths
 from vmregistry.errors import RegistryError
-from vmregistry.oci.chunks import check_chunk
+from vmregistry.oci.chunks import ChunkRange, check_chunk
 from vmregistry.registry.blobs import BlobInfo
+from vmregistry.registry.body import EMPTY, Body
 from vmregistry.registry.sessions import Session, known
 from vmregistry.registry.uploads import Uploads
-from vmregistry.storage import MIN_PART_SIZE, UploadedPart
+from vmregistry.storage import MAX_PART_SIZE, MIN_PART_SIZE, UploadedPart
 
-__all__ = ["Appends", "Progress"]
+__all__ = ["SEGMENT", "Appends", "Progress"]
+
+SEGMENT = 16 * 1024 * 1024
+"""Part size when a staged body is copied into parts: what one request holds in memory at most;
+10,000 parts of it make 160 GiB, more than a blob pushed in one request will be."""
+_READ = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,58 +112,119 @@ class Appends:
             self.storage.delete_many(stale)
         return progress
 
+    def admit(self, repository: str, upload_id: str, content_range: str | None, content_length: int | None) -> Progress:
+        """What a body's sender should learn before sending it: the session takes it, and where it must start."""
+        progress = self.progress(repository, upload_id)
+        self._check(progress, content_range, content_length, content_length or 0)
+        return progress
+
     def append(
-        self, repository: str, upload_id: str, data: bytes, content_range: str | None, content_length: int | None
+        self, repository: str, upload_id: str, body: Body, content_range: str | None, content_length: int | None
     ) -> Progress:
         """Add a chunk (``content_range`` given) or a streamed body (none) at the end of the upload."""
         progress = self.progress(repository, upload_id)
-        self._append(progress, data, content_range, content_length)
+        self._append(progress, body, content_range, content_length)
         return progress
 
-    def _append(self, progress: Progress, data: bytes, content_range: str | None, content_length: int | None) -> None:
+    def _check(
+        self, progress: Progress, content_range: str | None, content_length: int | None, size: int
+    ) -> ChunkRange | None:
         try:
             chunk = check_chunk(content_range, progress.received, content_length)
         except RegistryError as error:
             # The answer says where the upload stands, so the client can resume from there.
             error.detail = {**(error.detail or {}), "received": progress.received}
             raise
-        if chunk is not None and chunk.length != len(data):
-            raise RegistryError(
-                "RANGE_INVALID",
-                f"Content-Range spans {chunk.length} bytes, the body has {len(data)}",
-                {"range": chunk.length, "body": len(data), "received": progress.received},
-            )
-        if self.limit and progress.received + len(data) > self.limit:
+        if self.limit and progress.received + size > self.limit:
             raise RegistryError(
                 "TOO_LARGE",
                 f"a blob pushed through /v2 here is at most {self.limit} bytes (it is verified within the"
                 " closing request); push larger blobs with `vmregistry push`, which any size takes",
-                {"limit": self.limit, "size": progress.received + len(data)},
+                {"limit": self.limit, "size": progress.received + size},
             )
-        if not data:
-            return
-        upload_id = progress.session.uuid
-        if progress.waiting + len(data) < MIN_PART_SIZE:
-            key = paths.upload_chunk_key(upload_id, progress.received, len(data))
-            self.storage.write(key, data)
-            progress.chunks.append(_Chunk(key, progress.received, len(data)))
-            return
-        self._join(progress, data)
+        return chunk
 
-    def _join(self, progress: Progress, tail: bytes = b"") -> None:
-        """Join the waiting chunks (and ``tail``) into the next part."""
+    def _append(self, progress: Progress, body: Body, content_range: str | None, content_length: int | None) -> None:
+        chunk = self._check(progress, content_range, content_length, body.size)
+        if chunk is not None and chunk.length != body.size:
+            raise RegistryError(
+                "RANGE_INVALID",
+                f"Content-Range spans {chunk.length} bytes, the body has {body.size}",
+                {"range": chunk.length, "body": body.size, "received": progress.received},
+            )
+        if not body:
+            return
+        if body.data is not None and progress.waiting + body.size < MIN_PART_SIZE:
+            self._wait(progress, body.data)
+        elif body.data is not None:
+            self._join(progress, body.data)
+        elif not progress.chunks and body.size < MIN_PART_SIZE:
+            key = paths.upload_chunk_key(progress.session.uuid, progress.received, body.size)
+            self.storage.move(body.key or "", key)
+            progress.chunks.append(_Chunk(key, progress.received, body.size))
+        elif not progress.chunks and body.size <= MAX_PART_SIZE:
+            self._part(progress, body)
+        else:
+            self._copy(progress, body)
+
+    def _wait(self, progress: Progress, data: bytes) -> None:
+        """Keep ``data`` as a chunk waiting to be joined."""
+        key = paths.upload_chunk_key(progress.session.uuid, progress.received, len(data))
+        self.storage.write(key, data)
+        progress.chunks.append(_Chunk(key, progress.received, len(data)))
+
+    def _part(self, progress: Progress, body: Body) -> None:
+        """A staged body becomes the next part as it is (a rename on the filesystem)."""
         session = progress.session
         assert session.multipart_id is not None
-        data = b"".join([*(self.storage.read(chunk.key) for chunk in progress.chunks), tail])
-        if not data:
-            return
+        with known(session.uuid):
+            part = self.storage.multipart_move_part(
+                paths.upload_data_key(session.uuid), session.multipart_id, len(progress.parts) + 1, body.key or ""
+            )
+        progress.parts.append(part)
+
+    def _copy(self, progress: Progress, body: Body) -> None:
+        """Join what waits and a staged body into parts of :data:`SEGMENT` bytes, reading it as a stream."""
+        pending = b"".join(self.storage.read(chunk.key) for chunk in progress.chunks)
+        consumed = [chunk.key for chunk in progress.chunks]
+        buffer = bytearray(pending)
+        stream = self.storage.open(body.key or "")
+        try:
+            while block := stream.read(_READ):
+                buffer += block
+                if len(buffer) >= SEGMENT:
+                    self._put(progress, bytes(buffer[:SEGMENT]))
+                    del buffer[:SEGMENT]
+                    if consumed:
+                        self.storage.delete_many(consumed)
+                        consumed = []
+        finally:
+            stream.close()
+        progress.chunks.clear()
+        if len(buffer) >= MIN_PART_SIZE:
+            self._put(progress, bytes(buffer))
+        elif buffer:
+            self._wait(progress, bytes(buffer))
+        if consumed:
+            self.storage.delete_many(consumed)
+
+    def _put(self, progress: Progress, data: bytes) -> None:
+        session = progress.session
+        assert session.multipart_id is not None
         with known(session.uuid):
             part = self.storage.multipart_put_part(
                 paths.upload_data_key(session.uuid), session.multipart_id, len(progress.parts) + 1, data
             )
+        progress.parts.append(part)
+
+    def _join(self, progress: Progress, tail: bytes = b"") -> None:
+        """Join the waiting chunks (and ``tail``) into the next part."""
+        data = b"".join([*(self.storage.read(chunk.key) for chunk in progress.chunks), tail])
+        if not data:
+            return
+        self._put(progress, data)
         if progress.chunks:
             self.storage.delete_many([chunk.key for chunk in progress.chunks])
-        progress.parts.append(part)
         progress.chunks.clear()
 
     def finish(
@@ -161,14 +232,14 @@ class Appends:
         repository: str,
         upload_id: str,
         digest: str,
-        data: bytes,
-        content_range: str | None,
-        content_length: int | None,
+        body: Body = EMPTY,
+        content_range: str | None = None,
+        content_length: int | None = None,
     ) -> BlobInfo:
         """The closing PUT: append its body, if any, join what waits as the last part, verify, publish."""
         progress = self.progress(repository, upload_id)
-        if data or content_range:
-            self._append(progress, data, content_range, content_length)
+        if body or content_range:
+            self._append(progress, body, content_range, content_length)
         self._join(progress)
         result = self.uploads.complete(repository, upload_id, digest, appends=True)
         assert isinstance(result, BlobInfo)  # an OCI session is always verified within the request

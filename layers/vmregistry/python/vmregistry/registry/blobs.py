@@ -12,11 +12,12 @@ from typing import NamedTuple
 
 from vmregistry import paths
 from vmregistry.config import Settings
-from vmregistry.digests import digest_of, split
+from vmregistry.digests import Digest, digest_of, hasher, split
 from vmregistry.errors import RegistryError
+from vmregistry.registry.body import Body
 from vmregistry.storage import ObjectNotFound, Storage
 
-__all__ = ["BlobInfo", "Blobs", "Download", "too_large"]
+__all__ = ["BlobInfo", "Blobs", "Download", "hash_object", "too_large"]
 
 
 class BlobInfo(NamedTuple):
@@ -72,21 +73,48 @@ class Blobs:
         except ObjectNotFound:
             raise RegistryError("BLOB_UNKNOWN", detail={"digest": digest}) from None
 
-    def put_inline(self, repository: str, digest: str, data: bytes) -> BlobInfo:
-        """Store a small blob sent in the request body, verifying its digest first."""
-        if len(data) > self.settings.inline_limit:
-            raise too_large(len(data), self.settings.inline_limit)
+    def put(self, repository: str, digest: str, body: Body) -> BlobInfo:
+        """Store a blob sent whole in one request, after checking that it hashes to ``digest``.
+
+        The body's size is not limited here: in AWS it is what API Gateway let
+        through, locally it was streamed into storage (staged) and costs a move.
+        """
         parsed = split(digest)
-        actual = digest_of(data, parsed.algorithm if parsed else "sha256")
+        algorithm = parsed.algorithm if parsed else "sha256"
+        if algorithm == "sha256":
+            actual = f"sha256:{body.sha256}"
+        elif body.data is not None:
+            actual = digest_of(body.data, algorithm)
+        else:
+            actual = str(Digest(algorithm, hash_object(self.storage, body.key or "", algorithm)))
         if actual != digest:
             raise RegistryError("DIGEST_INVALID", detail={"expected": digest, "actual": actual})
-        self.storage.write(paths.blob_key(digest), data)
-        return self.link(repository, digest, len(data))
+        if body.data is not None:
+            self.storage.write(paths.blob_key(digest), body.data)
+        else:
+            self.storage.move(body.key or "", paths.blob_key(digest))
+        return self.link(repository, digest, body.size)
+
+    def put_inline(self, repository: str, digest: str, data: bytes) -> BlobInfo:
+        """:meth:`put` of bytes in memory."""
+        return self.put(repository, digest, Body(data))
 
     def delete(self, repository: str, digest: str) -> None:
         """Unlink the blob from ``repository``; bytes other repositories link stay."""
         if not self.storage.delete(paths.layer_key(repository, digest)):
             raise RegistryError("BLOB_UNKNOWN", detail={"digest": digest, "repository": repository})
+
+
+def hash_object(storage: Storage, key: str, algorithm: str) -> str:
+    """The hex digest of a stored object, read back as a stream."""
+    digest = hasher(algorithm)
+    stream = storage.open(key)
+    try:
+        while chunk := stream.read(8 * 1024 * 1024):
+            digest.update(chunk)
+    finally:
+        stream.close()
+    return digest.hexdigest()
 
 
 def too_large(size: int, limit: int) -> RegistryError:

@@ -15,6 +15,17 @@ the SHA-256 of the whole, then moves the data under ``blobs/sha256/<hex>``.
 Either way a blob is linked into the repository only after that: it is never
 visible under a digest it does not have, and a client can only link a blob it
 has uploaded (or mounted from a repository it may pull).
+
+A part, a final chunk or a monolithic blob may also come in the request body,
+as a :class:`~vmregistry.registry.body.Body`: bytes in memory in AWS, an
+object staged in storage by the local server (any size; it becomes the part,
+or the blob, by a move).
+
+:meth:`Uploads.sweep` discards what nobody will finish: sessions older than a
+day, and the leftovers of requests that died (keys under ``uploads/`` without
+a session, multipart uploads whose session is gone, the backend's temporary
+files) once they have not changed for longer than a live request could leave
+them untouched.
 """
 
 from __future__ import annotations
@@ -24,13 +35,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from vmregistry import paths
 from vmregistry.config import Settings
-from vmregistry.digests import EMPTY_SHA256, Digest, hasher
+from vmregistry.digests import EMPTY_SHA256, Digest
 from vmregistry.errors import RegistryError, error_dict
 from vmregistry.oci.jsondoc import parse_document
-from vmregistry.registry.blobs import BlobInfo, Blobs, too_large
+from vmregistry.registry.blobs import BlobInfo, Blobs, hash_object
+from vmregistry.registry.body import EMPTY, Body
 from vmregistry.registry.sessions import (
     PartResult,
     Session,
@@ -42,6 +55,7 @@ from vmregistry.registry.sessions import (
     parse_part_spec,
 )
 from vmregistry.storage import (
+    MAX_PART_SIZE,
     MAX_SINGLE_PUT_SIZE,
     MIN_PART_SIZE,
     ObjectInfo,
@@ -50,6 +64,9 @@ from vmregistry.storage import (
     Storage,
     UploadedPart,
 )
+
+if TYPE_CHECKING:
+    from vmregistry.registry.sweep import SweepReport
 
 __all__ = ["PartResult", "Session", "UploadStatus", "UploadVerifier", "Uploads"]
 
@@ -110,7 +127,7 @@ class Uploads:
         digest: str | None = None,
         size: int | None = None,
         mode: str | None = None,
-        body: bytes = b"",
+        body: Body = EMPTY,
         mount: str | None = None,
         mount_from: str | None = None,
         may_pull: Callable[[str], bool] = lambda _: False,
@@ -136,7 +153,7 @@ class Uploads:
         if body:
             if digest is None:
                 raise RegistryError("DIGEST_INVALID", "a monolithic upload needs ?digest=")
-            return self.blobs.put_inline(repository, digest, body)
+            return self.blobs.put(repository, digest, body)
         if mode not in (None, "single", "multipart"):
             raise RegistryError("BLOB_UPLOAD_INVALID", "mode is 'single' or 'multipart'", {"mode": mode})
         if size is not None and size < 0:
@@ -170,17 +187,39 @@ class Uploads:
             )
         return session.multipart_id
 
-    def _put_inline_part(self, session: Session, number: int | None, body: bytes) -> UploadedPart:
+    def _put_part(self, session: Session, number: int | None, body: Body) -> UploadedPart:
         """Store ``body`` as part ``number`` (``None``: the part after the last one stored)."""
-        if len(body) > self.settings.inline_limit:
-            raise too_large(len(body), self.settings.inline_limit)
+        if body.size > MAX_PART_SIZE:
+            raise RegistryError(
+                "TOO_LARGE",
+                f"a part is at most {MAX_PART_SIZE} bytes; send the rest as further parts",
+                {"size": body.size, "limit": MAX_PART_SIZE},
+            )
         key, multipart_id = paths.upload_data_key(session.uuid), self._multipart(session)
         if number is None:
             existing = self.storage.multipart_list_parts(key, multipart_id)
             number = existing[-1].number + 1 if existing else 1
-        return self.storage.multipart_put_part(key, multipart_id, number, body)
+        if body.data is not None:
+            return self.storage.multipart_put_part(key, multipart_id, number, body.data)
+        return self.storage.multipart_move_part(key, multipart_id, number, body.key or "")
 
-    def put_parts(self, repository: str, upload_id: str, spec: str | None, body: bytes) -> list[PartResult]:
+    def writable(self, repository: str, upload_id: str) -> Session:
+        """The session, if it takes parts now (what a chunk's sender should learn before sending it)."""
+        session = self.load(repository, upload_id)
+        self._multipart(session)
+        self._open(session)
+        return session
+
+    @staticmethod
+    def _open(session: Session) -> None:
+        if session.state != "open":
+            raise RegistryError(
+                "BLOB_UPLOAD_INVALID",
+                f"this upload is {session.state}; GET the session for its outcome, HEAD the blob to see it published",
+                {"state": session.state, "error": session.error},
+            )
+
+    def put_parts(self, repository: str, upload_id: str, spec: str | None, body: Body = EMPTY) -> list[PartResult]:
         """Store an inline part, or hand out presigned URLs for the parts in ``spec``."""
         session = self.load(repository, upload_id)
         multipart_id = self._multipart(session)
@@ -189,7 +228,7 @@ class Uploads:
                 numbers = parse_part_spec(spec) if spec is not None else [None]
                 if len(numbers) != 1:
                     raise RegistryError("BLOB_UPLOAD_INVALID", "an inline body is exactly one part")
-                stored = self._put_inline_part(session, numbers[0], body)
+                stored = self._put_part(session, numbers[0], body)
                 return [PartResult(stored.number, stored.size, stored.etag)]
             if spec is None:
                 raise RegistryError("BLOB_UPLOAD_INVALID", "send a part inline, or ask for URLs with ?part=N or N-M")
@@ -213,7 +252,7 @@ class Uploads:
         return UploadStatus(session, parts)
 
     def complete(
-        self, repository: str, upload_id: str, digest: str, body: bytes = b"", *, appends: bool = False
+        self, repository: str, upload_id: str, digest: str, body: Body = EMPTY, *, appends: bool = False
     ) -> BlobInfo | UploadStatus:
         """Verify what was uploaded against ``digest`` and publish it.
 
@@ -231,17 +270,12 @@ class Uploads:
                 "the digest differs from the one the upload was started with",
                 {"started": session.digest, "completed": digest},
             )
-        if session.state != "open":
-            raise RegistryError(
-                "BLOB_UPLOAD_INVALID",
-                f"this upload is {session.state}; GET the session for its outcome, HEAD the blob to see it published",
-                {"state": session.state, "error": session.error},
-            )
+        self._open(session)
         if session.mode == "single":
             return self._complete_single(session, digest, body)
         info, actual = self._join(session, key, body)
         if session.size is not None and info.size != session.size:
-            self._discard(session)
+            self.discard(session)
             raise RegistryError("SIZE_INVALID", detail={"expected": session.size, "actual": info.size})
         wanted = digest_parts(digest)
         if actual is None or wanted.algorithm != "sha256":
@@ -253,11 +287,11 @@ class Uploads:
                 return UploadStatus(session)
             actual = self._hash(key, wanted.algorithm)
         if actual != wanted.hex:
-            self._discard(session)
+            self.discard(session)
             raise mismatch(digest, str(Digest(wanted.algorithm, actual)))
         return self._publish(session, digest, info.size)
 
-    def _complete_single(self, session: Session, digest: str, body: bytes) -> BlobInfo:
+    def _complete_single(self, session: Session, digest: str, body: Body) -> BlobInfo:
         """The bytes are already under their digest (verified by storage); link them if this session sent them."""
         if body:
             raise RegistryError("BLOB_UPLOAD_INVALID", "a single-PUT session takes its bytes through its presigned URL")
@@ -308,12 +342,12 @@ class Uploads:
         with known(upload_id):  # cancelled or swept while we were hashing
             return self._publish(session, digest, info.size)
 
-    def _join(self, session: Session, key: str, body: bytes) -> tuple[ObjectInfo, str | None]:
+    def _join(self, session: Session, key: str, body: Body) -> tuple[ObjectInfo, str | None]:
         """Join the parts (``body``, if any, is the last one); the whole's SHA-256 when the backend computed it."""
         multipart_id = self._multipart(session)
         with known(session.uuid):
             if body:
-                self._put_inline_part(session, None, body)
+                self._put_part(session, None, body)
             parts = self.storage.multipart_list_parts(key, multipart_id)
         if not parts:
             # An empty blob: no parts, nothing to join.
@@ -339,50 +373,24 @@ class Uploads:
         return info, info.sha256
 
     def _hash(self, key: str, algorithm: str) -> str:
-        digest = hasher(algorithm)
-        stream = self.storage.open(key)
-        try:
-            while chunk := stream.read(8 * 1024 * 1024):
-                digest.update(chunk)
-        finally:
-            stream.close()
-        return digest.hexdigest()
+        return hash_object(self.storage, key, algorithm)
 
     def cancel(self, repository: str, upload_id: str, *, appends: bool = False) -> None:
         session = self.load(repository, upload_id, appends=appends)
-        self._discard(session)
+        self.discard(session)
 
-    def _discard(self, session: Session) -> None:
+    def discard(self, session: Session) -> None:
+        """Abort the session's multipart upload and remove everything it stored."""
         key = paths.upload_data_key(session.uuid)
         if session.multipart_id is not None:
             self.storage.multipart_abort(key, session.multipart_id)
         self.storage.delete_prefix(paths.upload_prefix(session.uuid))
 
-    def sweep(self, older_than: float) -> int:
-        """Discard sessions started more than ``older_than`` seconds ago; returns how many.
+    def sweep(self, older_than: float, leftovers_older_than: float | None = None) -> SweepReport:
+        """Discard sessions started ``older_than`` seconds ago, and leftovers untouched for ``leftovers_older_than``.
 
-        Also removes upload data that lost its session (a presigned PUT that
-        arrived after the session was cancelled), once it is as old.
+        See :mod:`vmregistry.registry.sweep`; leftovers default to ``older_than``.
         """
-        cutoff = time.time() - older_than
-        swept = 0
-        by_upload: dict[str, list[str]] = {}
-        for key in self.storage.list(paths.UPLOADS_PREFIX):
-            by_upload.setdefault(key.removeprefix(paths.UPLOADS_PREFIX).split("/", 1)[0], []).append(key)
-        for upload_id, keys in by_upload.items():
-            session_key = paths.upload_session_key(upload_id)
-            if session_key in keys:
-                try:
-                    session = Session(**parse_document(self.storage.read(session_key)))
-                except (ObjectNotFound, ValueError, TypeError):
-                    continue
-                if session.created < cutoff:
-                    self._discard(session)
-                    swept += 1
-                continue
-            stats = [self.storage.stat(key) for key in keys]
-            if all(info is None or info.modified < cutoff for info in stats):
-                for key in keys:
-                    self.storage.delete(key)
-                swept += 1
-        return swept
+        from vmregistry.registry.sweep import sweep
+
+        return sweep(self, older_than, older_than if leftovers_older_than is None else leftovers_older_than)

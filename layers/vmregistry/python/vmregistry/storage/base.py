@@ -25,13 +25,17 @@ checks for each of them:
 * Multipart uploads follow S3: parts numbered 1..10000, each at least
   :data:`MIN_PART_SIZE` except the last, at most :data:`MAX_PART_SIZE`;
   the object appears only when :meth:`Storage.multipart_complete` succeeds.
+* :meth:`Storage.receive` takes a body of any size as a stream, hashing it
+  as it arrives and never holding it whole in memory (the filesystem writes
+  a temporary file; S3 gets one PUT, or a multipart upload from the server).
+* Backend trouble (unreachable, throttled after retries, access denied) is
+  :class:`StorageUnavailable`, never a library exception; a full disk is
+  :class:`StorageFull`, and the failed write leaves nothing behind.
 * Missing objects are ``None`` from :meth:`stat`, :class:`ObjectNotFound`
   from reads, ``False`` from :meth:`delete`.
 * :meth:`list` is lazy and sorted: keys come in lexicographic (byte) order,
   strictly after ``start_after``, and a caller that stops early pays only for
   what it read (S3: one ListObjectsV2 request per 1,000 keys consumed).
-* Backend trouble (unreachable, throttled after retries, access denied) is
-  :class:`StorageUnavailable`, never a library exception.
 """
 
 from __future__ import annotations
@@ -52,12 +56,15 @@ __all__ = [
     "MIN_PART_SIZE",
     "ChecksumMismatch",
     "InvalidKey",
+    "MultipartUpload",
     "ObjectInfo",
     "ObjectNotFound",
     "PresignedRequest",
     "ReadStream",
+    "Readable",
     "Storage",
     "StorageError",
+    "StorageFull",
     "StorageUnavailable",
     "UploadedPart",
     "check_key",
@@ -123,6 +130,7 @@ _KEYED = (
     "multipart_list_parts",
     "multipart_complete",
     "multipart_abort",
+    "receive",
 )
 """Methods whose first argument is a key."""
 
@@ -161,6 +169,22 @@ def _checking_list(method: _F) -> _F:
     return checked  # type: ignore[return-value]
 
 
+def _checking_part_move(method: _F) -> _F:
+    @functools.wraps(method)
+    def checked(self: Storage, key: str, upload_id: str, number: int, source: str) -> Any:
+        return method(self, check_key(key), upload_id, number, check_key(source))
+
+    return checked  # type: ignore[return-value]
+
+
+def _checking_uploads(method: _F) -> _F:
+    @functools.wraps(method)
+    def checked(self: Storage, prefix: str) -> Any:
+        return method(self, check_prefix(prefix))
+
+    return checked  # type: ignore[return-value]
+
+
 class ObjectNotFound(StorageError):
     """The key (or multipart upload) does not exist."""
 
@@ -171,6 +195,16 @@ class ChecksumMismatch(StorageError):
 
 class StorageUnavailable(StorageError):
     """The backend could not be reached or refused us; the client may retry later."""
+
+
+class StorageFull(StorageError):
+    """No space left (a full disk or quota); the write stored nothing."""
+
+
+class Readable(Protocol):
+    """A stream a body is read from: a socket's body reader, a file."""
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
 
 
 class ObjectInfo(NamedTuple):
@@ -187,6 +221,15 @@ class UploadedPart(NamedTuple):
     number: int
     size: int
     etag: str
+
+
+class MultipartUpload(NamedTuple):
+    """A multipart upload in progress (not yet completed or aborted)."""
+
+    key: str
+    upload_id: str
+    modified: float
+    """When it last changed (created, or a part stored), seconds since the epoch."""
 
 
 class PresignedRequest(NamedTuple):
@@ -223,6 +266,10 @@ class Storage(ABC):
             cls.list = _checking_list(cls.__dict__["list"])  # type: ignore[method-assign]
         if "delete_many" in cls.__dict__:
             cls.delete_many = _checking_many(cls.__dict__["delete_many"])  # type: ignore[method-assign]
+        if "multipart_move_part" in cls.__dict__:
+            cls.multipart_move_part = _checking_part_move(cls.__dict__["multipart_move_part"])  # type: ignore[method-assign]
+        if "multipart_list_uploads" in cls.__dict__:
+            cls.multipart_list_uploads = _checking_uploads(cls.__dict__["multipart_list_uploads"])  # type: ignore[method-assign]
 
     # -- reading -----------------------------------------------------------
 
@@ -258,6 +305,16 @@ class Storage(ABC):
 
         With ``sha256`` (lowercase hex) the write happens only if the data hashes
         to it; otherwise :class:`ChecksumMismatch` and nothing changes.
+        """
+
+    @abstractmethod
+    def receive(self, key: str, source: Readable, length: int | None, *, sha256: str | None = None) -> ObjectInfo:
+        """Create or replace an object from a stream: ``length`` bytes, or all of it when ``None``.
+
+        Streamed and hashed while it arrives, never held whole in memory; the
+        answer's ``sha256`` is always set. With ``sha256``, a body that hashes
+        otherwise stores nothing (:class:`ChecksumMismatch`); a stream that ends
+        before ``length`` bytes (:class:`EOFError`) or fails stores nothing either.
         """
 
     @abstractmethod
@@ -306,6 +363,18 @@ class Storage(ABC):
         """Store one part from memory (inline uploads). Raises :class:`ObjectNotFound`."""
 
     @abstractmethod
+    def multipart_move_part(self, key: str, upload_id: str, number: int, source: str) -> UploadedPart:
+        """Make the object ``source`` part ``number`` (a streamed body staged first), then remove ``source``.
+
+        Raises :class:`ObjectNotFound` for an unknown upload or source, ``ValueError``
+        for a source larger than :data:`MAX_PART_SIZE`.
+        """
+
+    @abstractmethod
+    def multipart_list_uploads(self, prefix: str) -> Iterator[MultipartUpload]:
+        """The multipart uploads in progress whose keys start with ``prefix`` (to sweep abandoned ones)."""
+
+    @abstractmethod
     def multipart_presign_part(self, key: str, upload_id: str, number: int, expires_in: int) -> PresignedRequest | None:
         """A request that uploads part ``number`` straight to the data plane, or ``None``."""
 
@@ -350,6 +419,16 @@ class Storage(ABC):
         for key in keys:
             check_key(key)
         return sum(1 for key in keys if self.delete(key))
+
+    def sweep_temporary(self, older_than: float) -> tuple[int, int]:
+        """Remove the backend's own leftovers of writes that stopped ``older_than`` seconds ago or more.
+
+        Returns how many files and bytes were freed. A backend whose writes
+        leave nothing behind when they fail (S3: a PUT is atomic, and abandoned
+        multipart uploads are found with :meth:`multipart_list_uploads`) has
+        nothing to do.
+        """
+        return 0, 0
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object below ``prefix``; returns how many were removed."""

@@ -7,6 +7,11 @@ wrong file under a final name. Multipart parts live under
 (:func:`~vmregistry.storage.base.check_key`) and the resolved path must stay
 inside the root: no key reaches a dot directory or anything outside.
 
+A full disk (``ENOSPC``, ``EDQUOT``) on any write is :class:`StorageFull`, and
+the temporary file is gone. A write that was killed leaves its temporary file;
+:meth:`FilesystemStorage.sweep_temporary` removes those that stopped growing
+long ago (the local server does at start and hourly).
+
 Presigned URLs point at the local data plane (:mod:`vmregistry.local.dataplane`)
 when a :class:`~vmregistry.storage.signing.UrlSigner` is given; without one the
 ``presign_*`` methods return ``None``. The ``receive_*`` methods are the data
@@ -17,29 +22,36 @@ from __future__ import annotations
 
 import builtins  # the contract's list() method shadows the builtin inside the class
 import contextlib
+import errno
+import functools
 import hashlib
 import os
 import re
 import secrets
 import shutil
 import stat as stat_module
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from vmregistry.storage.base import (
+    MAX_PART_SIZE,
     MAX_PARTS,
     ChecksumMismatch,
     InvalidKey,
+    MultipartUpload,
     ObjectInfo,
     ObjectNotFound,
     PresignedRequest,
+    Readable,
     Storage,
+    StorageFull,
     UploadedPart,
     check_key,
 )
-from vmregistry.storage.pump import ConcatenatedFiles, Readable, copy_hashing
+from vmregistry.storage.pump import ConcatenatedFiles, copy_hashing
 from vmregistry.storage.signing import UrlSigner
 
 __all__ = ["FilesystemStorage", "Readable"]
@@ -53,6 +65,25 @@ def _etag(st: os.stat_result) -> str:
 
 def _info(key: str, st: os.stat_result, sha256: str | None = None) -> ObjectInfo:
     return ObjectInfo(key=key, size=st.st_size, modified=st.st_mtime, etag=_etag(st), sha256=sha256)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def _space_checked(method: _F) -> _F:
+    """A write that runs out of space is :class:`StorageFull` (its temporary file is already gone)."""
+
+    @functools.wraps(method)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise StorageFull(f"no space left on the storage volume: {exc.strerror}") from exc
+            raise
+
+    return checked  # type: ignore[return-value]
 
 
 class FilesystemStorage(Storage):
@@ -96,9 +127,12 @@ class FilesystemStorage(Storage):
         handle.close()
 
     def _publish(self, tmp: Path, target: Path) -> None:
-        # A concurrent delete may prune the parent between makedirs and rename: retry.
+        # A concurrent delete prunes empty parents (_prune), so the parent may vanish between
+        # mkdir and rename, or even inside mkdir: it finds the directory there (EEXIST) and then
+        # not (is_dir), and raises FileExistsError. Either way, make it again and retry.
         for _ in range(5):
-            target.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.replace(tmp, target)
                 return
@@ -187,6 +221,7 @@ class FilesystemStorage(Storage):
 
     # -- writing -------------------------------------------------------------------
 
+    @_space_checked
     def write(self, key: str, data: bytes, *, sha256: str | None = None) -> ObjectInfo:
         target = self.path(key)
         actual = hashlib.sha256(data).hexdigest()
@@ -197,10 +232,11 @@ class FilesystemStorage(Storage):
             handle.write(data)
             return self._finish(handle, tmp, target, key, actual)
 
+    @_space_checked
     def receive(
-        self, key: str, source: Readable, length: int | None, sha256: str | None, marker: str | None = None
+        self, key: str, source: Readable, length: int | None, *, sha256: str | None = None, marker: str | None = None
     ) -> ObjectInfo:
-        """Stream ``length`` bytes from ``source`` into ``key`` (the data plane's PUT)."""
+        """The contract's :meth:`~Storage.receive`; ``marker`` is the data plane's (a presigned PUT's)."""
         info = self._receive(key, self.path(key), source, length, sha256)
         if marker is not None:
             self._set_marker(key, marker)
@@ -246,6 +282,7 @@ class FilesystemStorage(Storage):
                 return
             directory = directory.parent
 
+    @_space_checked
     def move(self, source: str, destination: str) -> None:
         src = self.path(source)
         if not src.is_file():
@@ -275,12 +312,17 @@ class FilesystemStorage(Storage):
 
     # -- multipart -------------------------------------------------------------------
 
+    @_space_checked
     def multipart_create(self, key: str) -> str:
         self.path(key)
         upload_id = uuid.uuid4().hex
         directory = self._multipart / upload_id
         directory.mkdir()
-        (directory / "key").write_text(key)
+        try:
+            (directory / "key").write_text(key)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
         return upload_id
 
     def _part_path(self, key: str, upload_id: str, number: int) -> Path:
@@ -295,6 +337,7 @@ class FilesystemStorage(Storage):
             raise ValueError(f"part numbers run from 1 to {MAX_PARTS}")
         return directory / f"{number:05d}"
 
+    @_space_checked
     def multipart_put_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
         target = self._part_path(key, upload_id, number)
         with self._temporary() as (handle, tmp):
@@ -302,11 +345,54 @@ class FilesystemStorage(Storage):
             info = self._finish(handle, tmp, target, key, None)
         return UploadedPart(number, info.size, info.etag or "")
 
+    @_space_checked
     def receive_part(self, key: str, upload_id: str, number: int, source: Readable, length: int | None) -> UploadedPart:
         """Stream one part from the data plane."""
         target = self._part_path(key, upload_id, number)
         info = self._receive(key, target, source, length, None)
         return UploadedPart(number, info.size, info.etag or "")
+
+    def multipart_move_part(self, key: str, upload_id: str, number: int, source: str) -> UploadedPart:
+        target = self._part_path(key, upload_id, number)
+        src = self.path(source)
+        try:
+            size = src.stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFound(source) from None
+        if size > MAX_PART_SIZE:
+            raise ValueError(f"a part is at most {MAX_PART_SIZE} bytes")
+        self._clear_marker(source)
+        os.replace(src, target)  # the same volume: a rename, whatever the size
+        self._prune(src.parent)
+        st = os.stat(target)
+        return UploadedPart(number, st.st_size, _etag(st))
+
+    def multipart_list_uploads(self, prefix: str) -> Iterator[MultipartUpload]:
+        for entry in sorted(os.scandir(self._multipart), key=lambda e: e.name):
+            if _UPLOAD_ID_RE.fullmatch(entry.name) is None:
+                continue
+            try:
+                key = (Path(entry.path) / "key").read_text()
+                modified = max(e.stat().st_mtime for e in [entry, *os.scandir(entry.path)])
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # completed or aborted meanwhile
+            if key.startswith(prefix):
+                yield MultipartUpload(key, entry.name, modified)
+
+    def sweep_temporary(self, older_than: float) -> tuple[int, int]:
+        cutoff = time.time() - older_than
+        files = freed = 0
+        for entry in os.scandir(self._tmp):
+            try:
+                st = entry.stat(follow_symlinks=False)
+                if st.st_mtime >= cutoff:
+                    continue  # may belong to a write in progress
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue  # published or removed by its own write meanwhile
+            files += 1
+            freed += st.st_size
+        return files, freed
 
     def multipart_presign_part(self, key: str, upload_id: str, number: int, expires_in: int) -> PresignedRequest | None:
         if self.signer is None:
@@ -324,6 +410,7 @@ class FilesystemStorage(Storage):
                 parts.append(UploadedPart(int(entry.name), st.st_size, _etag(st)))
         return parts
 
+    @_space_checked
     def multipart_complete(self, key: str, upload_id: str, parts: builtins.list[UploadedPart]) -> ObjectInfo:
         self.check_parts(key, upload_id, parts)
         directory = self._upload_dir(upload_id)

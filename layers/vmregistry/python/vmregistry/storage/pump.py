@@ -32,17 +32,15 @@ import queue
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
+
+from vmregistry.storage.base import Readable
 
 __all__ = ["CHUNK", "DEPTH", "PIPELINE_MIN", "ConcatenatedFiles", "Readable", "copy_hashing"]
 
 CHUNK = 1024 * 1024
 DEPTH = 8
 PIPELINE_MIN = 8 * CHUNK
-
-
-class Readable(Protocol):
-    def readinto(self, buffer: memoryview, /) -> int | None: ...
 
 
 class ConcatenatedFiles:

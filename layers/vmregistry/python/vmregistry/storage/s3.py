@@ -10,6 +10,8 @@ Why it looks the way it does:
 * Multipart uploads have no whole-object SHA-256 in S3, so
   :meth:`multipart_complete` returns ``sha256=None`` and the domain streams
   :meth:`open` through hashlib before the object is moved under its digest.
+* :meth:`receive` (local mode's streamed bodies) goes up from the server as
+  one PUT or a multipart upload (:mod:`vmregistry.storage.s3_stream`).
 * :meth:`move` is a server-side copy, then a delete: CopyObject up to
   :data:`COPY_SINGLE_LIMIT`, above it a multipart copy whose parts run in
   parallel (CopyObject stops at 5 GiB, and parallel parts keep a large copy
@@ -45,13 +47,16 @@ from vmregistry.storage.base import (
     MAX_PARTS,
     MAX_SINGLE_PUT_SIZE,
     ChecksumMismatch,
+    MultipartUpload,
     ObjectInfo,
     ObjectNotFound,
     PresignedRequest,
+    Readable,
     Storage,
     UploadedPart,
 )
 from vmregistry.storage.s3_client import error_code, log, make_client, s3_errors, translate
+from vmregistry.storage.s3_stream import list_uploads, stream_put
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -230,6 +235,9 @@ class S3Storage(Storage):
             )
         return ObjectInfo(key, len(data), time.time(), _unquote(response.get("ETag")), actual)
 
+    def receive(self, key: str, source: Readable, length: int | None, *, sha256: str | None = None) -> ObjectInfo:
+        return stream_put(self.client, self.bucket, key, source, length, sha256)
+
     def delete(self, key: str) -> bool:
         if self.stat(key) is None:
             return False
@@ -355,6 +363,28 @@ class S3Storage(Storage):
                 Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
             )
         return UploadedPart(number, len(data), _unquote(response.get("ETag")) or "")
+
+    def multipart_move_part(self, key: str, upload_id: str, number: int, source: str) -> UploadedPart:
+        self._check_number(number)
+        info = self.stat(source)
+        if info is None:
+            raise ObjectNotFound(source)
+        if info.size > MAX_PART_SIZE:
+            raise ValueError(f"a part is at most {MAX_PART_SIZE} bytes")
+        with s3_errors("UploadPartCopy", self.bucket, key):
+            response = self.client.upload_part_copy(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource={"Bucket": self.bucket, "Key": source},
+            )
+        with s3_errors("DeleteObject", self.bucket, source):
+            self.client.delete_object(Bucket=self.bucket, Key=source)
+        return UploadedPart(number, info.size, _unquote(response["CopyPartResult"].get("ETag")) or "")
+
+    def multipart_list_uploads(self, prefix: str) -> Iterator[MultipartUpload]:
+        return list_uploads(self.client, self.bucket, prefix)
 
     def multipart_presign_part(self, key: str, upload_id: str, number: int, expires_in: int) -> PresignedRequest | None:
         self._check_number(number)
