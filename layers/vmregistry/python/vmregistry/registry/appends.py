@@ -8,7 +8,8 @@ session's ``multipart_id``, as in ``/v1``) want parts of at least 5 MiB
 
 * **parts** 1..k, joined chunks, each at least 5 MiB;
 * **chunks** not yet joined, each an object ``uploads/<uuid>/chunks/<offset>.<length>``
-  (:mod:`vmregistry.paths`), together less than 5 MiB.
+  (:mod:`vmregistry.paths`), together less than 5 MiB, at most :data:`MAX_WAITING`
+  of them (tinier ones are merged, so no request lists thousands).
 
 A chunk that brings the waiting bytes to 5 MiB is joined with them into part
 k+1, and they are deleted. A body the local server staged in storage (any
@@ -41,7 +42,10 @@ from vmregistry.registry.sessions import Session, known
 from vmregistry.registry.uploads import Uploads
 from vmregistry.storage import MAX_PART_SIZE, MIN_PART_SIZE, UploadedPart
 
-__all__ = ["SEGMENT", "Appends", "Progress"]
+__all__ = ["MAX_WAITING", "SEGMENT", "Appends", "Progress"]
+
+MAX_WAITING = 64
+"""Chunks kept waiting at once: each request lists them, so tiny chunks are merged into one past this."""
 
 SEGMENT = 16 * 1024 * 1024
 """Part size when a staged body is copied into parts: what one request holds in memory at most;
@@ -168,7 +172,17 @@ class Appends:
             self._copy(progress, body)
 
     def _wait(self, progress: Progress, data: bytes) -> None:
-        """Keep ``data`` as a chunk waiting to be joined."""
+        """Keep ``data`` as a chunk waiting to be joined (merging the waiting ones past :data:`MAX_WAITING`)."""
+        if len(progress.chunks) >= MAX_WAITING:
+            # A client sending tiny chunks must not make every request list thousands of them:
+            # one object of what waits (under 5 MiB) replaces them.
+            merged = b"".join(self.storage.read(chunk.key) for chunk in progress.chunks)
+            stale = [chunk.key for chunk in progress.chunks]
+            first = progress.chunks[0].offset
+            key = paths.upload_chunk_key(progress.session.uuid, first, len(merged))
+            self.storage.write(key, merged)
+            self.storage.delete_many([old for old in stale if old != key])
+            progress.chunks[:] = [_Chunk(key, first, len(merged))]
         key = paths.upload_chunk_key(progress.session.uuid, progress.received, len(data))
         self.storage.write(key, data)
         progress.chunks.append(_Chunk(key, progress.received, len(data)))
