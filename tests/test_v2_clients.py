@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import oras.client
+import oras.client  # type: ignore[import-untyped]
 import pytest
 from vmregistry import mediatypes
 from vmregistry.client import RegistryClient, push_image
