@@ -22,10 +22,9 @@ against the synthesized resource tree with these rules.
 
 Bodies and limits: ``binaryMediaTypes: */*`` makes API Gateway hand every
 body to Lambda base64-encoded and untouched; throttling defaults apply per
-stage; access logs go to their own log group. A body over API Gateway's 10 MB
-is refused before any function runs, with the registry's 413 TOO_LARGE; ``/v2``
-advertises the chunk length that fits a function (``OCI-Chunk-Min-Length``,
-docs/oci.md), and a function refuses a larger body itself.
+stage; access logs go to their own log group. A body too large for a function
+gets API Gateway's own 413 (docs/api.md, "Bodies too large for AWS"); ``/v2``
+advertises the chunk length that fits (``OCI-Chunk-Min-Length``, docs/oci.md).
 
 API Gateway's own refusals speak the registry's error format and carry the
 Docker token challenge: a 401 (no or bad token) names the realm and service;
@@ -44,9 +43,7 @@ from constructs import Construct
 from vmregistry.auth import challenge
 from vmregistry.auth.context import CONTEXT_CHALLENGE
 from vmregistry.errors import RegistryError, error_body
-from vmregistry.local.gateway import API_GATEWAY_MAX_BODY
 from vmregistry.routes import ROUTES, Route
-from vmregistry.wire import OCI_CHUNK_LENGTH
 
 from infra.config import DeploymentConfig
 from infra.functions import log_retention
@@ -128,11 +125,7 @@ class Api(Construct):
     def _gateway_responses(self, config: DeploymentConfig) -> None:
         """API Gateway's own refusals speak the registry's error format (401/403 with the challenge)."""
         static = challenge(config.auth_realm, config.auth_service)
-        too_large = RegistryError(
-            "TOO_LARGE",
-            f"request bodies are limited to {API_GATEWAY_MAX_BODY} bytes here; send blobs in chunks of at most"
-            f" {OCI_CHUNK_LENGTH} bytes (/v2), or with `vmregistry push` (presigned, any size)",
-        )
+        # No REQUEST_TOO_LARGE: API Gateway does not let a REST API customize its 413 (docs/api.md).
         for response_type, status, error, headers in (
             (
                 apigw.ResponseType.UNAUTHORIZED,
@@ -147,7 +140,6 @@ class Api(Construct):
                 # The authorizer's Deny names the scope the request needs (vmregistry.auth.authorizer).
                 {"WWW-Authenticate": f"context.authorizer.{CONTEXT_CHALLENGE}"},
             ),
-            (apigw.ResponseType.REQUEST_TOO_LARGE, "413", too_large, {}),
         ):
             self.rest_api.add_gateway_response(
                 f"Gateway{status}",
