@@ -27,10 +27,11 @@ gets API Gateway's own 413 (docs/api.md, "Bodies too large for AWS"); ``/v2``
 advertises the chunk length that fits (``OCI-Chunk-Min-Length``, docs/oci.md).
 
 API Gateway's own refusals speak the registry's error format and carry the
-Docker token challenge: a 401 (no or bad token) names the realm and service;
-a 403 (the token lacks the scope) carries the exact challenge the authorizer
-computed for the request (``scope``, ``error="insufficient_scope"``), mapped
-from its context, which is what makes oras fetch a token with that scope.
+Docker token challenge: a 401 (no or bad token) names the realm and service,
+a 403 adds ``error="insufficient_scope"``. A gateway response can only carry
+a fixed header, so on ``/v2`` the authorizer lets a valid token that lacks
+the scope through to the function, whose 403 names the scope it needs
+(:mod:`vmregistry.auth.authorizer`): what makes oras fetch a token for it.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 from vmregistry.auth import challenge
-from vmregistry.auth.context import CONTEXT_CHALLENGE
 from vmregistry.errors import RegistryError, error_body
 from vmregistry.routes import ROUTES, Route
 
@@ -123,29 +123,23 @@ class Api(Construct):
                 self.methods.append(resource.add_method(route.method, integration))
 
     def _gateway_responses(self, config: DeploymentConfig) -> None:
-        """API Gateway's own refusals speak the registry's error format (401/403 with the challenge)."""
-        static = challenge(config.auth_realm, config.auth_service)
+        """API Gateway's own 401/403 speak the registry's error format and carry the challenge."""
         # No REQUEST_TOO_LARGE: API Gateway does not let a REST API customize its 413 (docs/api.md).
-        for response_type, status, error, headers in (
+        for response_type, status, error in (
             (
                 apigw.ResponseType.UNAUTHORIZED,
                 "401",
                 RegistryError("UNAUTHORIZED", "authentication required"),
-                {"WWW-Authenticate": f"'{static}'"},
             ),
-            (
-                apigw.ResponseType.ACCESS_DENIED,
-                "403",
-                RegistryError("DENIED", "access denied: the token does not grant this request"),
-                # The authorizer's Deny names the scope the request needs (vmregistry.auth.authorizer).
-                {"WWW-Authenticate": f"context.authorizer.{CONTEXT_CHALLENGE}"},
-            ),
+            (apigw.ResponseType.ACCESS_DENIED, "403", RegistryError("DENIED", "access denied")),
         ):
+            scope_error = "insufficient_scope" if status == "403" else None
+            header = challenge(config.auth_realm, config.auth_service, error=scope_error)
             self.rest_api.add_gateway_response(
                 f"Gateway{status}",
                 type=response_type,
                 status_code=status,
-                response_headers=headers,
+                response_headers={"WWW-Authenticate": f"'{header}'"},
                 templates={"application/json": error_body(error)},
             )
 

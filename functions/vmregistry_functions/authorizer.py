@@ -38,7 +38,7 @@ def verifier() -> Verifier:
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
-        response = authorize(event, verifier(), get_settings())
+        response = authorize(event, verifier())
     except Unauthorized as exc:
         logger.info("token refused", extra={"reason": exc.reason, "methodArn": event.get("methodArn")})
         raise

@@ -10,10 +10,13 @@ local mode.
 * A valid token -> a policy for exactly this request's method ARN: Allow when
   the token grants the action the route table says the operation needs on
   the request's repository, Deny (403) otherwise. Routes without an action
-  (version check, catalog) need only a valid token. A Deny's context carries
-  the ``WWW-Authenticate`` challenge naming the scope the request needs
-  (``challenge``), which API Gateway's 403 answer maps into its header
-  (``infra/api.py``): OCI clients such as oras fetch a token for that scope.
+  (version check, catalog) need only a valid token.
+* Except on ``/v2``, where a valid token that lacks the action is let through
+  to the function, which refuses it (403 DENIED) with the challenge naming
+  the scope the request needs (:mod:`vmregistry.api.access`, the check every
+  handler makes anyway): OCI clients such as oras fetch a token for that scope
+  only from such a challenge, and API Gateway's own 403 can only carry a
+  fixed one. The token is verified and the name checked here all the same.
 * A repository name outside the grammar is never allowed.
 
 Any other failure also becomes :class:`Unauthorized` (logged): an authorizer
@@ -23,19 +26,15 @@ that raises something else makes API Gateway answer 500.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from vmregistry.auth.context import CONTEXT_CHALLENGE, CONTEXT_GRANTS, CONTEXT_REASON, CONTEXT_SUBJECT, grants_of
-from vmregistry.auth.policy import build_policy, event_header, scope_challenge
+from vmregistry.auth.context import CONTEXT_GRANTS, CONTEXT_REASON, CONTEXT_SUBJECT, grants_of
+from vmregistry.auth.policy import build_policy, event_header
 from vmregistry.auth.tokens import Identity, TokenError, Verifier, bearer_token
 from vmregistry.names import is_valid_name
 from vmregistry.routes import Action, Route, find_route
 
-if TYPE_CHECKING:
-    from vmregistry.config import Settings
-
 __all__ = [
-    "CONTEXT_CHALLENGE",
     "CONTEXT_GRANTS",
     "CONTEXT_REASON",
     "CONTEXT_SUBJECT",
@@ -70,13 +69,15 @@ def decide(event: Mapping[str, Any], identity: Identity) -> tuple[bool, str]:
     needed = required_access(event)
     if needed is None:
         return False, "no route serves this method and path"
-    _route, repository, action = needed
+    route, repository, action = needed
     if action is None:
         return True, "any valid token"
     if not is_valid_name(repository):
         return False, "the repository name is outside the name grammar"
     if identity.access.allows(repository, action):
         return True, f"{action} granted on {repository}"
+    if route.api == "v2":
+        return True, f"the token does not grant {action} on {repository}: the function answers 403 with the scope"
     return False, f"the token does not grant {action} on {repository}"
 
 
@@ -88,11 +89,8 @@ def context_for(identity: Identity, reason: str) -> dict[str, str]:
     }
 
 
-def authorize(event: Mapping[str, Any], verifier: Verifier, settings: Settings | None = None) -> dict[str, Any]:
-    """The authorizer response for one REQUEST event; raises :class:`Unauthorized` for 401.
-
-    ``settings`` (realm and service) make a Deny carry its challenge in the context.
-    """
+def authorize(event: Mapping[str, Any], verifier: Verifier) -> dict[str, Any]:
+    """The authorizer response for one REQUEST event; raises :class:`Unauthorized` for 401."""
     method_arn = event.get("methodArn")
     if not isinstance(method_arn, str) or not method_arn:
         raise Unauthorized("the authorizer event has no methodArn")
@@ -101,11 +99,4 @@ def authorize(event: Mapping[str, Any], verifier: Verifier, settings: Settings |
     except TokenError as exc:
         raise Unauthorized(exc.reason) from None
     allowed, reason = decide(event, identity)
-    context = context_for(identity, reason)
-    needed = required_access(event)
-    if not allowed and settings is not None and needed is not None:
-        _route, repository, action = needed
-        context[CONTEXT_CHALLENGE] = scope_challenge(settings, repository, action, "insufficient_scope")[
-            "WWW-Authenticate"
-        ]
-    return build_policy(identity.subject, "Allow" if allowed else "Deny", method_arn, context)
+    return build_policy(identity.subject, "Allow" if allowed else "Deny", method_arn, context_for(identity, reason))

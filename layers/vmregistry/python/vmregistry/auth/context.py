@@ -13,13 +13,11 @@ from typing import Any
 
 from vmregistry.auth.scopes import AccessSet
 
-__all__ = ["CONTEXT_CHALLENGE", "CONTEXT_GRANTS", "CONTEXT_REASON", "CONTEXT_SUBJECT", "grants_of"]
+__all__ = ["CONTEXT_GRANTS", "CONTEXT_REASON", "CONTEXT_SUBJECT", "grants_of"]
 
 CONTEXT_GRANTS = "grants"
 """Authorizer context key: the token's grants, :meth:`AccessSet.to_json`."""
 CONTEXT_SUBJECT = "sub"
-CONTEXT_CHALLENGE = "challenge"
-"""On a Deny only: the ``WWW-Authenticate`` value API Gateway's 403 answer carries (``infra/api.py``)."""
 CONTEXT_REASON = "reason"
 
 
