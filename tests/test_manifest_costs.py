@@ -195,3 +195,21 @@ def test_tiny_chunks_are_merged_so_no_request_lists_thousands(tmp_path: Any) -> 
     # AND the blob they make is exactly the bytes sent
     blob = registry.appends.finish(REPO, upload_id, digest_of(data))
     assert storage.read(paths.blob_key(blob.digest)) == data
+
+
+def test_a_v2_upload_grows_only_as_far_as_the_deployment_verifies_in_time(tmp_path: Any) -> None:
+    import dataclasses
+
+    from vmregistry.config import Settings
+    from vmregistry.storage.filesystem import FilesystemStorage
+
+    # GIVEN a deployment whose requests are cut short (the stack sets oci_upload_limit)
+    registry = Registry(FilesystemStorage(tmp_path), dataclasses.replace(Settings(), oci_upload_limit=1000))
+    upload_id = registry.uploads.start(REPO, appends=True).session.uuid  # type: ignore[union-attr]
+    registry.appends.append(REPO, upload_id, Body(bytes(600)), "0-599", 600)
+    # WHEN a chunk would take the upload past it, THEN 413 names the limit, before anything is stored
+    with pytest.raises(RegistryError) as caught:
+        registry.appends.admit(REPO, upload_id, "600-1199", 600)
+    assert caught.value.code == "TOO_LARGE"
+    assert caught.value.detail == {"limit": 1000, "size": 1200}
+    assert registry.appends.progress(REPO, upload_id).received == 600
