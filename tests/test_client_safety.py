@@ -128,7 +128,7 @@ def test_a_pull_only_token_cannot_push_and_is_told_which_scope_is_missing(
 
     # THEN the registry refused, and the message names the push scope and what to do
     assert caught.value.status in (401, 403)
-    assert "repository:safety/auth:push" in str(caught.value)
+    assert "repository:safety/auth:pull,push" in str(caught.value)
     assert "what to do:" in str(caught.value)
 
 

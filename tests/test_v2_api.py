@@ -91,7 +91,7 @@ def test_a_chunked_upload_resumes_after_a_416_and_joins_chunks_of_any_size(serve
     assert (skipped.header("Range"), skipped.header("Location")) == (f"0-{MiB - 1}", location)
     status = request("GET", server.url + location)
     assert (status.status, status.header("Range")) == (204, f"0-{MiB - 1}")
-    # WHEN the client resumes there with a big chunk (joined with the waiting one into 16 MiB parts),
+    # WHEN the client resumes there with a big chunk (joined with the waiting one into 8 MiB parts),
     # a tiny one (it waits), and the last one in the closing PUT
     assert patch(MiB, 21 * MiB - 1).header("Range") == f"0-{21 * MiB - 1}"
     assert patch(21 * MiB, 21 * MiB + 99).header("Range") == f"0-{21 * MiB + 99}"

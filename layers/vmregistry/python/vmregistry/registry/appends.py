@@ -15,8 +15,7 @@ A chunk that brings the waiting bytes to 5 MiB is joined with them into part
 k+1, and they are deleted. A body the local server staged in storage (any
 size, :class:`~vmregistry.registry.body.Body`) becomes a chunk or a part by a
 move when nothing waits and it fits one; otherwise it is copied into parts of
-:data:`SEGMENT` bytes, read as a stream, so memory stays bounded whatever its
-size. What storage holds is the truth: the upload has
+:data:`SEGMENT` bytes, read as a stream, so memory stays bounded. What storage holds is the truth: the upload has
 received ``sum(part sizes) + sum(chunk lengths)`` bytes, which is where the
 next chunk must start (416 RANGE_INVALID otherwise, with the progress, so the
 client can resume). A chunk object that starts before the parts' end is a
@@ -40,16 +39,16 @@ from vmregistry.registry.blobs import BlobInfo
 from vmregistry.registry.body import EMPTY, Body
 from vmregistry.registry.sessions import Session, known
 from vmregistry.registry.uploads import Uploads
-from vmregistry.storage import MAX_PART_SIZE, MIN_PART_SIZE, UploadedPart
+from vmregistry.storage import MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, UploadedPart
 
 __all__ = ["MAX_WAITING", "SEGMENT", "Appends", "Progress"]
 
 MAX_WAITING = 64
 """Chunks kept waiting at once: each request lists them, so tiny chunks are merged into one past this."""
 
-SEGMENT = 16 * 1024 * 1024
-"""Part size when a staged body is copied into parts: what one request holds in memory at most;
-10,000 parts of it make 160 GiB, more than a blob pushed in one request will be."""
+SEGMENT = 8 * 1024 * 1024
+"""Part size when a staged body is copied into parts, so one request holds about twice that in
+memory; larger when the body is so big that 8 MiB parts would exceed storage's 10,000."""
 _READ = 1024 * 1024
 
 
@@ -198,17 +197,19 @@ class Appends:
         progress.parts.append(part)
 
     def _copy(self, progress: Progress, body: Body) -> None:
-        """Join what waits and a staged body into parts of :data:`SEGMENT` bytes, reading it as a stream."""
+        """Join what waits and a staged body into parts of :data:`SEGMENT` bytes (or more), read as a stream."""
         pending = b"".join(self.storage.read(chunk.key) for chunk in progress.chunks)
         consumed = [chunk.key for chunk in progress.chunks]
+        parts_left = max(MAX_PARTS - len(progress.parts) - 1, 1)
+        segment = max(SEGMENT, -(-(len(pending) + body.size) // parts_left))
         buffer = bytearray(pending)
         stream = self.storage.open(body.key or "")
         try:
             while block := stream.read(_READ):
                 buffer += block
-                if len(buffer) >= SEGMENT:
-                    self._put(progress, bytes(buffer[:SEGMENT]))
-                    del buffer[:SEGMENT]
+                if len(buffer) >= segment:
+                    self._put(progress, bytes(buffer[:segment]))
+                    del buffer[:segment]
                     if consumed:
                         self.storage.delete_many(consumed)
                         consumed = []
