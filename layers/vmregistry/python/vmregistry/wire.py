@@ -33,6 +33,7 @@ __all__ = [
     "MAX_PART_SIZE",
     "MAX_SINGLE_PUT_SIZE",
     "MIN_PART_SIZE",
+    "OCI_CHUNK_LENGTH",
     "ErrorJSON",
     "PartJSON",
     "PresignedJSON",
@@ -42,6 +43,11 @@ __all__ = [
 
 MAX_PARTS_PER_REQUEST = 100
 """How many presigned part URLs one ``PATCH ?part=N-M`` hands out."""
+
+OCI_CHUNK_LENGTH = INLINE_LIMIT
+"""The chunk length ``/v2`` advertises (``OCI-Chunk-Min-Length``, docs/oci.md): the most one request body
+may carry in AWS (a Lambda event is at most 6 MB, and the body travels base64-encoded in it). Smaller
+chunks are accepted too; they wait in storage until 5 MiB have arrived to make a multipart part."""
 
 
 class PresignedJSON(TypedDict):

@@ -48,6 +48,8 @@ class Session:
     """``verifying``: joined, the whole object is being hashed; ``failed``: it did not match ``digest``."""
     error: dict[str, Any] | None = None
     """Why verification failed (the error a synchronous completion would have answered)."""
+    appends: bool = False
+    """An OCI (``/v2``) session: its bytes arrive as chunks appended in order (:mod:`.appends`), not as parts."""
 
 
 @dataclass(frozen=True, slots=True)

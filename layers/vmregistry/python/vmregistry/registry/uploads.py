@@ -41,6 +41,7 @@ from vmregistry import paths
 from vmregistry.config import Settings
 from vmregistry.digests import EMPTY_SHA256, Digest
 from vmregistry.errors import RegistryError, error_dict
+from vmregistry.oci.jsondoc import parse_document
 from vmregistry.registry.blobs import BlobInfo, Blobs, hash_object
 from vmregistry.registry.body import EMPTY, Body
 from vmregistry.registry.sessions import (
@@ -84,15 +85,22 @@ class Uploads:
     def _save(self, session: Session) -> None:
         self.storage.write(paths.upload_session_key(session.uuid), json.dumps(asdict(session)).encode())
 
-    def load(self, repository: str, upload_id: str) -> Session:
-        """The session, if it exists and belongs to ``repository``; BLOB_UPLOAD_UNKNOWN otherwise."""
+    def load(self, repository: str, upload_id: str, *, appends: bool = False) -> Session:
+        """The session, if it exists and belongs to ``repository``; BLOB_UPLOAD_UNKNOWN otherwise.
+
+        ``appends``: the caller speaks the OCI protocol (:mod:`.appends`); a session
+        continues only through the API that started it (their parts mean different things).
+        """
         try:
-            raw = json.loads(self.storage.read(paths.upload_session_key(upload_id)))
+            raw = parse_document(self.storage.read(paths.upload_session_key(upload_id)))
             session = Session(**raw)
         except (ObjectNotFound, ValueError, TypeError):
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
         if session.repository != repository:
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id})
+        if session.appends != appends:
+            api = "/v2" if session.appends else "/v1"
+            raise RegistryError("BLOB_UPLOAD_INVALID", f"this upload was started through {api}: continue it there")
         return session
 
     def _presign_single(self, session: Session) -> PresignedRequest | None:
@@ -123,13 +131,25 @@ class Uploads:
         mount: str | None = None,
         mount_from: str | None = None,
         may_pull: Callable[[str], bool] = lambda _: False,
+        may_pull_anything: bool = False,
+        appends: bool = False,
     ) -> BlobInfo | UploadStatus:
-        """Mount, upload monolithically, or open a session (whichever the request asks for)."""
+        """Mount, upload monolithically, or open a session (whichever the request asks for).
+
+        A mount without ``mount_from`` (OCI's anonymous mount) links any stored blob
+        only for a caller who may pull every repository (``may_pull_anything``):
+        anyone else would learn of, and gain, blobs of repositories they cannot read.
+        ``appends`` opens an OCI session (:mod:`.appends`).
+        """
         if mount is not None and mount_from is not None and may_pull(mount_from):
             source = self.blobs.find(mount_from, mount)
             if source is not None:
                 return self.blobs.link(repository, mount, source.size)
-            # OCI: a mount that cannot be honoured falls back to a fresh upload session.
+        elif mount is not None and mount_from is None and may_pull_anything:
+            stored = self.storage.stat(paths.blob_key(mount))
+            if stored is not None:
+                return self.blobs.link(repository, mount, stored.size)
+        # OCI: a mount that cannot be honoured falls back to a fresh upload session.
         if body:
             if digest is None:
                 raise RegistryError("DIGEST_INVALID", "a monolithic upload needs ?digest=")
@@ -144,8 +164,8 @@ class Uploads:
             raise RegistryError(
                 "SIZE_INVALID", f"single PUTs are limited to {MAX_SINGLE_PUT_SIZE} bytes; use multipart"
             )
-        session = Session(str(uuid.uuid4()), repository, time.time(), "multipart", digest, size)
-        single_possible = digest is not None and size is not None and size <= MAX_SINGLE_PUT_SIZE
+        session = Session(str(uuid.uuid4()), repository, time.time(), "multipart", digest, size, appends=appends)
+        single_possible = not appends and digest is not None and size is not None and size <= MAX_SINGLE_PUT_SIZE
         if mode != "multipart" and single_possible:
             session.mode = "single"
             request = self._presign_single(session)
@@ -231,14 +251,18 @@ class Uploads:
             parts = self.storage.multipart_list_parts(paths.upload_data_key(upload_id), self._multipart(session))
         return UploadStatus(session, parts)
 
-    def complete(self, repository: str, upload_id: str, digest: str, body: Body = EMPTY) -> BlobInfo | UploadStatus:
+    def complete(
+        self, repository: str, upload_id: str, digest: str, body: Body = EMPTY, *, appends: bool = False
+    ) -> BlobInfo | UploadStatus:
         """Verify what was uploaded against ``digest`` and publish it.
 
         A blob too big to hash within one API request (when a verifier is
         configured) is handed to it instead: the answer is the session in state
         ``verifying``, and the blob appears (HEAD turns 200) once it is verified.
+        An OCI session (``appends``) is always verified here: its clients expect
+        201 from this request (its size is bounded by ``oci_upload_limit`` instead).
         """
-        session = self.load(repository, upload_id)
+        session = self.load(repository, upload_id, appends=appends)
         key = paths.upload_data_key(upload_id)
         if session.digest is not None and session.digest != digest:
             raise RegistryError(
@@ -251,19 +275,19 @@ class Uploads:
             return self._complete_single(session, digest, body)
         info, actual = self._join(session, key, body)
         if session.size is not None and info.size != session.size:
-            self.cancel(repository, upload_id)
+            self.discard(session)
             raise RegistryError("SIZE_INVALID", detail={"expected": session.size, "actual": info.size})
         wanted = digest_parts(digest)
         if actual is None or wanted.algorithm != "sha256":
             # The backend could not hash while joining (S3 multipart), or not in this algorithm: read it back.
             session.state, session.digest = "verifying", digest
             self._save(session)
-            if self.verifier is not None and info.size > self.settings.verify_inline_bytes:
+            if self.verifier is not None and info.size > self.settings.verify_inline_bytes and not appends:
                 self.verifier({"repository": repository, "uuid": upload_id, "digest": digest})
                 return UploadStatus(session)
             actual = self._hash(key, wanted.algorithm)
         if actual != wanted.hex:
-            self.cancel(repository, upload_id)
+            self.discard(session)
             raise mismatch(digest, str(Digest(wanted.algorithm, actual)))
         return self._publish(session, digest, info.size)
 
@@ -351,8 +375,8 @@ class Uploads:
     def _hash(self, key: str, algorithm: str) -> str:
         return hash_object(self.storage, key, algorithm)
 
-    def cancel(self, repository: str, upload_id: str) -> None:
-        session = self.load(repository, upload_id)
+    def cancel(self, repository: str, upload_id: str, *, appends: bool = False) -> None:
+        session = self.load(repository, upload_id, appends=appends)
         self.discard(session)
 
     def discard(self, session: Session) -> None:
