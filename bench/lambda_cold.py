@@ -227,6 +227,7 @@ def _prepare(root: Path) -> dict[str, Request]:
         "upload_cancel": ("DELETE", f"{uploads}/{to_cancel}", "", b"", {}),
         "manifest_head": ("HEAD", f"/v1/{REPO}/manifests/v1", "", b"", {}),
         "manifest_get": ("GET", f"/v1/{REPO}/manifests/v1", "", b"", typed | {"Accept": typed["Content-Type"]}),
+        "referrers_list": ("GET", f"/v2/{REPO}/referrers/{_digest(manifest)}", "", b"", {}),
         "manifest_put": ("PUT", f"/v1/{REPO}/manifests/v2", "", manifest, typed),
         "manifest_delete": ("DELETE", f"/v1/{REPO}/manifests/old", "", b"", {}),
     }
