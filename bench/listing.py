@@ -39,6 +39,7 @@ import subprocess
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,9 @@ def default_data_dir(work: Path) -> Path:
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else work
 
 
-def _filesystem(dataset: Dataset, runs: int, use_distribution: bool, data: Path, log: Any) -> dict[str, Any]:
+def _filesystem(
+    dataset: Dataset, runs: int, use_distribution: bool, data: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix=f"vmregistry-bench-listing-{dataset.label}-", dir=data))
     entry: dict[str, Any] = {
         "repositories": dataset.repositories,
@@ -183,7 +186,7 @@ def _filesystem(dataset: Dataset, runs: int, use_distribution: bool, data: Path,
     return entry
 
 
-def _s3(datasets: list[Dataset], runs: int, work: Path, log: Any) -> dict[str, Any]:
+def _s3(datasets: list[Dataset], runs: int, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
     try:
         from tests.localstack import LocalStackUnavailable, new_bucket_name, running_localstack, s3_env
     except ImportError as exc:
@@ -255,7 +258,7 @@ def measure(
     s3_runs: int,
     use_distribution: bool,
     work: Path,
-    log: Any,
+    log: Callable[[str], None],
     s3: bool,
     data: Path | None = None,
 ) -> dict[str, Any]:

@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import time
 import urllib.parse
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,7 @@ def _put(server: Server, tag: str, body: bytes, home: Path) -> tuple[int, float,
     return int(status), float(seconds) * 1000, answer.read_bytes()
 
 
-def _measure(server: Server, counts: list[int], runs: int, home: Path, log: Any) -> dict[str, Any]:
+def _measure(server: Server, counts: list[int], runs: int, home: Path, log: Callable[[str], None]) -> dict[str, Any]:
     limit = cap()
     cases = [(str(count), count, False) for count in counts] + [(f"{limit} repeated", limit, True)]
     layers = [os.urandom(32) for _ in range(max(counts))]
@@ -189,7 +190,7 @@ def _measure(server: Server, counts: list[int], runs: int, home: Path, log: Any)
     return out
 
 
-def measure(runs: int, s3_runs: int, work: Path, log: Any, s3: bool, quick: bool) -> dict[str, Any]:
+def measure(runs: int, s3_runs: int, work: Path, log: Callable[[str], None], s3: bool, quick: bool) -> dict[str, Any]:
     counts = [10, 50] if quick else [10, 1000, cap()]
     out: dict[str, Any] = {"cap": cap(), "validation": validation(), "commit": _commit()}
     home = work / "manifest-put"
