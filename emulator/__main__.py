@@ -3,7 +3,8 @@
 ``up`` starts MiniStack on ``--port`` (4566) with its state in ``--state``
 (``.emulator/``), creates ``auth.key``/``auth.pub`` in the working directory
 with ``vmregistry keygen`` when there are none, deploys the stack with them,
-and prints the API's URL on the emulator as its last line. ``down`` stops
+and prints the API's URL on the emulator as its last line (OCI clients use
+its custom domain, ``registry.localhost:<port>``, printed before). ``down`` stops
 MiniStack (and with it every function, the API, the bucket) and removes the
 state folder.
 """
@@ -63,6 +64,7 @@ def up(state: Path, port: int, context: dict[str, str]) -> int:
     summary = {
         "url": deployment.url,
         "host": deployment.host,
+        "ociHost": deployment.oci_host,
         "awsUrl": deployment.aws_url,
         "bucket": deployment.bucket,
         "ca": str(emulator.ca),
@@ -72,6 +74,7 @@ def up(state: Path, port: int, context: dict[str, str]) -> int:
         f"deployed in {deployment.seconds:.0f} s; the stack's ApiUrl in AWS would be {deployment.aws_url}\n"
         f"trust the emulator's CA: export VMREGISTRY_CA_BUNDLE={emulator.ca} (curl --cacert, AWS_CA_BUNDLE)\n"
         f"tokens: .venv/bin/vmregistry token -scope 'repository:**:pull,push,delete'\n"
+        f"OCI clients: {deployment.oci_host} (/v2 at its root, a custom domain; *.localhost is 127.0.0.1)\n"
         f"stop it: make emulator-down",
         file=sys.stderr,
     )

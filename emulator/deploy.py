@@ -6,7 +6,9 @@ of the caller's shell except endpoints and those allowed explicitly, so a
 developer's AWS profile can never be what the deploy talks to. The app is
 synthesized once into the state folder and that cloud assembly is what both
 ``bootstrap`` and ``deploy`` read (``--app <folder>``), so the template
-deployed is exactly the one ``cdk synth`` writes for the same context.
+deployed is exactly the one ``cdk synth`` writes for the same context. Then,
+as an operator would beside the stack, the API gets a custom domain with the
+stage at its root, for OCI clients (:mod:`emulator.domain`).
 
 Context: ``cdk.json``'s, then the emulator's own (:func:`emulator_context`),
 then the caller's. Only two values differ from a default deployment, and
@@ -29,7 +31,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from emulator.domain import map_custom_domain
 from emulator.process import ACCOUNT, REGION, ROOT, Emulator
+from emulator.tls import CUSTOM_DOMAIN
 
 __all__ = ["STACK", "DeployError", "Deployment", "deploy", "emulator_context", "host_architecture"]
 
@@ -100,6 +104,14 @@ class Deployment:
         return f"{self.api_id}.execute-api.localhost:{urlsplit(self.emulator.endpoint).port}"
 
     @property
+    def oci_host(self) -> str:
+        """The API's custom domain, the stage mapped at its root: where OCI clients find ``/v2/``.
+
+        ``registry.localhost:<port>`` (:mod:`emulator.domain`); AWS's equivalent is the
+        custom domain docs/deploy.md describes for OCI clients."""
+        return f"{CUSTOM_DOMAIN}:{urlsplit(self.emulator.endpoint).port}"
+
+    @property
     def bucket(self) -> str:
         return self.outputs["BucketName"]
 
@@ -151,4 +163,6 @@ def deploy(emulator: Emulator, public_key: Path, context: Mapping[str, Any] | No
     outputs_file = emulator.state / "outputs.json"
     _cli(emulator, "deploy", app, STACK, "--require-approval=never", f"--outputs-file={outputs_file}", log=log)
     outputs: dict[str, str] = json.loads(outputs_file.read_text())[STACK]
-    return Deployment(emulator, outputs, time.monotonic() - started)
+    deployment = Deployment(emulator, outputs, time.monotonic() - started)
+    map_custom_domain(emulator, deployment.api_id, deployment.stage)
+    return deployment

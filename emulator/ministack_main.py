@@ -12,6 +12,14 @@ each difference and what AWS does):
   here to the request's method and ``/<stage><path>``, as in AWS, and take part
   in the authorizer cache key (the registry's cache design depends on it: see
   ``vmregistry.auth.policy``).
+* **Custom domains** (what OCI clients need: ``/v2`` at the host root):
+  MiniStack's ECR answers every ``/v2/...`` registry path whatever the
+  ``Host``, so a request to an API's custom domain reached ECR instead of the
+  API; and the function was told ``/<stage><path>`` as the path the client
+  sent. Here a request addressed to a registered custom domain goes to its
+  API, and ``requestContext.path`` (and the ``context.path`` identity source)
+  is the path as sent on that domain, as in AWS (the registry writes
+  ``Location`` and ``Link`` from it).
 * **One port**: with TLS on, MiniStack also listens on 443 when it can (for
   Cognito issuers); the harness wants the one loopback port it chose.
 * **Layers at /opt and a clean interpreter**: MiniStack runs each Python
@@ -34,9 +42,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["bridge_identity_sources", "launch_functions_through", "listen_on_one_port", "main"]
+__all__ = [
+    "bridge_custom_domains",
+    "bridge_identity_sources",
+    "launch_functions_through",
+    "listen_on_one_port",
+    "main",
+]
 
 _request: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("vmregistry_request", default=None)
+_domain_path: contextvars.ContextVar[str | None] = contextvars.ContextVar("vmregistry_domain_path", default=None)
+"""The path a client sent to a custom domain, while its request is executed (``None``: not through one)."""
 
 
 def bridge_identity_sources(apigw: Any) -> None:
@@ -48,7 +64,9 @@ def bridge_identity_sources(apigw: Any) -> None:
         api_id: str, stage_name: str, method_obj: Any, method: str, request_path: str, *args: Any
     ) -> Any:
         # $context.path is the path as the client sent it, stage included.
-        values = {"context.httpMethod": method, "context.path": f"/{stage_name}{request_path}"}
+        # (through a custom domain: the path sent to that domain, without the stage)
+        path = _domain_path.get() or f"/{stage_name}{request_path}"
+        values = {"context.httpMethod": method, "context.path": path}
         token = _request.set(values)
         try:
             return await authorize(api_id, stage_name, method_obj, method, request_path, *args)
@@ -66,6 +84,37 @@ def bridge_identity_sources(apigw: Any) -> None:
 
     apigw._authorize_request_v1 = authorize_with_context
     apigw._request_identity_sources = sources_with_context
+
+
+def bridge_custom_domains(app: Any, apigw: Any) -> None:
+    """Serve a registered custom domain's paths from its API, and tell the function the path as sent."""
+    parse, resolve = app._parse_execute_api_url, app._resolve_custom_domain_request
+    ecr, execute = app._handle_ecr_registry_request, app._handle_execute_api_request
+    build_event = apigw._build_lambda_event_v1
+
+    def custom_domain(host: str, path: str) -> bool:
+        return parse(host, path) is None and resolve(host, path) is not None
+
+    async def ecr_elsewhere(method: str, path: str, headers: dict[str, Any], *args: Any) -> Any:
+        # ECR's registry API has a host of its own in AWS; MiniStack serves it on every host.
+        return None if custom_domain(headers.get("host", ""), path) else await ecr(method, path, headers, *args)
+
+    async def execute_with_domain_path(host: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        token = _domain_path.set(path if custom_domain(host, path) else None)
+        try:
+            return await execute(host, path, *args, **kwargs)
+        finally:
+            _domain_path.reset(token)
+
+    def event_with_domain_path(*args: Any, **kwargs: Any) -> Any:
+        event = build_event(*args, **kwargs)
+        if (path := _domain_path.get()) is not None:
+            event["requestContext"]["path"] = path
+        return event
+
+    app._handle_ecr_registry_request = ecr_elsewhere
+    app._handle_execute_api_request = execute_with_domain_path
+    apigw._build_lambda_event_v1 = event_with_domain_path
 
 
 def launch_functions_through(lambda_runtime: Any, launcher: str) -> None:
@@ -106,6 +155,7 @@ def main() -> None:
     from ministack.services import apigateway_v1  # type: ignore[import-not-found]
 
     bridge_identity_sources(apigateway_v1)
+    bridge_custom_domains(app, apigateway_v1)
     launch_functions_through(lambda_runtime, _write_launcher(state))
     listen_on_one_port(app)
     sys.argv = [sys.argv[0]]

@@ -27,9 +27,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["HOST_NAMES", "TlsFiles", "issue"]
+__all__ = ["CUSTOM_DOMAIN", "HOST_NAMES", "TlsFiles", "issue"]
 
-HOST_NAMES = ("localhost", "*.execute-api.localhost")
+CUSTOM_DOMAIN = "registry.localhost"
+"""The API's custom domain on the emulator (:mod:`emulator.domain`): ``/v2`` at its root, for OCI clients."""
+
+HOST_NAMES = ("localhost", "*.execute-api.localhost", CUSTOM_DOMAIN)
 """DNS names besides 127.0.0.1: the API's host-based form is ``<api-id>.execute-api.localhost``."""
 
 VALIDITY = datetime.timedelta(days=30)

@@ -9,7 +9,10 @@ a whole test module; ``/v1`` and ``/v2`` checks share it.
 Raw requests use the API's AWS-shaped form: sent to 127.0.0.1 with
 ``Host: <api-id>.execute-api.localhost``, the stage is the first path segment
 and every ``Location`` the registry writes resolves as it would in AWS. The
-CLI gets the path-style URL instead (it needs a name it can resolve).
+CLI gets the path-style URL instead (it needs a name it can resolve). OCI
+clients get the API's custom domain (``registry.localhost:<port>``, the stage
+at its root: :mod:`emulator.domain`), whose name :func:`resolve_localhost_names`
+makes loopback in this process.
 
 When MiniStack is not installed the module fails with the command that
 installs it; a developer may skip it with ``VMREGISTRY_SKIP_EMULATOR=1``
@@ -19,6 +22,7 @@ installs it; a developer may skip it with ``VMREGISTRY_SKIP_EMULATOR=1``
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -36,7 +40,14 @@ from tests.authkit import AUDIENCE, ISSUER, Keys
 from tests.conftest import VMREGISTRY
 from tests.httpclient import Reply
 
-__all__ = ["MAX_DEPTH", "OPT_OUT", "VERIFY_INLINE_BYTES", "DeployedStack", "deployed_stack"]
+__all__ = [
+    "MAX_DEPTH",
+    "OPT_OUT",
+    "VERIFY_INLINE_BYTES",
+    "DeployedStack",
+    "deployed_stack",
+    "resolve_localhost_names",
+]
 
 OPT_OUT = "VMREGISTRY_SKIP_EMULATOR"
 VERIFY_INLINE_BYTES = 8 * 1024 * 1024
@@ -100,6 +111,29 @@ class DeployedStack:
     def reference(self, repository_and_tag: str) -> str:
         """A client reference to this API (path-style URL; the client finds the base path itself)."""
         return f"{self.deployment.url}/{repository_and_tag}"
+
+    def oras(self, *scopes: str) -> Any:
+        """oras-py on the API's custom domain, holding a token for ``scopes`` (the stack has no token
+        endpoint to fetch one from). Needs :func:`resolve_localhost_names`."""
+        import oras.client  # type: ignore[import-untyped]
+
+        client = oras.client.OrasClient(hostname=self.deployment.oci_host, tls_verify=str(self.deployment.emulator.ca))
+        client.auth.set_token_auth(self.keys.token(*(scopes or (ALL,))))
+        return client
+
+
+def resolve_localhost_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names under ``.localhost`` are 127.0.0.1 in this process, as RFC 6761 says (curl, browsers and
+    systemd-resolved resolve them so; this machine's resolver does not): for clients that look names up
+    themselves, like oras-py, to reach the API's custom domain. Every other name resolves as before."""
+    resolve = socket.getaddrinfo
+
+    def loopback(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, str) and host.lower().rstrip(".").endswith(".localhost"):
+            host = "127.0.0.1"
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", loopback)
 
 
 def _unavailable(reason: str) -> None:

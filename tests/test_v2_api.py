@@ -264,3 +264,34 @@ def test_tag_parameters_tag_a_push_by_digest(server: RunningServer) -> None:
     refused = _put(server.url, repo, f"{digest}?{many}", body)
     assert (refused.status, refused.error_codes) == (400, ["TAG_INVALID"])
     assert refused.json()["errors"][0]["detail"] == {"limit": 64}
+
+
+def test_a_status_check_only_reads_and_the_next_chunk_tidies(server: RunningServer) -> None:
+    # GIVEN an OCI upload holding a chunk, and a stale chunk a dead request left at another offset
+    started = request("POST", f"{server.url}/v2/tidy/app/blobs/uploads/")
+    assert started.status == 202, started.body
+    location = started.header("Location") or ""
+    upload_id = location.rstrip("/").rsplit("/", 1)[1].split("?")[0]
+    first = request(
+        "PATCH", server.url + location, b"a" * 10, {"Content-Range": "0-9", "Content-Type": "application/octet-stream"}
+    )
+    assert first.status == 202, first.body
+    stale = server.storage / paths.upload_chunk_key(upload_id, 999, 1)
+    stale.write_bytes(b"x")
+    # WHEN the client asks for the status THEN it answers the progress, and deletes nothing (its function
+    # may only read: in AWS a delete there would be refused)
+    status = request("GET", server.url + (first.header("Location") or location))
+    assert status.status == 204
+    assert status.header("Range") == "0-9"
+    assert stale.exists()
+    # WHEN the next chunk arrives THEN its request removes the leftover
+    second = request(
+        "PATCH",
+        server.url + (first.header("Location") or location),
+        b"b" * 10,
+        {"Content-Range": "10-19", "Content-Type": "application/octet-stream"},
+    )
+    assert second.status == 202, second.body
+    assert second.header("Range") == "0-19"
+    assert not stale.exists()
+    request("DELETE", server.url + (second.header("Location") or location))

@@ -18,7 +18,7 @@ endpoint = Endpoint("upload_status")
 def upload_status(request: Request) -> HttpResponse:
     registry = get_registry()
     if request.api == "v2":
-        progress = registry.appends.progress(request.name, request.upload_id)
+        progress = registry.appends.progress(request.name, request.upload_id, tidy=False)
         return _oci.upload_progress(request, request.upload_id, progress.received, 204)
     status = registry.uploads.status(request.name, request.upload_id)
     return status_response(request, status, 200)

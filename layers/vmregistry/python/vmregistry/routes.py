@@ -115,7 +115,8 @@ FUNCTIONS: tuple[Function, ...] = (
     _api("blob_put", {"read", "write"}, "Upload a blob whole"),
     _api("blob_delete", {"read", "delete"}, "Remove a blob from a repository"),
     _api("upload_start", {"read", "write"}, "Start an upload (or mount, or upload monolithically)"),
-    _api("upload_patch", {"read", "write"}, "Upload a part inline or get presigned part URLs"),
+    # delete: a /v2 chunk that completes a part deletes the chunks it was joined with (registry/appends.py).
+    _api("upload_patch", {"read", "write", "delete"}, "Upload a part inline or get presigned part URLs"),
     _api("upload_status", {"read"}, "Upload progress, to resume"),
     _api("upload_complete", {"read", "write", "delete"}, "Verify the digest and publish the blob"),
     _api("upload_cancel", {"read", "write", "delete"}, "Abandon an upload"),

@@ -93,8 +93,13 @@ class Appends:
         self.storage = uploads.storage
         self.limit = uploads.settings.oci_upload_limit
 
-    def progress(self, repository: str, upload_id: str) -> Progress:
-        """The session and what it holds (see the module docstring); BLOB_UPLOAD_UNKNOWN if there is none."""
+    def progress(self, repository: str, upload_id: str, *, tidy: bool = True) -> Progress:
+        """The session and what it holds (see the module docstring); BLOB_UPLOAD_UNKNOWN if there is none.
+
+        ``tidy``: also delete stale chunks (leftovers of a request that died). A status
+        check does not: its function may only read (least privilege), and stale chunks
+        never count towards the progress anyway.
+        """
         session = self.uploads.load(repository, upload_id, appends=True)
         if session.state != "open" or session.multipart_id is None:
             raise RegistryError("BLOB_UPLOAD_INVALID", f"this upload is {session.state}", {"state": session.state})
@@ -111,7 +116,7 @@ class Appends:
                 stale.append(key)  # joined by a request that died before deleting it, or out of sequence
                 continue
             progress.chunks.append(chunk)
-        if stale:
+        if stale and tidy:
             self.storage.delete_many(stale)
         return progress
 
