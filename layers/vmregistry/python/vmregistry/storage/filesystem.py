@@ -129,9 +129,11 @@ class FilesystemStorage(Storage):
     def _publish(self, tmp: Path, target: Path) -> None:
         # A concurrent delete prunes empty parents (_prune), so the parent may vanish between
         # mkdir and rename, or even inside mkdir: it finds the directory there (EEXIST) and then
-        # not (is_dir), and raises FileExistsError. Either way, make it again and retry.
+        # not (is_dir), and raises FileExistsError; or it made a grandparent that was pruned
+        # before it could make the parent in it, and raises FileNotFoundError. Either way, make
+        # it again and retry.
         for _ in range(5):
-            with contextlib.suppress(FileExistsError):
+            with contextlib.suppress(FileExistsError, FileNotFoundError):
                 target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.replace(tmp, target)
