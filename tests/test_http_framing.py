@@ -126,3 +126,29 @@ def test_expect_100_continue_gets_the_authorizers_refusal_first(tmp_path: Path) 
             assert exchange.read_reply()[0] == 201
     finally:
         stop_server(server)
+
+
+def test_a_bug_behind_the_http_layer_is_a_500_not_a_dropped_connection(tmp_path: Path) -> None:
+    from vmregistry.config import Settings
+    from vmregistry.local.app import LocalServer
+    from vmregistry.local.http import Exchange as Incoming
+    from vmregistry.local.http import Reply
+
+    # GIVEN a real local server whose application fails in a way nobody planned for (an injected fault)
+    server = LocalServer(Settings(fs_path=str(tmp_path / "storage")), port=0)
+
+    def broken(exchange: Incoming) -> Reply:
+        raise FileNotFoundError("injected: a directory vanished")
+
+    server.httpd.app = broken
+    server.start()
+    try:
+        # WHEN a request arrives THEN the client still gets an answer: 500 with the registry's JSON error
+        reply = request("GET", f"{server.url}/v1/")
+        assert reply.status == 500
+        assert reply.error_codes == ["INTERNAL"]
+        # AND the server keeps serving
+        server.httpd.app = server.gateway
+        assert request("GET", f"{server.url}/v1/").status == 200
+    finally:
+        server.shutdown()

@@ -195,6 +195,13 @@ class RequestHandler(BaseHTTPRequestHandler):
         except (ConnectionError, TimeoutError):
             self.close_connection = True
             return
+        except Exception:
+            # A bug, not the client's doing: still an answer (a 500 with the registry's error), never a
+            # dropped connection, unless the answer had already begun.
+            log.exception("unexpected error serving %s %s", self.command, path)
+            self.close_connection = True
+            if not self._status:
+                self._send_error(RegistryError("INTERNAL", "internal server error; the cause is in the server's log"))
         finally:
             self._continue_owed = False  # parse_request sets it again for a next request that expects it
             self.server.access_log(
