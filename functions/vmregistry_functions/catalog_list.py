@@ -19,7 +19,7 @@ def catalog_list(request: Request) -> HttpResponse:
     page = get_registry().manifests.repositories_page(
         n,
         names.parse_name(last) if last else None,
-        lambda repository: request.may(repository, "pull"),
+        request.name_filter("pull"),
         request.name_prefixes("pull"),
     )
     link = page_link(request, f"/{request.api}/_catalog", page, n)

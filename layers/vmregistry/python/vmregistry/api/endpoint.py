@@ -138,6 +138,12 @@ class Request:
         grants = grants_of(self.authorizer)
         return grants.name_prefixes(action) if grants is not None else None
 
+    def name_filter(self, action: Action) -> Callable[[str], bool] | None:
+        """Which repository names the caller may ``action``; ``None`` when it may every one (no token needed)."""
+        if grants_of(self.authorizer) is None and not get_settings().auth_required:
+            return None
+        return lambda repository: self.may(repository, action)
+
 
 class Endpoint:
     """One function of the route table: the routes it serves, and its error mapping.

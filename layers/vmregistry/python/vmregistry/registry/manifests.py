@@ -49,7 +49,7 @@ from vmregistry.oci.manifests import ManifestKind, ParsedManifest, media_type_of
 from vmregistry.oci.mediatypes import OCI_MANIFEST, base_type
 from vmregistry.oci.vmimage import to_oci, to_seed
 from vmregistry.registry.blobs import Blobs
-from vmregistry.registry.listing import Page, page_of
+from vmregistry.registry.listing import MAX_PAGE_SIZE, Page, page_of
 from vmregistry.registry.references import check_references, concurrently
 from vmregistry.registry.referrers import Referrers
 from vmregistry.storage import ObjectNotFound, Storage
@@ -159,6 +159,15 @@ def accepts(accept: str | None, media_type: str) -> bool:
         if candidate in (media_type, "*/*", f"{major}/*", "application/json"):
             return True
     return False
+
+
+def _page_size(n: int | None) -> int:
+    """Keys a page reads: ``n`` and one more, to know whether a next page exists."""
+    return (MAX_PAGE_SIZE if n is None else n) + 1
+
+
+def _everything(_: str) -> bool:
+    return True
 
 
 class Manifests:
@@ -330,7 +339,7 @@ class Manifests:
     def tags_page(self, repository: str, n: int | None, last: str | None) -> Page:
         """One page of tags after ``last``; NAME_UNKNOWN when the repository holds no manifest at all."""
         prefix = paths.tags_prefix(repository)
-        keys = self.storage.list(prefix, start_after=prefix + last if last else None)
+        keys = self.storage.list(prefix, start_after=prefix + last if last else None, page_size=_page_size(n))
         page = page_of((key.removeprefix(prefix) for key in keys), n)
         if not page.items and not last and not self._holds_any(repository):
             raise RegistryError("NAME_UNKNOWN", detail={"name": repository})
@@ -340,7 +349,7 @@ class Manifests:
         self,
         n: int | None,
         last: str | None,
-        visible: Callable[[str], bool] = lambda _: True,
+        visible: Callable[[str], bool] | None = None,
         prefixes: list[str] | None = None,
     ) -> Page:
         """One page of the catalog after ``last``, of the repositories ``visible`` admits.
@@ -351,9 +360,11 @@ class Manifests:
         """
         start = paths.catalog_key(last) if last else None
         ranges = [paths.CATALOG_PREFIX + prefix for prefix in (prefixes if prefixes is not None else [""])]
-        keys = heapq.merge(*(self.storage.list(prefix, start_after=start) for prefix in ranges))
+        # Each range is read a page at a time; unless everything in it is visible, a page may need more.
+        size = _page_size(n) if prefixes is not None or visible is None else None
+        keys = heapq.merge(*(self.storage.list(prefix, start_after=start, page_size=size) for prefix in ranges))
         names = (paths.repository_of_catalog_key(key) for key, _ in itertools.groupby(keys))
-        return page_of((name for name in names if name is not None), n, visible)
+        return page_of((name for name in names if name is not None), n, visible or _everything)
 
     def repositories(self) -> list[str]:
         """Every repository that holds a manifest, sorted (upkeep; the API reads pages)."""

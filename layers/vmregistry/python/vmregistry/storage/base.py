@@ -161,10 +161,10 @@ def _checking_many(method: _F) -> _F:
 
 def _checking_list(method: _F) -> _F:
     @functools.wraps(method)
-    def checked(self: Storage, prefix: str, *, start_after: str | None = None) -> Any:
+    def checked(self: Storage, prefix: str, *, start_after: str | None = None, page_size: int | None = None) -> Any:
         if start_after is not None:
             check_prefix(start_after)
-        return method(self, check_prefix(prefix), start_after=start_after)
+        return method(self, check_prefix(prefix), start_after=start_after, page_size=page_size)
 
     return checked  # type: ignore[return-value]
 
@@ -290,11 +290,14 @@ class Storage(ABC):
         """A sequential reader over a possibly huge object. Raises :class:`ObjectNotFound`."""
 
     @abstractmethod
-    def list(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
+    def list(self, prefix: str, *, start_after: str | None = None, page_size: int | None = None) -> Iterator[str]:
         """The keys that start with ``prefix`` (at any depth), in lexicographic order, lazily.
 
         With ``start_after``, only keys greater than it. The iterator reads the
         store as it is consumed: stopping after a page costs about that page.
+        ``page_size`` is a hint: how many keys the caller expects to read, so a
+        backend that lists in batches (S3: 1,000 keys a request) asks for no more
+        in its first one.
         """
 
     # -- writing -----------------------------------------------------------

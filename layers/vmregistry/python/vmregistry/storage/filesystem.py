@@ -20,11 +20,13 @@ plane's side: they stream a request body to disk, hashing as they go.
 
 from __future__ import annotations
 
+import bisect
 import builtins  # the contract's list() method shadows the builtin inside the class
 import contextlib
 import errno
 import functools
 import hashlib
+import itertools
 import os
 import re
 import secrets
@@ -187,11 +189,34 @@ class FilesystemStorage(Storage):
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise ObjectNotFound(key) from None
 
-    def list(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
-        # Start in the directory the prefix names, then walk in key order, lazily.
+    def list(self, prefix: str, *, start_after: str | None = None, page_size: int | None = None) -> Iterator[str]:
+        # Start in the directory the prefix names, then walk in key order, lazily. (page_size: nothing
+        # to save here, a directory is read whole.)
         directory, _, _ = prefix.rpartition("/")
         start = self.root.joinpath(*directory.split("/")) if directory else self.root
         yield from self._walk(start, directory + "/" if directory else "", prefix, start_after)
+
+    @staticmethod
+    def _entries(directory: Path) -> builtins.list[str] | None:
+        """The directory's entries as they sort in keys (a subdirectory ``d`` as ``d/``), sorted; None if absent.
+
+        A directory without subdirectories (its link count is 2 on ext4, xfs and tmpfs: itself and its
+        ``.``) is read with ``listdir``, no per-entry type check: a page of 10,000 tags costs half.
+        """
+        try:
+            if os.stat(directory).st_nlink == 2:
+                names = [name for name in os.listdir(directory) if not name.startswith(".")]
+            else:
+                with os.scandir(directory) as entries:
+                    names = [
+                        entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name
+                        for entry in entries
+                        if not entry.name.startswith(".")  # .tmp, .multipart, .markers: never keys
+                    ]
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        names.sort()
+        return names
 
     def _walk(self, directory: Path, base: str, prefix: str, start_after: str | None) -> Iterator[str]:
         """Keys below ``directory`` (whose keys start with ``base``) in byte order, skipping what cannot match.
@@ -199,16 +224,15 @@ class FilesystemStorage(Storage):
         A directory ``d`` sorts as ``d/``: every key below it starts with that, so
         ordering entries this way orders the keys exactly as S3 does.
         """
-        try:
-            with os.scandir(directory) as entries:
-                found = sorted(
-                    (entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name, entry.name)
-                    for entry in entries
-                    if not entry.name.startswith(".")  # .tmp, .multipart, .markers: never keys
-                )
-        except (FileNotFoundError, NotADirectoryError):
+        found = self._entries(directory)
+        if found is None:
             return
-        for sort_name, name in found:
+        first = 0
+        if start_after is not None and start_after.startswith(base):
+            # Entries whose key is before start_after and not a directory holding it: skip them at once.
+            rest = start_after[len(base) :]
+            first = bisect.bisect_left(found, rest.split("/", 1)[0])
+        for sort_name in itertools.islice(found, first, None):
             key = base + sort_name
             if not (key.startswith(prefix) or prefix.startswith(key)):
                 if key > prefix:
@@ -217,7 +241,7 @@ class FilesystemStorage(Storage):
             if start_after is not None and key <= start_after and not start_after.startswith(key):
                 continue  # the key, or the whole directory, sorts before start_after
             if sort_name.endswith("/"):
-                yield from self._walk(directory / name, key, prefix, start_after)
+                yield from self._walk(directory / sort_name[:-1], key, prefix, start_after)
             elif start_after is None or key > start_after:
                 yield key
 

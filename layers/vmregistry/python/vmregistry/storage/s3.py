@@ -60,7 +60,7 @@ from vmregistry.storage.s3_stream import list_uploads, stream_put
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, PaginatorConfigTypeDef
 
 __all__ = ["COPY_PART_SIZE", "COPY_SINGLE_LIMIT", "S3Storage"]
 
@@ -69,6 +69,8 @@ COPY_SINGLE_LIMIT = 512 * 1024 * 1024
 COPY_PART_SIZE = 256 * 1024 * 1024
 COPY_THREADS = 8
 DELETE_BATCH = 1000
+LIST_BATCH = 1000
+"""S3's most keys per ListObjectsV2 request."""
 
 
 def _unquote(etag: str | None) -> str | None:
@@ -210,13 +212,17 @@ class S3Storage(Storage):
             response = self.client.get_object(Bucket=self.bucket, Key=key)
         return _Body(response["Body"], self.bucket, key)
 
-    def list(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
-        # Lazy: the paginator asks for the next 1,000 keys only when these are consumed.
+    def list(self, prefix: str, *, start_after: str | None = None, page_size: int | None = None) -> Iterator[str]:
+        # Lazy: the paginator asks for the next batch only when these are consumed. A page of 101
+        # keys costs S3 (and LocalStack, which takes ~1 ms a key) far less than one of 1,000.
         paginator = self.client.get_paginator("list_objects_v2")
+        config: PaginatorConfigTypeDef = {"PageSize": min(max(page_size or LIST_BATCH, 1), LIST_BATCH)}
         if start_after:
-            pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix, StartAfter=start_after)
+            pages = paginator.paginate(
+                Bucket=self.bucket, Prefix=prefix, StartAfter=start_after, PaginationConfig=config
+            )
         else:
-            pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=prefix, PaginationConfig=config)
         with s3_errors("ListObjectsV2", self.bucket, prefix):
             for page in pages:
                 for item in page.get("Contents", []):
