@@ -179,6 +179,7 @@ KEYED_CALLS: dict[str, Callable[[Storage, str], object]] = {
     "list start_after": lambda s, k: list(s.list("", start_after=k + "/x")),
     "delete_prefix": lambda s, k: s.delete_prefix(k + "/"),
     "delete_many": lambda s, k: s.delete_many(["fine/key", k]),
+    "scan": lambda s, k: list(s.scan(k + "/")),
     "receive": lambda s, k: s.receive(k, io.BytesIO(b"x"), 1),
     "multipart_move_part": lambda s, k: s.multipart_move_part(k, "upload", 1, "fine/key"),
     "multipart_move_part source": lambda s, k: s.multipart_move_part("fine/key", "upload", 1, k),
@@ -216,6 +217,22 @@ def test_delete_many_removes_them_all_and_checks_every_key_first(backend: Storag
     # WHEN they are deleted with a missing one among them THEN all are gone
     backend.delete_many([*keys, "many/missing"])
     assert list(backend.list("many/")) == []
+
+
+def test_scan_lists_what_list_lists_with_sizes_and_proves_content_where_it_says_so(backend: Storage) -> None:
+    # GIVEN objects written whole
+    bodies = {f"scan/{i:03d}": os.urandom(i * 7) for i in range(12)}
+    for key, data in bodies.items():
+        backend.write(key, data)
+    # WHEN scanned (from the start, and after a key, a page at a time) THEN the keys are list()'s, with sizes
+    infos = list(backend.scan("scan/"))
+    assert [info.key for info in infos] == list(backend.list("scan/"))
+    assert {info.key: info.size for info in infos} == {key: len(data) for key, data in bodies.items()}
+    assert [info.key for info in backend.scan("scan/", start_after="scan/005", page_size=3)] == sorted(bodies)[6:]
+    # AND a backend that says its listing proves content reports each object's MD5
+    if backend.listing_proves_content:
+        assert {i.key: i.etag for i in infos} == {k: hashlib.md5(d).hexdigest() for k, d in bodies.items()}
+    assert backend.delete_prefix("scan/") == len(bodies)
 
 
 def test_list_is_lazy_sorted_and_starts_after(backend: Storage) -> None:

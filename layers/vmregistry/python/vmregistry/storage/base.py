@@ -264,6 +264,8 @@ class Storage(ABC):
             cls.move = _checking_move(cls.__dict__["move"])  # type: ignore[method-assign]
         if "list" in cls.__dict__:
             cls.list = _checking_list(cls.__dict__["list"])  # type: ignore[method-assign]
+        if "scan" in cls.__dict__:
+            cls.scan = _checking_list(cls.__dict__["scan"])  # type: ignore[method-assign]
         if "delete_many" in cls.__dict__:
             cls.delete_many = _checking_many(cls.__dict__["delete_many"])  # type: ignore[method-assign]
         if "multipart_move_part" in cls.__dict__:
@@ -299,6 +301,22 @@ class Storage(ABC):
         backend that lists in batches (S3: 1,000 keys a request) asks for no more
         in its first one.
         """
+
+    listing_proves_content: bool = False
+    """Whether :meth:`scan` reports, for an object stored by :meth:`write`, the hex MD5 of its bytes as its
+    ``etag`` (S3's ETag of a single PUT without KMS): then one listing proves what 1,000 objects hold."""
+
+    def scan(
+        self, prefix: str, *, start_after: str | None = None, page_size: int | None = None
+    ) -> Iterator[ObjectInfo]:
+        """:meth:`list`, with each key's :class:`ObjectInfo` as the backend's listing knows it.
+
+        The default stats each key; a backend whose listing carries sizes and etags (S3) needs no more.
+        """
+        for key in self.list(prefix, start_after=start_after, page_size=page_size):
+            info = self.stat(key)
+            if info is not None:
+                yield info
 
     # -- writing -----------------------------------------------------------
 

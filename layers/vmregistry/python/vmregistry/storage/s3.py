@@ -60,7 +60,7 @@ from vmregistry.storage.s3_stream import list_uploads, stream_put
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, PaginatorConfigTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectTypeDef, PaginatorConfigTypeDef
 
 __all__ = ["COPY_PART_SIZE", "COPY_SINGLE_LIMIT", "S3Storage"]
 
@@ -117,6 +117,7 @@ class _Body:
 
 class S3Storage(Storage):
     name = "s3"
+    listing_proves_content = True  # a single PUT's ETag is its MD5 (SSE-S3); a KMS bucket's is not: see scan users
 
     def __init__(
         self, client: S3Client, bucket: str, *, create_bucket: bool = False, region: str = "us-east-1"
@@ -213,6 +214,16 @@ class S3Storage(Storage):
         return _Body(response["Body"], self.bucket, key)
 
     def list(self, prefix: str, *, start_after: str | None = None, page_size: int | None = None) -> Iterator[str]:
+        for item in self._listing(prefix, start_after, page_size):
+            yield item["Key"]
+
+    def scan(
+        self, prefix: str, *, start_after: str | None = None, page_size: int | None = None
+    ) -> Iterator[ObjectInfo]:
+        for item in self._listing(prefix, start_after, page_size):
+            yield ObjectInfo(item["Key"], item["Size"], item["LastModified"].timestamp(), _unquote(item.get("ETag")))
+
+    def _listing(self, prefix: str, start_after: str | None, page_size: int | None) -> Iterator[ObjectTypeDef]:
         # Lazy: the paginator asks for the next batch only when these are consumed. A page of 101
         # keys costs S3 (and LocalStack, which takes ~1 ms a key) far less than one of 1,000.
         paginator = self.client.get_paginator("list_objects_v2")
@@ -229,7 +240,7 @@ class S3Storage(Storage):
                     # S3 starts strictly after StartAfter; some compatible stores (LocalStack 4.x)
                     # start at it, or ignore it for some keys: the contract is strict, so check.
                     if start_after is None or item["Key"] > start_after:
-                        yield item["Key"]
+                        yield item
 
     # -- writing -----------------------------------------------------------------
 
