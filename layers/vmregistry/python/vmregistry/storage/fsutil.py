@@ -1,0 +1,69 @@
+"""Pieces of the filesystem backend: a full disk as the contract's error, and keys listed as S3 lists them.
+
+* :func:`space_checked`: ``ENOSPC`` / ``EDQUOT`` from any write become
+  :class:`~vmregistry.storage.base.StorageFull` (the write's temporary file is
+  already gone by then).
+* :func:`walk_keys`: the backend's :meth:`list <vmregistry.storage.filesystem.FilesystemStorage.list>`,
+  a directory tree listed lazily, in byte order, from a prefix and after a key.
+  Dot entries (``.tmp``, ``.multipart``, ``.markers``) are never keys.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from vmregistry.storage.base import StorageFull
+
+__all__ = ["space_checked", "walk_keys"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def space_checked(method: _F) -> _F:
+    """A write that runs out of space is :class:`StorageFull` (its temporary file is already gone)."""
+
+    @functools.wraps(method)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise StorageFull(f"no space left on the storage volume: {exc.strerror}") from exc
+            raise
+
+    return checked  # type: ignore[return-value]
+
+
+def walk_keys(directory: Path, base: str, prefix: str, start_after: str | None) -> Iterator[str]:
+    """Keys below ``directory`` (whose keys start with ``base``) in byte order, skipping what cannot match.
+
+    A directory ``d`` sorts as ``d/``: every key below it starts with that, so
+    ordering entries this way orders the keys exactly as S3 does.
+    """
+    try:
+        with os.scandir(directory) as entries:
+            found = sorted(
+                (entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name, entry.name)
+                for entry in entries
+                if not entry.name.startswith(".")  # .tmp, .multipart, .markers: never keys
+            )
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for sort_name, name in found:
+        key = base + sort_name
+        if not (key.startswith(prefix) or prefix.startswith(key)):
+            if key > prefix:
+                return  # sorted: nothing further can start with the prefix
+            continue
+        if start_after is not None and key <= start_after and not start_after.startswith(key):
+            continue  # the key, or the whole directory, sorts before start_after
+        if sort_name.endswith("/"):
+            yield from walk_keys(directory / name, key, prefix, start_after)
+        elif start_after is None or key > start_after:
+            yield key
