@@ -1,8 +1,10 @@
 """PATCH /v1/<name>/blobs/uploads/<uuid>: send a part inline, or get presigned URLs for parts.
 
-``?part=N`` names one part, ``?part=N-M`` a range (URLs only). A body is
-stored as that part (or, without ``part``, as the next one); no body asks
-for presigned PUT URLs to send the parts straight to storage. Before a body is
+``?part=N`` names one part, ``?part=N-M`` a range (URLs only), ``?part=N:OFFSET,...``
+parts at their offsets. A body is stored as that part (or, without ``part``, as
+the next one); no body asks for presigned PUT URLs to send the parts straight
+to storage. ``?zero=N:OFFSET:LENGTH,...`` has storage fill those parts with
+zeros instead (nothing is sent). Before a body is
 received (local mode), the session must exist and take parts.
 """
 
@@ -24,7 +26,7 @@ def writable(request: Request) -> object:
 @endpoint.handle
 def upload_patch(request: Request) -> HttpResponse:
     parts = get_registry().uploads.put_parts(
-        request.name, request.upload_id, request.query.get("part"), request.payload
+        request.name, request.upload_id, request.query.get("part"), request.payload, request.query.get("zero")
     )
     location = request.url(f"/v1/{request.name}/blobs/uploads/{request.upload_id}")
     return json_response(

@@ -1,7 +1,8 @@
 """POST /v1/<name>/blobs/uploads/: open an upload session, mount a blob, or take a small blob whole.
 
 Query parameters: ``digest`` and ``size`` (declare the blob: enables the single
-presigned PUT), ``mode`` (``single`` or ``multipart``), ``mount`` and ``from``
+presigned PUT), ``mode`` (``single`` or ``multipart``), ``partSize`` (with
+``size``: parts land at their offsets, see docs/api.md), ``mount`` and ``from``
 (link a blob from a repository the caller may pull). A body with ``digest``
 is a monolithic upload of a small blob.
 """
@@ -19,11 +20,11 @@ from vmregistry_functions._responses import blob_created, upload_status
 endpoint = Endpoint("upload_start")
 
 
-def _size(raw: str | None) -> int | None:
+def _size(raw: str | None, name: str = "size") -> int | None:
     if raw is None:
         return None
-    if not raw.isascii() or not raw.isdigit():
-        raise RegistryError("SIZE_INVALID", "size must be a non-negative integer", {"size": raw[:50]})
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+        raise RegistryError("SIZE_INVALID", f"{name} must be a non-negative integer", {name: raw[:50]})
     return int(raw)
 
 
@@ -46,6 +47,7 @@ def upload_start(request: Request) -> HttpResponse:
         digest=digest,
         size=_size(query.get("size")),
         mode=query.get("mode"),
+        part_size=_size(query.get("partSize"), "partSize"),
         body=request.payload,
         mount=mount,
         mount_from=mount_from,

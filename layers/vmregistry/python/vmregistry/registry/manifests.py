@@ -30,6 +30,7 @@ from vmregistry.config import MAX_MANIFEST_SIZE
 from vmregistry.digests import digest_of
 from vmregistry.errors import RegistryError
 from vmregistry.names import is_digest
+from vmregistry.registry import zeros
 from vmregistry.registry.blobs import Blobs
 from vmregistry.registry.listing import Page, page_of
 from vmregistry.storage import ObjectNotFound, Storage
@@ -171,6 +172,7 @@ class Manifests:
                 "push every blob before the manifest that references it",
                 {"digests": sorted(set(unknown))},
             )
+        zeros.check_annotations(self.storage, data)  # the disks' extent annotations claim only known zeros
         by_digest = paths.manifest_key(repository, digest)
         # Content-addressed: if it is there, it is these very bytes (pushing a tag again is common).
         known = self.storage.stat(by_digest) is not None
