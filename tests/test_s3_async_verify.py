@@ -124,7 +124,6 @@ def test_the_client_waits_for_the_verdict(deferring: RunningServer, tmp_path: Pa
     ]
 
 
-
 def test_a_sparse_disk_is_verified_by_the_worker_and_published_with_its_zeros(
     deferring: RunningServer, tmp_path: Path
 ) -> None:
