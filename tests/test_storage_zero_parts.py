@@ -176,3 +176,36 @@ def test_an_abandoned_upload_written_in_place_is_found_and_aborted(fs: Filesyste
     fs.multipart_abort("uploads/abc/data", upload)
     assert list(fs.multipart_list_uploads("uploads/")) == []
     assert not upload_dir(fs, upload).exists()
+
+
+def hashed_prefix(fs: FilesystemStorage, upload: str) -> int:
+    """How far the upload's SHA-256 has been computed as its parts landed."""
+    import json
+
+    return int(json.loads((upload_dir(fs, upload) / "hash").read_text())["offset"])
+
+
+def test_parts_are_hashed_as_they_land_in_order(fs: FilesystemStorage) -> None:
+    # GIVEN an in-place upload whose parts land out of order: 2, then 3 (zeros), then 1
+    first, second = os.urandom(5 * MiB), os.urandom(5 * MiB)
+    upload = fs.multipart_create("blobs/h", 16 * MiB)
+    fs.multipart_put_part("blobs/h", upload, 2, second, offset=5 * MiB)
+    fs.multipart_zero_part("blobs/h", upload, 3, 6 * MiB, offset=10 * MiB)
+    assert not (upload_dir(fs, upload) / "hash").exists() or hashed_prefix(fs, upload) == 0
+    # WHEN the first part lands THEN the hash covers all three: completion has nothing left to read
+    fs.multipart_put_part("blobs/h", upload, 1, first, offset=0)
+    assert hashed_prefix(fs, upload) == 16 * MiB
+    info = fs.multipart_complete("blobs/h", upload, fs.multipart_list_parts("blobs/h", upload))
+    assert info.sha256 == sha(first + second + bytes(6 * MiB))
+
+
+def test_a_part_sent_again_after_it_was_hashed_is_hashed_again(fs: FilesystemStorage) -> None:
+    # GIVEN two parts hashed as they landed, then the first sent again with other bytes
+    upload = fs.multipart_create("blobs/r", 10 * MiB)
+    fs.multipart_put_part("blobs/r", upload, 1, os.urandom(5 * MiB), offset=0)
+    fs.multipart_put_part("blobs/r", upload, 2, bytes(5 * MiB), offset=5 * MiB)
+    replaced = os.urandom(5 * MiB)
+    fs.multipart_put_part("blobs/r", upload, 1, replaced, offset=0)
+    # WHEN it completes THEN the digest is of the bytes it holds now, not of what was hashed first
+    info = fs.multipart_complete("blobs/r", upload, fs.multipart_list_parts("blobs/r", upload))
+    assert info.sha256 == sha(replaced + bytes(5 * MiB))

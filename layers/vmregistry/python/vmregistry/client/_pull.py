@@ -41,6 +41,7 @@ from vmregistry.client._state import atomic_write_json
 from vmregistry.client._transport import run_parallel, with_retries
 from vmregistry.digests import digest_of
 from vmregistry.extents import DATA_ANNOTATION, Extent, ExtentError, format_extents, hash_file, parse_extents
+from vmregistry.storage.pump import start_writeback
 
 __all__ = ["PullOptions", "PullResult", "fetch_blob_bytes", "layer_extents", "pull_blob", "pull_image", "write_sparse"]
 
@@ -262,6 +263,8 @@ class _Fetch:
     def run(self, missing: list[int], landed: Callable[[int], None]) -> None:
         def fetch(index: int) -> None:
             self._fetch(index)
+            start, end = self.chunks[index]
+            start_writeback(self.fd, start, end - start)  # the final fsync then waits for the last chunks only
             with self.lock:
                 self.done.add(index)
                 atomic_write_json(self.state_path, self.record | {"done": sorted(self.done)})

@@ -383,6 +383,13 @@ class FilesystemStorage(Storage):
                 continue  # published or removed by its own write meanwhile
             files += 1
             freed += st.st_size
+        # An upload directory without its key file: what an interrupted abort or completion left, old enough.
+        for entry in os.scandir(self._multipart):
+            with contextlib.suppress(FileNotFoundError):
+                if not os.path.exists(os.path.join(entry.path, "key")) and entry.stat().st_mtime < cutoff:
+                    sizes = [p.stat().st_size for p in Path(entry.path).rglob("*") if p.is_file()]
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    files, freed = files + len(sizes), freed + sum(sizes)
         return files, freed
 
     def multipart_presign_part(

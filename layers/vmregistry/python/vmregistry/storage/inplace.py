@@ -20,11 +20,18 @@ a part's bytes arrive, so a full disk fails the part at once, not gigabytes
 later. A zero part writes no bytes: its range is a hole (punched, if an
 earlier write left bytes there).
 
-Completion checks that the parts' records tile ``[0, size)`` in number order,
-hashes the file with holes fed from memory (:func:`vmregistry.extents.hash_file`),
-fsyncs it and hands it to the caller to rename: no second copy of the data. The
-directory, record files and the data file together are one upload: aborting
-it, completing it or the upload sweep removes the directory whole.
+The object's SHA-256 is computed as parts land, in order: after storing a
+part, the request takes the upload's hash lock (if nobody holds it) and hashes
+whatever now follows the hashed prefix (``hash``: the offset reached, the
+next part number, the etags hashed and the saved hash state,
+:mod:`vmregistry.storage.resumable`), zero parts from memory. So completion
+usually hashes little or nothing: it checks that the parts' records tile
+``[0, size)`` in number order, finishes the hash (or, if a part changed after
+it was hashed or the state is unusable, hashes the whole file, holes fed from
+memory: :func:`vmregistry.extents.hash_file`), fsyncs the file and hands it
+to the caller to rename: no second copy of the data. The directory, record
+files and the data file together are one upload: aborting it, completing it
+or the upload sweep removes the directory whole.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import functools
 import json
 import os
@@ -41,12 +49,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from vmregistry.extents import hash_file
+from vmregistry.storage import resumable
 from vmregistry.storage.base import MAX_PART_SIZE, MAX_ZERO_PART_SIZE, Readable, UploadedPart
 from vmregistry.storage.pump import copy_into
 
 __all__ = ["complete", "create", "declared_size", "list_parts", "put_bytes", "receive", "zero"]
 
-_SIZE, _DATA, _PARTS = "size", "data", "parts"
+_SIZE, _DATA, _PARTS, _HASH, _LOCK = "size", "data", "parts", "hash", "hash.lock"
+_READ = 8 * 1024 * 1024
+_ZEROS = bytearray(_READ)
+"""Zeros for the hash of zero parts (writable: ctypes passes it without a copy); never written to."""
 
 
 def create(directory: Path, size: int) -> None:
@@ -83,6 +95,9 @@ def _record(directory: Path, number: int, offset: int, size: int, zero: bool) ->
     temporary = final.with_name(f"{final.name}.{secrets.token_hex(4)}.tmp")
     temporary.write_text(json.dumps({"offset": offset, "size": size, "etag": etag, "zero": zero}))
     os.replace(temporary, final)
+    # Hash what now follows the hashed prefix, before answering: a client completes the upload only after
+    # every part was answered, so no hashing ever races with the completion (or an abort) of the upload.
+    advance(directory)
     return UploadedPart(number, size, etag)
 
 
@@ -209,6 +224,77 @@ def list_parts(directory: Path) -> list[UploadedPart]:
     ]
 
 
+# -- the hash of the parts landed in order ---------------------------------------------------
+
+
+def _state(directory: Path) -> dict[str, object]:
+    try:
+        return dict(json.loads((directory / _HASH).read_text()))
+    except (FileNotFoundError, ValueError):
+        return {"offset": 0, "next": 1, "etags": {}, "sha256": None}
+
+
+def _hash_following(directory: Path, state: dict[str, object]) -> bool:
+    """Hash the parts that follow the hashed prefix in ``state`` (updated); whether it moved."""
+    digest = resumable.ResumableSHA256(str(state["sha256"]) if state["sha256"] else None)
+    etags = dict(state["etags"])  # type: ignore[call-overload]
+    offset, number = int(str(state["offset"])), int(str(state["next"]))
+    view = memoryview(bytearray(_READ))
+    moved = False
+    fd = os.open(directory / _DATA, os.O_RDONLY)
+    try:
+        while True:
+            try:
+                record = json.loads((directory / _PARTS / f"{number:05d}").read_text())
+            except (FileNotFoundError, ValueError):
+                break
+            if record["offset"] != offset:
+                break  # not where the parts before it end: completion refuses it
+            end = offset + int(record["size"])
+            while offset < end:
+                n = min(_READ, end - offset)
+                if record["zero"]:
+                    digest.update(memoryview(_ZEROS)[:n])
+                elif os.preadv(fd, [view[:n]], offset) == n:
+                    digest.update(view[:n])
+                else:
+                    raise EOFError(f"the object's file ends before {end}")
+                offset += n
+            etags[str(number)] = record["etag"]
+            number += 1
+            moved = True
+    finally:
+        os.close(fd)
+    state.update(offset=offset, next=number, etags=etags, sha256=digest.save())
+    return moved
+
+
+def advance(directory: Path, wait: bool = False) -> dict[str, object] | None:
+    """Move the hashed prefix as far as the parts landed allow; its state (``None``: another process is at it)."""
+    if not resumable.available():
+        return None
+    try:
+        lock = open(directory / _LOCK, "a")  # noqa: SIM115 - closed below, which releases the lock
+    except FileNotFoundError:
+        return None  # completed or aborted meanwhile
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return None  # the holder looks again for what follows after it lets go
+        try:
+            state = _state(directory)
+            if _hash_following(directory, state):
+                temporary = directory / f"{_HASH}.{secrets.token_hex(4)}.tmp"
+                temporary.write_text(json.dumps(state))
+                os.replace(temporary, directory / _HASH)
+        except (OSError, ValueError, RuntimeError):
+            return None  # gone meanwhile, or a state this library cannot use: completion hashes it all
+    if not wait and (directory / _PARTS / f"{int(str(state['next'])):05d}").exists():
+        return advance(directory)  # a part landed while the lock was held by us: its sender gave up on it
+    return state
+
+
 def complete(directory: Path, parts: list[UploadedPart]) -> tuple[Path, str, os.stat_result]:
     """Check the layout, hash and fsync the object: (its file, its SHA-256, its stat) for the caller to rename."""
     size = declared_size(directory)
@@ -224,9 +310,14 @@ def complete(directory: Path, parts: list[UploadedPart]) -> tuple[Path, str, os.
     if position != size:
         raise ValueError(f"the parts hold {position} bytes of the {size} declared")
     path = directory / _DATA
+    state = advance(directory, wait=True)
+    hashed = state["etags"] if state is not None else None
     fd = os.open(path, os.O_RDWR)
     try:
-        sha256 = hash_file(fd, size)
+        if state is not None and state["offset"] == size and hashed == {str(p.number): p.etag for p in parts}:
+            sha256 = resumable.ResumableSHA256(str(state["sha256"])).hexdigest()
+        else:  # hashed out of date (a part sent again) or not at all: the whole file, holes from memory
+            sha256 = hash_file(fd, size)
         os.fsync(fd)
         stat = os.fstat(fd)
     finally:

@@ -40,7 +40,16 @@ from typing import BinaryIO
 
 from vmregistry.storage.base import Readable
 
-__all__ = ["CHUNK", "DEPTH", "PIPELINE_MIN", "ConcatenatedFiles", "Readable", "copy_hashing", "copy_into"]
+__all__ = [
+    "CHUNK",
+    "DEPTH",
+    "PIPELINE_MIN",
+    "ConcatenatedFiles",
+    "Readable",
+    "copy_hashing",
+    "copy_into",
+    "start_writeback",
+]
 
 CHUNK = 1024 * 1024
 DEPTH = 8
@@ -128,6 +137,13 @@ def _writeback_function() -> Callable[[int, int, int], None] | None:
         function(fd, offset, count, _SYNC_FILE_RANGE_WRITE)  # a failure only loses the head start
 
     return start
+
+
+def start_writeback(fd: int, offset: int, count: int) -> None:
+    """Ask the kernel to start writing ``count`` bytes at ``offset`` to disk now (Linux; elsewhere nothing)."""
+    writeback = _writeback_function()
+    if writeback is not None:
+        writeback(fd, offset, count)
 
 
 class _Pipeline:
