@@ -8,8 +8,9 @@ data separated by less than 1 MiB of zeros are reported as one: the planner
 (:mod:`._plan`) lets zero runs shorter than a part ride along anyway.
 
 :class:`DiskScan` is an iterator of data extents, so a push can plan and send
-parts while the rest of the disk is still being read (:mod:`._parts`); the
-digest is known once the iteration ends. Comparisons against zeros are
+parts while the rest of the disk is still being read (:mod:`._parts`): a long
+run of data is reported piece by piece as it is read. The digest is known
+once the iteration ends. Comparisons against zeros are
 ``bytes == bytes`` (``memcmp``): a memoryview comparison goes element by
 element, 70 times slower.
 """
@@ -34,6 +35,8 @@ __all__ = ["GRANULE", "DiskScan", "hash_disk", "scan_disk"]
 READ_SIZE = 4 * 1024 * 1024
 GRANULE = 64 * 1024
 JOIN_GAP = 1024 * 1024
+REPORT = 8 * 1024 * 1024
+"""A data run is reported in pieces of this much while it is read: parts go out before it ends."""
 _ZERO_READ = bytes(READ_SIZE)
 _ZERO_GRANULE = bytes(GRANULE)
 _HEAD = ISO_MAGIC_OFFSET + 5
@@ -87,15 +90,18 @@ class DiskScan:
                     if run and start - run[1] < JOIN_GAP:
                         run[1] = end
                     else:
-                        if run:
+                        if run and run[1] > run[0]:
                             yield self._found(run)
                         run = [start, end]
                 offset += n
+                if run and run[1] - run[0] >= REPORT:
+                    yield self._found(run)  # the run goes on: report what is read of it so far
+                    run = [run[1], run[1]]
                 if self.on_read is not None:
                     self.on_read(n)
             position = region.end
         self._zeros(digest, size - position)
-        if run:
+        if run and run[1] > run[0]:
             yield self._found(run)
         fmt, virtual = detect_format(bytes(head))
         self._info = DiskInfo(
@@ -104,7 +110,11 @@ class DiskScan:
 
     def _found(self, run: list[int]) -> Extent:
         extent = Extent(run[0], run[1] - run[0])
-        self._extents.append(extent)
+        last = self._extents[-1] if self._extents else None
+        if last is not None and last.end == extent.offset:  # a piece of a run already reported: one extent
+            self._extents[-1] = Extent(last.offset, last.length + extent.length)
+        else:
+            self._extents.append(extent)
         return extent
 
     def _zeros(self, digest: _Hash, length: int) -> None:
