@@ -139,12 +139,12 @@ def _run(command: list[str], env: dict[str, str] | None = None) -> tuple[float, 
 class _Vmregistry:
     """The reference client (this one, or an exported earlier version) against its own server."""
 
-    def __init__(self, name: str, server: Server, work: Path, python_path: Path | None = None) -> None:
+    def __init__(self, name: str, server: Server, work: Path, python_path: str | None = None) -> None:
         self.name = name
         self.host = server.url.removeprefix("http://")
         self.cache = work / f"cache-{abs(hash(name))}"
         self.command = [str(Path(sys.executable).with_name("vmregistry"))]
-        self.extra = {"PYTHONPATH": str(python_path)} if python_path is not None else {}
+        self.extra = {"PYTHONPATH": python_path} if python_path is not None else {}
 
     def _env(self) -> dict[str, str]:
         shutil.rmtree(self.cache, ignore_errors=True)
@@ -218,15 +218,17 @@ def _summary(samples: list[float]) -> dict[str, Any]:
     }
 
 
-def _export(reference: str, work: Path) -> Path:
-    """The library layer as it was at ``reference`` (``git archive``), for PYTHONPATH."""
+def _export(reference: str, work: Path) -> str:
+    """The library and the handlers as they were at ``reference`` (``git archive``): a PYTHONPATH."""
     target = work / f"before-{reference}"
     target.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", reference, "layers/vmregistry/python"], capture_output=True, check=True
+        ["git", "-C", str(ROOT), "archive", reference, "layers/vmregistry/python", "functions"],
+        capture_output=True,
+        check=True,
     )
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
-    return target / "layers" / "vmregistry" / "python"
+    return f"{target / 'layers' / 'vmregistry' / 'python'}{os.pathsep}{target / 'functions'}"
 
 
 def _case(spec: DiskSpec, runs: int, work: Path, options: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:

@@ -16,11 +16,9 @@ import os
 import threading
 
 from vmregistry.digests import hasher
-from vmregistry.extents import update_with_zeros
+from vmregistry.extents import read_buffer, update_with_zeros
 
 __all__ = ["FollowingDigest"]
-
-_READ = 8 * 1024 * 1024
 
 
 class FollowingDigest:
@@ -47,23 +45,23 @@ class FollowingDigest:
             self._ready.notify()
 
     def _run(self) -> None:
-        buffer = memoryview(bytearray(_READ))
         try:
-            while True:
-                with self._ready:
-                    self._ready.wait_for(lambda: self._next in self._done or self._closing)
-                    if self._next not in self._done:
-                        return
-                start, end = self._chunks[self._next]
-                update_with_zeros(self._digest, start - self._position)
-                while start < end:
-                    n = os.preadv(self._fd, [buffer[: min(_READ, end - start)]], start)
-                    if n <= 0:
-                        raise EOFError(f"the file ends at {start}, before {end}")
-                    self._digest.update(buffer[:n])
-                    start += n
-                self._position = end
-                self._next += 1
+            with read_buffer() as buffer:
+                while True:
+                    with self._ready:
+                        self._ready.wait_for(lambda: self._next in self._done or self._closing)
+                        if self._next not in self._done:
+                            return
+                    start, end = self._chunks[self._next]
+                    update_with_zeros(self._digest, start - self._position)
+                    while start < end:
+                        n = os.preadv(self._fd, [buffer[: min(len(buffer), end - start)]], start)
+                        if n <= 0:
+                            raise EOFError(f"the file ends at {start}, before {end}")
+                        self._digest.update(buffer[:n])
+                        start += n
+                    self._position = end
+                    self._next += 1
         except BaseException as exc:  # handed to result()
             self._error = exc
 

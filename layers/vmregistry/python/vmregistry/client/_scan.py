@@ -2,7 +2,7 @@
 
 What the filesystem reports as holes (``SEEK_DATA`` / ``SEEK_HOLE``) is never
 read: it is hashed from a zero buffer. What it reports as data is read in
-4 MiB blocks, hashed, and checked for zeros in 64 KiB granules (a disk written
+1 MiB blocks, hashed, and checked for zeros in 64 KiB granules (a disk written
 with zeros, or one copied without keeping its holes, has those too). Runs of
 data separated by less than 1 MiB of zeros are reported as one: the planner
 (:mod:`._plan`) lets zero runs shorter than a part ride along anyway.
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["GRANULE", "DiskScan", "hash_disk", "scan_disk"]
 
-READ_SIZE = 4 * 1024 * 1024
+READ_SIZE = 1024 * 1024
 GRANULE = 64 * 1024
 JOIN_GAP = 1024 * 1024
 REPORT = 8 * 1024 * 1024

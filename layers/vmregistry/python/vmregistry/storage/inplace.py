@@ -46,9 +46,9 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from vmregistry.extents import hash_file
+from vmregistry.extents import BLOCK, hash_file, read_buffer
 from vmregistry.storage import resumable
 from vmregistry.storage.base import MAX_PART_SIZE, MAX_ZERO_PART_SIZE, Readable, UploadedPart
 from vmregistry.storage.pump import copy_into
@@ -56,8 +56,7 @@ from vmregistry.storage.pump import copy_into
 __all__ = ["complete", "create", "declared_size", "list_parts", "put_bytes", "receive", "zero"]
 
 _SIZE, _DATA, _PARTS, _HASH, _LOCK = "size", "data", "parts", "hash", "hash.lock"
-_READ = 8 * 1024 * 1024
-_ZEROS = bytearray(_READ)
+_ZEROS = bytearray(BLOCK)
 """Zeros for the hash of zero parts (writable: ctypes passes it without a copy); never written to."""
 
 
@@ -239,34 +238,37 @@ def _hash_following(directory: Path, state: dict[str, object]) -> bool:
     digest = resumable.ResumableSHA256(str(state["sha256"]) if state["sha256"] else None)
     etags = dict(state["etags"])  # type: ignore[call-overload]
     offset, number = int(str(state["offset"])), int(str(state["next"]))
-    view = memoryview(bytearray(_READ))
-    moved = False
+    first = number
+    zeros = memoryview(_ZEROS)
     fd = os.open(directory / _DATA, os.O_RDONLY)
     try:
-        while True:
-            try:
-                record = json.loads((directory / _PARTS / f"{number:05d}").read_text())
-            except (FileNotFoundError, ValueError):
-                break
-            if record["offset"] != offset:
-                break  # not where the parts before it end: completion refuses it
-            end = offset + int(record["size"])
-            while offset < end:
-                n = min(_READ, end - offset)
-                if record["zero"]:
-                    digest.update(memoryview(_ZEROS)[:n])
-                elif os.preadv(fd, [view[:n]], offset) == n:
-                    digest.update(view[:n])
-                else:
-                    raise EOFError(f"the object's file ends before {end}")
-                offset += n
-            etags[str(number)] = record["etag"]
-            number += 1
-            moved = True
+        with read_buffer() as view:
+            while (record := _next_record(directory, number, offset)) is not None:
+                end = offset + int(record["size"])
+                while offset < end:
+                    n = min(len(view), end - offset)
+                    if record["zero"]:
+                        digest.update(zeros[:n])
+                    elif os.preadv(fd, [view[:n]], offset) == n:
+                        digest.update(view[:n])
+                    else:
+                        raise EOFError(f"the object's file ends before {end}")
+                    offset += n
+                etags[str(number)] = record["etag"]
+                number += 1
     finally:
         os.close(fd)
     state.update(offset=offset, next=number, etags=etags, sha256=digest.save())
-    return moved
+    return number != first
+
+
+def _next_record(directory: Path, number: int, offset: int) -> dict[str, Any] | None:
+    """Part ``number``'s record, if it is stored and starts where the hashed prefix ends."""
+    try:
+        record: dict[str, Any] = json.loads((directory / _PARTS / f"{number:05d}").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return record if record.get("offset") == offset else None  # elsewhere: completion refuses it
 
 
 def advance(directory: Path, wait: bool = False) -> dict[str, object] | None:
