@@ -124,12 +124,14 @@ bench: install localstack cdk ministack
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-# The OCI distribution-spec conformance suite (README: Conformance); not part of `make test`.
-# CONFORMANCE_SERVERS: distribution, vmregistry-fs, vmregistry-s3 (needs LocalStack).
-CONFORMANCE_SERVERS ?= distribution
+# The OCI distribution-spec conformance suite, then skopeo and podman (README: Conformance); not
+# part of `make test` (.ci/run runs it after). CONFORMANCE_SERVERS: vmregistry-fs, vmregistry-s3
+# (LocalStack), distribution (the reference, with its known failures).
+CONFORMANCE_SERVERS ?= vmregistry-fs vmregistry-s3
 conformance: install $(if $(findstring s3,$(CONFORMANCE_SERVERS)),localstack)
-	@command -v docker-registry >/dev/null || { \
-	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq docker-registry; }
+	@command -v docker-registry >/dev/null && command -v skopeo >/dev/null && command -v podman >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq docker-registry skopeo podman; }
 	$(BIN)/python -m conformance $(addprefix --server ,$(CONFORMANCE_SERVERS)) $(CONFORMANCE_ARGS)
 
 clean:

@@ -62,7 +62,7 @@ Request = tuple[str, str, str, bytes, dict[str, str]]
 def operations() -> list[str]:
     from vmregistry.routes import ROUTES
 
-    return [route.operation for route in ROUTES]
+    return list(dict.fromkeys(route.operation for route in ROUTES))  # a /v2 twin shares its /v1 function
 
 
 def lambda_path() -> list[str]:

@@ -155,6 +155,7 @@ def warm_invocations(iterations: int) -> dict[str, Any]:
         "upload_cancel": lambda: ("DELETE", f"/v1/{repo}/blobs/uploads/{session()}", "", b"", {}),
         "manifest_head": lambda: ("HEAD", f"/v1/{repo}/manifests/v1", "", b"", {}),
         "manifest_get": lambda: ("GET", f"/v1/{repo}/manifests/v1", "", b"", {}),
+        "referrers_list": lambda: ("GET", f"/v2/{repo}/referrers/{digest_of(manifest)}", "", b"", {}),
         "manifest_put": lambda: ("PUT", f"/v1/{repo}/manifests/v1", "", manifest, manifest_type),
         "manifest_delete": lambda: (
             call("PUT", f"/v1/{repo}/manifests/del{(n := next(counter))}", body=manifest, headers=manifest_type),

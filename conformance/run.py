@@ -1,6 +1,6 @@
 """Run the OCI conformance suite against registries and say whether they conform.
 
-    python -m conformance [--server NAME ...] [--suite PATH] [--results DIR] [--filter TEST]
+    python -m conformance [--server NAME ...] [--suite PATH] [--results DIR] [--filter TEST] [--no-clients]
 
 For each ``--server`` (:data:`conformance.servers.SERVERS`; default
 ``distribution``) it starts the registry on a free loopback port, runs the
@@ -15,6 +15,10 @@ The suite binary is looked for at ``--suite``, ``$OCI_CONFORMANCE``, then
 ``../shared/oci-conformance/oci-conformance`` and ``build/oci-conformance/oci-conformance``
 (where the README's build instructions put it). Any ``OCI_*`` variable already
 in the environment overrides the families chosen here (``OCI_API_MANIFESTS_TAG_PARAM=false``).
+
+After the suite, a ``vmregistry-*`` server also meets real clients
+(:mod:`conformance.clients`: skopeo, podman, a mirror through distribution);
+any of their checks failing fails the run too.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+from conformance.clients import run_clients
 from conformance.results import Outcome, format_summary, read_api_table, read_junit
 from conformance.servers import SERVERS, Registry, ServerError
 
@@ -163,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--filter", help="run one branch of tests, e.g. 'OCI Conformance Test/sha256 blobs'")
     parser.add_argument("--debug", action="store_true", help="registry debug logs (distribution)")
     parser.add_argument("--details", type=int, default=3, help="error lines shown per failed test")
+    parser.add_argument("--no-clients", action="store_true", help="skip the real clients' checks (skopeo, podman)")
     args = parser.parse_args(argv)
 
     suite = find_suite(args.suite)
@@ -183,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             with SERVERS[name](work, debug=args.debug) as registry:
                 print(f"-- {name} at {registry.url} (log {registry.log}); running {suite}", flush=True)
                 code = run_suite(suite, registry, results, args.filter)
+                clients = [] if args.no_clients or not name.startswith("vmregistry") else run_clients(registry, results)
         except (ServerError, subprocess.TimeoutExpired) as exc:
             print(f"== {name}: could not run: {exc}", file=sys.stderr)
             status = max(status, EXIT_SETUP)
@@ -196,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         print(format_summary(outcome, detail_lines=args.details))
         passed, verdict = _judge(outcome, known_failures(name))
         print(verdict)
+        for client in clients:
+            print(f"  {'ok  ' if client.ok else 'FAIL'}  {client.name} ({client.seconds:.1f} s): {client.detail}")
         print(f"  ({time.monotonic() - started:.1f} s)", flush=True)
-        if not passed:
+        if not passed or not all(client.ok for client in clients):
             status = max(status, EXIT_FAILED)
     return status

@@ -1,4 +1,4 @@
-"""The REST API: every ``/v1`` route of the table, for repository names of depth 1..N.
+"""The REST API: every route of the table (``/v1`` and ``/v2``), for repository names of depth 1..N.
 
 Routing names that contain slashes
 ----------------------------------
@@ -22,7 +22,16 @@ against the synthesized resource tree with these rules.
 
 Bodies and limits: ``binaryMediaTypes: */*`` makes API Gateway hand every
 body to Lambda base64-encoded and untouched; throttling defaults apply per
-stage; access logs go to their own log group.
+stage; access logs go to their own log group. A body too large for a function
+gets API Gateway's own 413 (docs/api.md, "Bodies too large for AWS"); ``/v2``
+advertises the chunk length that fits (``OCI-Chunk-Min-Length``, docs/oci.md).
+
+API Gateway's own refusals speak the registry's error format and carry the
+Docker token challenge: a 401 (no or bad token) names the realm and service,
+a 403 adds ``error="insufficient_scope"``. A gateway response can only carry
+a fixed header, so on ``/v2`` the authorizer lets a valid token that lacks
+the scope through to the function, whose 403 names the scope it needs
+(:mod:`vmregistry.auth.authorizer`): what makes oras fetch a token for it.
 """
 
 from __future__ import annotations
@@ -71,7 +80,7 @@ class Api(Construct):
         self.rest_api = apigw.RestApi(
             self,
             "RestApi",
-            description="vm-registry: the /v1 API of a registry for virtual-machine images",
+            description="vm-registry: a registry for virtual-machine images (/v1) and the OCI Distribution API (/v2)",
             binary_media_types=["*/*"],
             endpoint_types=[apigw.EndpointType.REGIONAL],
             # Access logging needs API Gateway's account-wide CloudWatch role.
@@ -115,6 +124,7 @@ class Api(Construct):
 
     def _gateway_responses(self, config: DeploymentConfig) -> None:
         """API Gateway's own 401/403 speak the registry's error format and carry the challenge."""
+        # No REQUEST_TOO_LARGE: API Gateway does not let a REST API customize its 413 (docs/api.md).
         for response_type, status, error in (
             (
                 apigw.ResponseType.UNAUTHORIZED,

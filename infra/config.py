@@ -55,9 +55,10 @@ DEFAULT_ARCHITECTURE: Architecture = "arm64"
 LAMBDA_PLATFORMS: dict[Architecture, str] = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
 """The pip platform whose wheels each architecture's functions load (the dependency layer)."""
 
-MAX_SUPPORTED_DEPTH = 8
-"""Each repository depth adds ~10 API Gateway resources and ~15 methods to one template;
-beyond this the stack nears CloudFormation's 500-resource limit."""
+MAX_SUPPORTED_DEPTH = 7
+"""Each repository depth adds 48 API Gateway resources and methods to the one template (``/v1`` and
+``/v2``: 20 resources, 28 methods); at depth 7 the template holds 467 of CloudFormation's 500
+(``tests/test_infra_checks.py`` checks the arithmetic). Deeper names would need a second stack."""
 
 
 Tracing = Literal["off", "active", "sdk"]

@@ -31,7 +31,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct, IConstruct
 from vmregistry import routes
-from vmregistry.config import env_name
+from vmregistry.config import Settings, env_name
 from vmregistry.routes import FUNCTIONS, Function, Grant, routes_of
 
 from infra.build_layers import AUTH_KEY_LAMBDA_PATH, build_auth_key_layer, build_code_asset, ensure_deps_layer
@@ -176,6 +176,8 @@ class Functions(Construct):
             "auth_leeway": str(config.auth_leeway),
             "auth_realm": config.auth_realm,
             "auth_service": config.auth_service,
+            # A /v2 upload is hashed within its closing request: no larger than what the API verifies inline.
+            "oci_upload_limit": str(Settings().verify_inline_bytes),
         }
         environment = {env_name(key): value for key, value in settings.items() if value}
         environment |= {

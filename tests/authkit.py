@@ -78,6 +78,13 @@ class Keys:
         return mint_token(self.private_pem, subject="bob", scopes=scopes, issuer=ISSUER, audience=AUDIENCE)
 
 
+_NESTED_CLAIMS = b'{"a":' * 900 + b"1" + b"}" * 900
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
 def _hs256_with_public_key(keys: Keys) -> str:
     header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
     payload = b64url(json.dumps(keys.claims(["repository:team/app:pull"])).encode())
@@ -167,6 +174,8 @@ CASES: tuple[Case, ...] = (
     _c("too-many-scopes", 401, lambda k: k.bearer(*["repository:a:pull"] * 257)),
     _c("oversized-token", 401, lambda k: k.bearer(PULL, padding="x" * 9000)),
     _c("non-ascii-header", 401, lambda k: "Bearer tökén.ünïcode.sïg"),
+    _c("deeply-nested-header", 401, lambda k: "Bearer " + _b64url(b"[" * 2500 + b"]" * 2500) + ".e30.c2ln"),
+    _c("deeply-nested-payload", 401, lambda k: f"Bearer {_b64url(b'{}')}.{_b64url(_NESTED_CLAIMS)}.c2ln"),
     _c("token-in-query-not-header", 401, lambda k: None, query="access_token=anything"),
     # A valid token that does not grant this request: 403.
     _c("scope-for-another-repository", 403, lambda k: k.bearer("repository:other/app:pull")),

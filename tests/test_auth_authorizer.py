@@ -18,8 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from vmregistry import mediatypes, runtime
-from vmregistry.auth import IDENTITY_SOURCES, RESULT_CACHE_TTL, MethodArn, Unauthorized, evaluate_policy
+from vmregistry.auth import (
+    IDENTITY_SOURCES,
+    RESULT_CACHE_TTL,
+    MethodArn,
+    TokenError,
+    Unauthorized,
+    Verifier,
+    evaluate_policy,
+)
 from vmregistry.auth.scopes import ACTIONS
 from vmregistry.config import AuthMode, Settings
 from vmregistry.errors import RegistryError
@@ -101,7 +110,7 @@ def concrete_path(route: Route, name: str = "team/app") -> str:
     return path + ("/" if route.trailing_slash else "")
 
 
-@pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.operation)
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.api}-{r.operation}")
 def test_every_operation_with_exactly_its_action(configured: Keys, route: Route) -> None:
     path = concrete_path(route)
     if route.action is None:
@@ -109,12 +118,38 @@ def test_every_operation_with_exactly_its_action(configured: Keys, route: Route)
         assert judge(request_event(route.method, path, configured.bearer())) == 200
         return
     others = [a for a in ACTIONS if a != route.action]
+    # On /v2 the function itself refuses a missing scope (the next test): the authorizer lets it through.
+    refused = 200 if route.api == "v2" else 403
     # GIVEN a token with exactly the action the route table names THEN allowed
     assert judge(request_event(route.method, path, configured.bearer(f"repository:team/app:{route.action}"))) == 200
     # GIVEN every other action but that one THEN denied
-    assert judge(request_event(route.method, path, configured.bearer(f"repository:team/app:{','.join(others)}"))) == 403
+    others_token = configured.bearer(f"repository:team/app:{','.join(others)}")
+    assert judge(request_event(route.method, path, others_token)) == refused
     # GIVEN no scopes THEN denied
-    assert judge(request_event(route.method, path, configured.bearer())) == 403
+    assert judge(request_event(route.method, path, configured.bearer())) == refused
+
+
+def test_on_v2_the_function_refuses_a_missing_scope_with_the_scope_to_ask_for(
+    configured: Keys, registry: Registry
+) -> None:
+    # GIVEN a pull token, and a /v2 blob upload (which needs push)
+    require_tokens(registry, "jwt")
+    token = configured.bearer("repository:team/app:pull")
+    event = request_event("POST", "/v2/team/app/blobs/uploads/", token)
+    # WHEN the authorizer judges it THEN it lets the verified token through: API Gateway's own 403
+    # could only carry a fixed challenge, and OCI clients need the scope named
+    assert judge(event) == 200
+    response = authorizer_handler(event, LambdaContext("authorizer", "req-1"))
+    # AND the function refuses it, with the challenge naming the scope to ask for
+    refused = call_handler("POST", "/v2/team/app/blobs/uploads/", response["context"], b"")
+    assert refused["statusCode"] == 403
+    assert "DENIED" in refused["body"]
+    challenge = refused["multiValueHeaders"]["WWW-Authenticate"][0]
+    assert 'scope="repository:team/app:pull,push"' in challenge
+    assert 'error="insufficient_scope"' in challenge
+    # AND /v1 keeps refusing at the gateway, and a name outside the grammar is refused on /v2 too
+    assert judge(request_event("POST", "/v1/team/app/blobs/uploads/", token)) == 403
+    assert judge(request_event("POST", "/v2/Team/app/blobs/uploads/", token)) == 403
 
 
 def test_access_claim_and_wildcard_actions_are_understood(configured: Keys) -> None:
@@ -307,7 +342,7 @@ def test_route_without_authorizer_refuses_when_auth_required(
     assert "UNAUTHORIZED" in response["body"]
     challenge = response["multiValueHeaders"]["WWW-Authenticate"][0]
     assert challenge.startswith("Bearer realm=")
-    assert 'scope="repository:team/app:push"' in challenge
+    assert 'scope="repository:team/app:pull,push"' in challenge
 
 
 def test_lambda_without_auth_setting_fails_closed(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -361,3 +396,13 @@ def test_catalog_lists_only_what_the_token_may_pull(
     assert catalog(context_for(configured, "repository:team/*:push,delete")) == (200, [])
     assert catalog(context_for(configured)) == (200, [])
     assert catalog(None)[0] == 401
+
+
+def test_deeply_nested_token_json_is_refused_before_it_is_parsed(keys: Keys) -> None:
+    # GIVEN tokens whose header or claims nest thousands of levels deep (json.loads would recurse)
+    verifier = Verifier(serialization.load_pem_public_key(keys.public_pem))  # type: ignore[arg-type]
+    for case in (c for c in CASES if c.id.startswith("deeply-nested")):
+        token = (case.authorization(keys) or "").removeprefix("Bearer ")
+        # WHEN it is verified THEN it is refused for its depth, not by a RecursionError
+        with pytest.raises(TokenError, match="nests deeper than 64 levels"):
+            verifier.verify(token)

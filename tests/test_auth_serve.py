@@ -91,7 +91,7 @@ class Step:
 
 
 def test_every_operation_works_with_exactly_its_action(secured: RunningServer, keys: Keys) -> None:
-    """The positive matrix, over HTTP: each operation with exactly the action it needs, and with one less."""
+    """The positive matrix, over HTTP: each /v1 operation with exactly the action it needs, and with one less."""
     repo = "team/app"
     config, disk = b'{"os": "linux"}', b"disk image bytes"
     config_digest, disk_digest = digest_of(config), digest_of(disk)
@@ -129,8 +129,9 @@ def test_every_operation_works_with_exactly_its_action(secured: RunningServer, k
         Step("manifest_delete", "DELETE", lambda: f"/v1/{repo}/manifests/v1", 202),
         Step("blob_delete", "DELETE", lambda: f"/v1/{repo}/blobs/{config_digest}", 202),
     ]
-    assert sorted(s.operation for s in steps) == sorted(r.operation for r in ROUTES)
-    by_operation = {r.operation: r for r in ROUTES}
+    v1 = [r for r in ROUTES if r.api == "v1"]  # /v2's matrix: tests/test_v2_auth.py
+    assert sorted(s.operation for s in steps) == sorted(r.operation for r in v1)
+    by_operation = {r.operation: r for r in v1}
     for step in steps:
         route = by_operation[step.operation]
         if step.operation == "upload_cancel":

@@ -27,9 +27,9 @@ import jwt
 import pytest
 from vmregistry.client import Login, PushOptions, RegistryClient, TokenSource, push_image
 
+from tests.cli import run_vmregistry
 from tests.conftest import VMREGISTRY, RunningServer, start_server, stop_server
 from tests.httpclient import Reply, request
-from tests.test_client_safety import run
 
 MiB = 1024 * 1024
 PASSWORD = "wonderland"
@@ -53,7 +53,7 @@ class TokenServer:
 @pytest.fixture(scope="module")
 def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenServer]:
     home = tmp_path_factory.mktemp("token-server")
-    made = run("keygen", "-dir", str(home), "-bits", "2048", cwd=home)
+    made = run_vmregistry("keygen", "-dir", str(home), "-bits", "2048", cwd=home)
     assert made.returncode == 0, made.stderr
     users = home / "users.json"
     for name, scopes in (("alice", ["repository:team/*:pull,push", "repository:lab/**:*"]), ("bob", [])):
@@ -505,7 +505,7 @@ def test_the_token_endpoint_refuses_to_start_with_a_key_the_server_does_not_veri
 ) -> None:
     # GIVEN a second key pair, and the server's public key
     home = token_server.users.parent
-    made = run("keygen", "-dir", str(tmp_path), "-bits", "2048", cwd=tmp_path)
+    made = run_vmregistry("keygen", "-dir", str(tmp_path), "-bits", "2048", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     common = ["-token-users", str(token_server.users)]
 

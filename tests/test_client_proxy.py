@@ -33,9 +33,10 @@ from vmregistry.client import (
 from vmregistry.config import Settings
 from vmregistry.local.app import LocalServer
 
+from tests.cli import run_vmregistry
 from tests.conftest import RunningServer, start_server, stop_server
 from tests.proxykit import TINYPROXY, Proxy, start_proxy
-from tests.test_client_safety import mint, run
+from tests.test_client_safety import mint
 from tests.test_client_tls import _certificates, _free_port
 
 MiB = 1024 * 1024
@@ -69,7 +70,7 @@ def proxy(tmp_path: Path) -> Iterator[Proxy]:
 def split_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, Path, int]]:
     """A registry requiring tokens, its API on 127.0.0.1 and its storage URLs on localhost."""
     keys = tmp_path_factory.mktemp("keys")
-    made = run("keygen", "-dir", str(keys), "-bits", "2048", cwd=keys)
+    made = run_vmregistry("keygen", "-dir", str(keys), "-bits", "2048", cwd=keys)
     assert made.returncode == 0, made.stderr
     port = _free_port()
     running = start_server(
@@ -234,7 +235,9 @@ def test_a_proxy_that_is_not_running_fails_at_once(
 
     # WHEN the CLI lists tags
     started = time.monotonic()
-    listed = run("tags", f"{server.url.removeprefix('http://')}/proxy/app", cwd=tmp_path, env=dict(os.environ))
+    listed = run_vmregistry(
+        "tags", f"{server.url.removeprefix('http://')}/proxy/app", cwd=tmp_path, env=dict(os.environ)
+    )
 
     # THEN it says at once that the proxy is not there, naming the variable it came from
     assert listed.returncode == 1

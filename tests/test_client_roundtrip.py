@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,7 +24,8 @@ from vmregistry.client import (
     push_image,
 )
 
-from tests.conftest import VMREGISTRY, RunningServer
+from tests.cli import run_vmregistry
+from tests.conftest import RunningServer
 
 MiB = 1024 * 1024
 Connect = Callable[[str], tuple[RegistryClient, Reference]]
@@ -45,14 +45,6 @@ def make_disk(path: Path, pattern: list[tuple[str, int]]) -> Path:
         for kind, size in pattern:
             handle.write(os.urandom(size) if kind == "random" else bytes(size))
     return path
-
-
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("VMREGISTRY_")}
-    environ["VMREGISTRY_CACHE_DIR"] = str(cwd / "cli-cache")
-    environ["VMREGISTRY_CREDENTIALS"] = str(cwd / "no-credentials.json")
-    environ.update(env or {})
-    return subprocess.run([VMREGISTRY, *args], cwd=cwd, env=environ, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture
@@ -182,28 +174,28 @@ def test_cli_push_pull_tags_catalog_inspect_rm(server: RunningServer, tmp_path: 
     make_disk(tmp_path / "vm.img", [("random", 1 * MiB), ("zero", 1 * MiB)])
 
     # WHEN the CLI pushes it (not a terminal: plain progress lines) and pulls it by digest
-    pushed = cli(
+    pushed = run_vmregistry(
         "push", f"{registry}/client/cli:1.0", "--disk", "vm.img", "--cpus", "2", "--memory", "1G", cwd=tmp_path
     )
     assert pushed.returncode == 0, pushed.stderr
     digest = pushed.stdout.strip()
     assert "push vm.img: pushed" in pushed.stderr
-    pulled = cli("pull", f"{registry}/client/cli@{digest}", "-o", "got", "-q", cwd=tmp_path)
+    pulled = run_vmregistry("pull", f"{registry}/client/cli@{digest}", "-o", "got", "-q", cwd=tmp_path)
 
     # THEN the listing commands see it, inspect describes it, and rm removes the tag
     assert pulled.returncode == 0, pulled.stderr
     assert pulled.stderr == ""
     assert (tmp_path / "got" / "vm.img").read_bytes() == (tmp_path / "vm.img").read_bytes()
-    assert cli("tags", f"{registry}/client/cli", cwd=tmp_path).stdout.split() == ["1.0"]
-    assert "client/cli" in cli("catalog", registry, cwd=tmp_path).stdout.split()
-    human = cli("inspect", f"{registry}/client/cli:1.0", cwd=tmp_path).stdout
+    assert run_vmregistry("tags", f"{registry}/client/cli", cwd=tmp_path).stdout.split() == ["1.0"]
+    assert "client/cli" in run_vmregistry("catalog", registry, cwd=tmp_path).stdout.split()
+    human = run_vmregistry("inspect", f"{registry}/client/cli:1.0", cwd=tmp_path).stdout
     assert "Memory:      1024 MiB" in human
     assert "vm.img" in human
-    as_json = json.loads(cli("inspect", f"{registry}/client/cli:1.0", "--json", cwd=tmp_path).stdout)
+    as_json = json.loads(run_vmregistry("inspect", f"{registry}/client/cli:1.0", "--json", cwd=tmp_path).stdout)
     assert as_json["digest"] == digest
     assert as_json["config"]["cpus"] == 2
-    assert cli("rm", f"{registry}/client/cli:1.0", cwd=tmp_path).returncode == 0
-    gone = cli("inspect", f"{registry}/client/cli:1.0", cwd=tmp_path)
+    assert run_vmregistry("rm", f"{registry}/client/cli:1.0", cwd=tmp_path).returncode == 0
+    gone = run_vmregistry("inspect", f"{registry}/client/cli:1.0", cwd=tmp_path)
     assert gone.returncode == 1
     assert "MANIFEST_UNKNOWN" in gone.stderr
     assert "what to do:" in gone.stderr

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +34,8 @@ from vmregistry.client import (
 from vmregistry.client._transport import with_retries
 from vmregistry.errors import ERROR_CODES
 
-from tests.conftest import VMREGISTRY, RunningServer, start_server, stop_server
+from tests.cli import run_vmregistry
+from tests.conftest import RunningServer, start_server, stop_server
 
 MiB = 1024 * 1024
 
@@ -45,14 +45,6 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("VMREGISTRY_TOKEN", raising=False)
     monkeypatch.setenv("VMREGISTRY_CREDENTIALS", str(tmp_path / "no-credentials.json"))
     monkeypatch.setenv("VMREGISTRY_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("VMREGISTRY_")}
-    environ["VMREGISTRY_CACHE_DIR"] = str(cwd / "cli-cache")
-    environ["VMREGISTRY_CREDENTIALS"] = str(cwd / "no-credentials.json")
-    environ.update(env or {})
-    return subprocess.run([VMREGISTRY, *args], cwd=cwd, env=environ, capture_output=True, text=True, timeout=120)
 
 
 def digest_of(data: bytes) -> str:
@@ -108,7 +100,7 @@ def test_a_manifest_altered_in_storage_is_rejected(server: RunningServer, tmp_pa
 def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, Path]]:
     """A registry that requires tokens, and the directory holding the key that signs them."""
     keys = tmp_path_factory.mktemp("keys")
-    made = run("keygen", "-dir", str(keys), "-bits", "2048", cwd=keys)
+    made = run_vmregistry("keygen", "-dir", str(keys), "-bits", "2048", cwd=keys)
     assert made.returncode == 0, made.stderr
     running = start_server(tmp_path_factory.mktemp("auth-server"), "-auth-public-key", str(keys / "auth.pub"))
     yield running, keys
@@ -117,7 +109,7 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runn
 
 def mint(keys: Path, *scopes: str) -> str:
     args = [arg for scope in scopes for arg in ("-scope", scope)]
-    minted = run("token", "-key", str(keys / "auth.key"), *args, cwd=keys)
+    minted = run_vmregistry("token", "-key", str(keys / "auth.key"), *args, cwd=keys)
     assert minted.returncode == 0, minted.stderr
     return minted.stdout.strip()
 
@@ -136,7 +128,7 @@ def test_a_pull_only_token_cannot_push_and_is_told_which_scope_is_missing(
 
     # THEN the registry refused, and the message names the push scope and what to do
     assert caught.value.status in (401, 403)
-    assert "repository:safety/auth:push" in str(caught.value)
+    assert "repository:safety/auth:pull,push" in str(caught.value)
     assert "what to do:" in str(caught.value)
 
 
@@ -154,12 +146,16 @@ def test_tokens_are_used_for_the_registry_and_never_sent_to_storage(
     # WHEN it is pulled by the CLI with a pull token from the environment, and listed with one from the file
     puller = mint(keys, "repository:safety/tokens:pull")
     registry = server.url.removeprefix("http://")
-    pulled = run("pull", f"{registry}/safety/tokens:v1", "-o", "out", cwd=tmp_path, env={"VMREGISTRY_TOKEN": puller})
+    pulled = run_vmregistry(
+        "pull", f"{registry}/safety/tokens:v1", "-o", "out", cwd=tmp_path, env={"VMREGISTRY_TOKEN": puller}
+    )
     credentials = tmp_path / "credentials.json"
     credentials.write_text(json.dumps({"registries": {registry: {"token": puller}}}))
-    listed = run("tags", f"{registry}/safety/tokens", cwd=tmp_path, env={"VMREGISTRY_CREDENTIALS": str(credentials)})
+    listed = run_vmregistry(
+        "tags", f"{registry}/safety/tokens", cwd=tmp_path, env={"VMREGISTRY_CREDENTIALS": str(credentials)}
+    )
 
-    # THEN both work (the data plane refuses requests carrying Authorization, so the token stayed home)
+    # THEN both work
     assert pulled.returncode == 0, pulled.stderr
     assert (tmp_path / "out" / "disk.img").read_bytes() == data
     assert listed.stdout.split() == ["v1"]
@@ -170,7 +166,7 @@ def test_no_token_gets_a_401_that_names_the_scope(auth_server: tuple[RunningServ
     server, _ = auth_server
 
     # WHEN the CLI lists tags
-    listed = run("tags", f"{server.url.removeprefix('http://')}/safety/none", cwd=tmp_path)
+    listed = run_vmregistry("tags", f"{server.url.removeprefix('http://')}/safety/none", cwd=tmp_path)
 
     # THEN it exits 1 explaining the 401, the scope asked for, and where tokens come from
     assert listed.returncode == 1
@@ -260,7 +256,7 @@ def test_a_registry_that_is_not_running_fails_at_once_with_what_to_do(tmp_path: 
 
     # WHEN the CLI pulls from it, with the default five retries
     started = time.monotonic()
-    pulled = run("pull", f"{stopped.url.removeprefix('http://')}/safety/down:v1", cwd=tmp_path)
+    pulled = run_vmregistry("pull", f"{stopped.url.removeprefix('http://')}/safety/down:v1", cwd=tmp_path)
     elapsed = time.monotonic() - started
 
     # THEN it fails within a couple of seconds (not 13.5 s of silent retries), asks whether the registry

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 from vmregistry import mediatypes, paths
+from vmregistry.oci import mediatypes as mt
+from vmregistry.oci.manifests import MAX_DESCRIPTORS
 
 from tests.conftest import RunningServer, start_server, stop_server
 from tests.httpclient import request
@@ -38,6 +40,25 @@ def manifest(**changes: object) -> bytes:
     return json.dumps(document).encode()
 
 
+def oci_manifest(**changes: object) -> bytes:
+    document: dict[str, object] = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "config": {"mediaType": mt.OCI_CONFIG, "digest": CONFIG_DIGEST, "size": len(CONFIG)},
+        "layers": [],
+    }
+    document.update(changes)
+    return json.dumps(document).encode()
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+OCI = {"Content-Type": mt.OCI_MANIFEST}
+GOOD_OCI_DIGEST = digest_of(oci_manifest())
+
+
 # (id, method, path, body, headers, status, code)
 CASES: list[tuple[str, str, str, bytes, dict[str, str], int, str]] = [
     # Names
@@ -51,7 +72,8 @@ CASES: list[tuple[str, str, str, bytes, dict[str, str], int, str]] = [
     ("underscore component", "GET", "/v1/team/_blobs/tags/list", b"", {}, 400, "NAME_INVALID"),
     ("reserved component", "GET", "/v1/team/manifests/tags/list", b"", {}, 400, "NAME_INVALID"),
     # Digests
-    ("sha512 digest", "HEAD", "/v1/good/repo/blobs/sha512:" + "a" * 128, b"", {}, 400, ""),
+    ("unknown algorithm", "GET", "/v1/good/repo/blobs/md5:" + "a" * 32, b"", {}, 400, "DIGEST_INVALID"),
+    ("unknown sha512 blob", "GET", "/v1/good/repo/blobs/sha512:" + "a" * 128, b"", {}, 404, "BLOB_UNKNOWN"),
     ("uppercase digest", "GET", "/v1/good/repo/blobs/sha256:" + "A" * 64, b"", {}, 400, "DIGEST_INVALID"),
     ("short digest", "GET", "/v1/good/repo/blobs/sha256:abc", b"", {}, 400, "DIGEST_INVALID"),
     ("no algorithm", "DELETE", "/v1/good/repo/blobs/" + "a" * 64, b"", {}, 400, "DIGEST_INVALID"),
@@ -230,6 +252,145 @@ CASES: list[tuple[str, str, str, bytes, dict[str, str], int, str]] = [
     ("outside v1", "GET", "/etc/passwd", b"", {}, 404, "NOT_FOUND"),
     ("wrong method", "POST", "/v1/_catalog", b"", {}, 405, "UNSUPPORTED"),
     ("bad content length", "PUT", f"/v1/good/repo/blobs/{MISSING}", b"", {"Content-Length": "abc"}, 400, "BAD_REQUEST"),
+    # JSON nested deeper than any parser should recurse: a 400 on either API, never a 500
+    ("nested 10,000 deep", "PUT", "/v1/good/repo/manifests/t", nested(10_000), {}, 400, "MANIFEST_INVALID"),
+    ("v2 nested 10,000 deep", "PUT", "/v2/good/repo/manifests/t", nested(10_000), OCI, 400, "MANIFEST_INVALID"),
+    (
+        "v2 nested field",
+        "PUT",
+        "/v2/good/repo/manifests/t",
+        oci_manifest(extra=json.loads(nested(100))),
+        OCI,
+        400,
+        "MANIFEST_INVALID",
+    ),
+    # /v2: names, digests, uploads
+    ("v2 uppercase name", "GET", "/v2/Team/repo/tags/list", b"", {}, 400, "NAME_INVALID"),
+    ("v2 reserved component", "GET", "/v2/team/referrers/tags/list", b"", {}, 400, "NAME_INVALID"),
+    ("v2 unknown algorithm", "GET", "/v2/good/repo/blobs/md5:" + "a" * 32, b"", {}, 400, "DIGEST_INVALID"),
+    ("v2 short digest", "HEAD", "/v2/good/repo/blobs/sha256:abc", b"", {}, 400, ""),
+    ("v2 unknown blob", "GET", f"/v2/good/repo/blobs/{MISSING}", b"", {}, 404, "BLOB_UNKNOWN"),
+    ("v2 has no blob put", "PUT", f"/v2/good/repo/blobs/{MISSING}", b"x", {}, 405, "UNSUPPORTED"),
+    ("v2 unknown upload", "GET", f"/v2/good/repo/blobs/uploads/{UNKNOWN_UUID}", b"", {}, 404, "BLOB_UPLOAD_UNKNOWN"),
+    (
+        "v2 chunk to unknown upload",
+        "PATCH",
+        f"/v2/good/repo/blobs/uploads/{UNKNOWN_UUID}",
+        b"x",
+        {"Content-Range": "0-0"},
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+    ),
+    ("v2 close without digest", "PUT", f"/v2/good/repo/blobs/uploads/{UNKNOWN_UUID}", b"", {}, 400, "DIGEST_INVALID"),
+    (
+        "v2 monolithic wrong digest",
+        "POST",
+        f"/v2/good/repo/blobs/uploads/?digest={MISSING}",
+        b"not zeros",
+        {},
+        400,
+        "DIGEST_INVALID",
+    ),
+    ("v2 monolithic without digest", "POST", "/v2/good/repo/blobs/uploads/", b"data", {}, 400, "DIGEST_INVALID"),
+    ("v2 mount bad digest", "POST", "/v2/good/repo/blobs/uploads/?mount=nope", b"", {}, 400, "DIGEST_INVALID"),
+    # /v2: manifests
+    ("v2 not json", "PUT", "/v2/good/repo/manifests/t", b"{not json", OCI, 400, "MANIFEST_INVALID"),
+    (
+        "v2 duplicate key",
+        "PUT",
+        "/v2/good/repo/manifests/t",
+        b'{"schemaVersion": 2, "schemaVersion": 2}',
+        OCI,
+        400,
+        "MANIFEST_INVALID",
+    ),
+    (
+        "v2 schema 1",
+        "PUT",
+        "/v2/good/repo/manifests/t",
+        oci_manifest(mediaType=mt.DOCKER_SCHEMA1),
+        {},
+        400,
+        "MANIFEST_INVALID",
+    ),
+    ("v2 seed form", "PUT", "/v2/good/repo/manifests/t", manifest(), {}, 400, "MANIFEST_INVALID"),
+    (
+        "v2 content type mismatch",
+        "PUT",
+        "/v2/good/repo/manifests/t",
+        oci_manifest(),
+        {"Content-Type": mt.OCI_INDEX},
+        400,
+        "MANIFEST_INVALID",
+    ),
+    (
+        "v2 missing blob",
+        "PUT",
+        "/v2/good/repo/manifests/t",
+        oci_manifest(layers=[{"mediaType": mt.OCI_LAYER, "digest": MISSING, "size": 1}]),
+        OCI,
+        400,
+        "MANIFEST_BLOB_UNKNOWN",
+    ),
+    (
+        "v2 missing index child",
+        "PUT",
+        "/v2/good/repo/manifests/t",
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": mt.OCI_INDEX,
+                "manifests": [{"mediaType": mt.OCI_MANIFEST, "digest": MISSING, "size": 1}],
+            }
+        ).encode(),
+        {"Content-Type": mt.OCI_INDEX},
+        400,
+        "MANIFEST_BLOB_UNKNOWN",
+    ),
+    (
+        "v2 over the descriptor cap",
+        "PUT",
+        "/v2/good/repo/manifests/t",
+        oci_manifest(layers=[{"mediaType": mt.OCI_LAYER, "digest": CONFIG_DIGEST, "size": 1}] * (MAX_DESCRIPTORS + 1)),
+        OCI,
+        400,
+        "MANIFEST_INVALID",
+    ),
+    (
+        "v2 bad subject",
+        "PUT",
+        "/v2/good/repo/manifests/t",
+        oci_manifest(subject={"mediaType": mt.OCI_MANIFEST, "digest": "sha256:nope", "size": 1}),
+        OCI,
+        400,
+        "MANIFEST_INVALID",
+    ),
+    ("v2 digest mismatch", "PUT", f"/v2/good/repo/manifests/{MISSING}", oci_manifest(), OCI, 400, "DIGEST_INVALID"),
+    (
+        "v2 bad tag parameter",
+        "PUT",
+        f"/v2/good/repo/manifests/{GOOD_OCI_DIGEST}?tag=-bad",
+        oci_manifest(),
+        OCI,
+        400,
+        "TAG_INVALID",
+    ),
+    (
+        "v2 oversized manifest",
+        "PUT",
+        "/v2/good/repo/manifests/t",
+        oci_manifest(pad="x" * (4 * 1024 * 1024)),
+        OCI,
+        413,
+        "TOO_LARGE",
+    ),
+    ("v2 unknown manifest", "GET", "/v2/good/repo/manifests/nope", b"", {}, 404, "MANIFEST_UNKNOWN"),
+    # /v2: referrers and listing
+    ("v2 referrers bad digest", "GET", "/v2/good/repo/referrers/sha256:abc", b"", {}, 400, "DIGEST_INVALID"),
+    ("v2 referrers bad last", "GET", f"/v2/good/repo/referrers/{MISSING}?last=x", b"", {}, 400, "DIGEST_INVALID"),
+    ("v2 bad page size", "GET", "/v2/_catalog?n=ten", b"", {}, 400, "PAGINATION_NUMBER_INVALID"),
+    ("v2 unknown repository tags", "GET", "/v2/never/pushed/tags/list", b"", {}, 404, "NAME_UNKNOWN"),
+    ("v2 wrong method", "DELETE", "/v2/", b"", {}, 405, "UNSUPPORTED"),
     # Data plane
     ("unsigned data request", "GET", "/_data/get?key=blobs/sha256/" + "0" * 64, b"", {}, 403, "SIGNATURE_INVALID"),
     (
@@ -274,17 +435,21 @@ def test_nothing_was_written_outside_the_storage_root(hostile: RunningServer) ->
     ]
 
 
-def test_the_data_plane_refuses_a_registry_token(hostile: RunningServer) -> None:
-    # GIVEN a valid presigned URL from a redirect
+def test_the_data_plane_is_authorized_by_its_signature_alone(hostile: RunningServer) -> None:
+    # GIVEN a valid presigned URL from a redirect, and one whose signature was tampered with
     redirect = request("GET", f"{hostile.url}/v1/{REPO}/blobs/{CONFIG_DIGEST}")
     location = redirect.header("Location")
     assert location is not None
-    # WHEN it is fetched with the registry's Authorization header attached
-    leaked = request("GET", location, headers={"Authorization": "Bearer registry-token"})
-    # THEN it is refused, as S3 refuses two authentication mechanisms
-    assert leaked.status == 400
-    assert "Authorization" in leaked.json()["errors"][0]["message"]
-    assert request("GET", location).body == CONFIG
+    tampered = location.replace("X-Vmr-Signature=", "X-Vmr-Signature=0")
+    # WHEN both are fetched with a bearer token attached, as OCI clients do when they follow a
+    # redirect to the host and port they sent it to
+    followed = request("GET", location, headers={"Authorization": "Bearer registry-token"})
+    forged = request("GET", tampered, headers={"Authorization": "Bearer registry-token"})
+    # THEN the token neither helps nor hurts: the signature decides
+    assert followed.status == 200
+    assert followed.body == CONFIG
+    assert forged.status == 403
+    assert forged.json()["errors"][0]["code"] == "SIGNATURE_INVALID"
 
 
 def test_manifest_of_another_repository_is_not_visible(hostile: RunningServer) -> None:

@@ -180,9 +180,13 @@ def test_manifest_lifecycle(server: RunningServer) -> None:
         head = request("HEAD", f"{server.url}/v1/{repo}/manifests/{reference}")
         assert head.status == 200
         assert head.header("Content-Length") == str(len(body))
-    # AND an Accept header that excludes its type is refused
+    # AND an Accept header that excludes its type is refused, while plain JSON is accepted: every
+    # manifest type is JSON (docs/api.md)
     refused = request("GET", f"{server.url}/v1/{repo}/manifests/v1.0", headers={"Accept": "text/html"})
     assert refused.status == 406
+    assert refused.json()["errors"][0]["code"] == "NOT_ACCEPTABLE"
+    as_json = request("GET", f"{server.url}/v1/{repo}/manifests/v1.0", headers={"Accept": "application/json"})
+    assert (as_json.status, as_json.body) == (200, body)
     # WHEN more tags are added THEN tags list pages through them with a Link header
     for tag in ("v1.1", "latest"):
         assert put_manifest(server.url, repo, tag, body).status == 201

@@ -180,11 +180,11 @@ def test_a_request_for_another_route_is_not_found(registry: Registry) -> None:
     for event in (wrong_method, wrong_path):
         # WHEN blob_head's function receives it (a stack wired wrong, or a test harness)
         response = head(event, LambdaContext("blob_head", "req-1"))
-        # THEN it answers NOT_FOUND and names the one route it serves
+        # THEN it answers NOT_FOUND and names the routes it serves (one operation, both APIs)
         assert response["statusCode"] == 404
         error = json.loads(body_of(response))["errors"][0]
         assert error["code"] == "NOT_FOUND"
-        assert error["message"] == "this function serves HEAD /v1/{name}/blobs/{digest}"
+        assert error["message"] == "this function serves HEAD /v1/{name}/blobs/{digest}, HEAD /v2/{name}/blobs/{digest}"
 
 
 def test_responses_have_the_rest_proxy_shape() -> None:

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from vmregistry.routes import ROUTES
 
+from infra.api import resource_paths
 from infra.config import MAX_SUPPORTED_DEPTH, ROOT, ConfigError, DeploymentConfig
 from infra.stack import NAG_ACKNOWLEDGEMENTS
 from tests.infra_synth import Synthesized, scratch_public_key, synthesized
@@ -57,11 +59,25 @@ def test_cfn_lint_accepts_the_template(synth: Synthesized) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _api_elements(max_depth: int) -> int:
+    """API Gateway resources and methods the route table needs for names of depth 1..``max_depth``."""
+    resources: set[str] = set()
+    methods = 0
+    for route in ROUTES:
+        for path in resource_paths(route, max_depth):
+            segments = path.strip("/").split("/")
+            resources.update("/".join(segments[:i]) for i in range(1, len(segments) + 1) if segments[0])
+            methods += 1
+    return len(resources) + methods
+
+
 def test_template_stays_within_cloudformation_limits(synth: Synthesized) -> None:
-    # 500 resources per template; each extra repository depth adds ~25 (resources and methods)
-    per_depth = 30
-    headroom = (MAX_SUPPORTED_DEPTH - int(synth.context["maxRepositoryDepth"])) * per_depth
-    assert len(synth.resources) + headroom < 500
+    # GIVEN the template at the configured depth, and what the deepest supported depth adds to it
+    depth = int(synth.context["maxRepositoryDepth"])
+    added = _api_elements(MAX_SUPPORTED_DEPTH) - _api_elements(depth)
+    # THEN even the deepest supported names fit in one template (500 resources), and one more would not
+    assert len(synth.resources) + added < 500
+    assert len(synth.resources) + _api_elements(MAX_SUPPORTED_DEPTH + 1) - _api_elements(depth) > 500
 
 
 @pytest.mark.skipif(not CDK_CLI.exists(), reason="needs the pinned CDK CLI: run `npm ci` (make test does)")

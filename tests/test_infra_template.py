@@ -250,6 +250,8 @@ def test_gateway_refusals_speak_the_registry_error_format(synth: Synthesized) ->
     )
     assert responses["ACCESS_DENIED"]["StatusCode"] == "403"
     assert '"code":"DENIED"' in responses["ACCESS_DENIED"]["ResponseTemplates"]["application/json"]
+    denied_header = responses["ACCESS_DENIED"]["ResponseParameters"]["gatewayresponse.header.WWW-Authenticate"]
+    assert denied_header.endswith(""",error="insufficient_scope"'""")
 
 
 def test_outputs_name_the_api_url_and_the_bucket(synth: Synthesized) -> None:

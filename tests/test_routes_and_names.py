@@ -55,7 +55,12 @@ def test_unknown_path_and_wrong_method() -> None:
 def test_route_table_is_consistent() -> None:
     keys = [(r.method, r.template) for r in ROUTES]
     assert len(keys) == len(set(keys))
-    assert len({r.operation for r in ROUTES}) == len(ROUTES)
+    # one route per operation and API: a /v2 twin shares its /v1 route's function and action
+    assert len({(r.operation, r.api) for r in ROUTES}) == len(ROUTES)
+    for route in ROUTES:
+        twins = [r for r in ROUTES if r.operation == route.operation]
+        assert {r.action for r in twins} == {route.action}
+        assert {r.method for r in twins} == {route.method}
     for route in ROUTES:
         # reads never write, deletes are the only routes allowed to remove blobs or manifests
         if route.action == "pull":
@@ -110,7 +115,13 @@ def test_invalid_tags(tag: str) -> None:
 
 @pytest.mark.parametrize(
     ("digest", "fragment"),
-    [("sha512:" + "a" * 128, "sha512"), ("sha256:" + "A" * 64, "lowercase"), ("sha256:abc", "64"), ("abc", "sha256")],
+    [
+        ("md5:" + "a" * 32, "'md5'"),
+        ("sha512:" + "a" * 64, "128"),
+        ("sha256:" + "A" * 64, "lowercase"),
+        ("sha256:abc", "64"),
+        ("abc", "sha256"),
+    ],
 )
 def test_invalid_digests_say_why(digest: str, fragment: str) -> None:
     with pytest.raises(RegistryError) as caught:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # each handler imports only the domain modules it uses (cold 
 __all__ = [
     "blob_created",
     "blob_headers",
+    "content_length",
     "manifest_body",
     "manifest_headers",
     "page_link",
@@ -132,6 +133,12 @@ def upload_status(request: Request, status: UploadStatus, code: int = 202) -> Ht
     if status.uploaded:
         headers["Range"] = f"0-{status.uploaded - 1}"
     return json_response(code, session_json(status, location), headers)
+
+
+def content_length(request: Request) -> int | None:
+    """The request's declared body length (``None``: not declared, or not a number)."""
+    raw = request.header("content-length")
+    return int(raw) if raw is not None and raw.isascii() and raw.strip().isdigit() else None
 
 
 def page_link(request: Request, path: str, page: Page, n: int | None) -> dict[str, str]:

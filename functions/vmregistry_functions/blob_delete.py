@@ -1,4 +1,4 @@
-"""DELETE /v1/<name>/blobs/<digest>: remove the blob from the repository."""
+"""DELETE /v1|v2/<name>/blobs/<digest>: remove the blob from the repository."""
 
 from __future__ import annotations
 

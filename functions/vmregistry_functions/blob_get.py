@@ -1,4 +1,4 @@
-"""GET /v1/<name>/blobs/<digest>: a 307 to a presigned URL that serves the bytes.
+"""GET /v1|v2/<name>/blobs/<digest>: a 307 to a presigned URL that serves the bytes.
 
 Bytes pass through the function only when the backend cannot presign and the
 blob fits in a response; then ``Range`` is honoured here.

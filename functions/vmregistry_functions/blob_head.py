@@ -1,4 +1,4 @@
-"""HEAD /v1/<name>/blobs/<digest>: does the repository hold the blob, and how big is it?"""
+"""HEAD /v1|v2/<name>/blobs/<digest>: does the repository hold the blob, and how big is it?"""
 
 from __future__ import annotations
 

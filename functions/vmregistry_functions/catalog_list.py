@@ -1,4 +1,4 @@
-"""GET /v1/_catalog: the repositories the caller may pull, a page at a time (``n``, ``last``)."""
+"""GET /v1/_catalog and /v2/_catalog: the repositories the caller may pull, a page at a time (``n``, ``last``)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def catalog_list(request: Request) -> HttpResponse:
         lambda repository: request.may(repository, "pull"),
         request.name_prefixes("pull"),
     )
-    return json_response(200, {"repositories": page.items}, page_link(request, "/v1/_catalog", page, n))
+    link = page_link(request, f"/{request.api}/_catalog", page, n)
+    return json_response(200, {"repositories": page.items}, link)
 
 
 lambda_handler = endpoint.lambda_handler

@@ -1,4 +1,4 @@
-"""DELETE /v1/<name>/manifests/<reference>: untag, or delete a manifest and its tags."""
+"""DELETE /v1|v2/<name>/manifests/<reference>: untag, or delete a manifest and its tags."""
 
 from __future__ import annotations
 

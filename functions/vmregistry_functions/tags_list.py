@@ -1,4 +1,4 @@
-"""GET /v1/<name>/tags/list: a repository's tags, a page at a time (``n``, ``last``)."""
+"""GET /v1|v2/<name>/tags/list: a repository's tags, a page at a time (``n``, ``last``)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def tags_list(request: Request) -> HttpResponse:
     n = parse_page_size(request.query.get("n"))
     last = request.query.get("last") or None
     page = get_registry().manifests.tags_page(request.name, n, names.parse_tag(last) if last else None)
-    link = page_link(request, f"/v1/{request.name}/tags/list", page, n)
+    link = page_link(request, f"/{request.api}/{request.name}/tags/list", page, n)
     return json_response(200, {"name": request.name, "tags": page.items}, link)
 
 

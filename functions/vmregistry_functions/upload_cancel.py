@@ -1,4 +1,4 @@
-"""DELETE /v1/<name>/blobs/uploads/<uuid>: abandon an upload and free what it stored."""
+"""DELETE /v1|v2/<name>/blobs/uploads/<uuid>: abandon an upload and free what it stored."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ endpoint = Endpoint("upload_cancel")
 
 @endpoint.handle
 def upload_cancel(request: Request) -> HttpResponse:
-    get_registry().uploads.cancel(request.name, request.upload_id)
+    registry = get_registry()
+    if request.api == "v2":
+        registry.appends.cancel(request.name, request.upload_id)
+    else:
+        registry.uploads.cancel(request.name, request.upload_id)
     return Response(204, body="")
 
 

@@ -1,10 +1,12 @@
-"""POST /v1/<name>/blobs/uploads/: open an upload session, mount a blob, or take a small blob whole.
+"""POST /v1|v2/<name>/blobs/uploads/: open an upload session, mount a blob, or take a small blob whole.
 
-Query parameters: ``digest`` and ``size`` (declare the blob: enables the single
-presigned PUT), ``mode`` (``single`` or ``multipart``), ``partSize`` (with
-``size``: parts land at their offsets, see docs/api.md), ``mount`` and ``from``
-(link a blob from a repository the caller may pull). A body with ``digest``
-is a monolithic upload of a small blob.
+Query parameters: ``digest`` (with a body: a monolithic upload of a small
+blob), ``mount`` and ``from`` (link a blob from a repository the caller may
+pull; ``/v2`` without ``from``: from anywhere, for a caller who may pull
+everything). ``/v1`` also takes ``size`` (declare the blob: enables the single
+presigned PUT), ``mode`` (``single`` or ``multipart``) and ``partSize`` (with
+``size``: parts land at their offsets, see docs/api.md); ``/v2`` opens an OCI
+session, whose chunks are appended in order (``vmregistry.registry.appends``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from vmregistry.errors import RegistryError
 from vmregistry.registry import BlobInfo
 from vmregistry.runtime import get_registry
 
+from vmregistry_functions import _oci
 from vmregistry_functions._responses import blob_created, upload_status
 
 endpoint = Endpoint("upload_start")
@@ -39,22 +42,28 @@ def monolithic(request: Request) -> object:
 @endpoint.handle
 def upload_start(request: Request) -> HttpResponse:
     query = request.query
+    oci = request.api == "v2"
+    body = request.payload
     digest = names.parse_digest(query["digest"]) if "digest" in query else None
     mount = names.parse_digest(query["mount"]) if "mount" in query else None
-    mount_from = names.parse_name(query["from"]) if "from" in query else None
+    mount_from = names.parse_name(query["from"]) if query.get("from") else None
     result = get_registry().uploads.start(
         request.name,
-        digest=digest,
-        size=_size(query.get("size")),
-        mode=query.get("mode"),
-        part_size=_size(query.get("partSize"), "partSize"),
-        body=request.payload,
+        digest=None if oci and not body else digest,
+        size=None if oci else _size(query.get("size")),
+        mode=None if oci else query.get("mode"),
+        part_size=None if oci else _size(query.get("partSize"), "partSize"),
+        body=body,
         mount=mount,
         mount_from=mount_from,
         may_pull=lambda repository: request.may(repository, "pull"),
+        may_pull_anything=oci and request.name_prefixes("pull") is None,
+        appends=oci,
     )
     if isinstance(result, BlobInfo):
-        return blob_created(request, result)
+        return _oci.blob_created(request, result) if oci else blob_created(request, result)
+    if oci:
+        return _oci.upload_progress(request, result.session.uuid, 0)
     return upload_status(request, result)
 
 

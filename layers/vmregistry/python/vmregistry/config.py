@@ -34,6 +34,8 @@ SETTINGS_HELP: dict[str, str] = {
     "public_url": "base URL clients use to reach this server's data plane (local mode)",
     "verify_inline_bytes": "multipart blobs larger than this are verified by a worker, after the API answered",
     "verify_function": "name of the Lambda function that verifies large uploads (set by the stack)",
+    "oci_upload_limit": "largest blob a /v2 upload session may grow to, in bytes (0: no limit; the stack sets"
+    " what a function can verify within API Gateway's 29 s)",
     "auth": "jwt: every request needs a verified token; none: no authentication (unset: jwt inside Lambda)",
     "auth_public_key": "PEM file with the Auth Server's RSA public key (absent: no authentication)",
     "auth_issuer": "required 'iss' claim of tokens, if set",
@@ -87,6 +89,9 @@ class Settings:
     # Hashing from S3 inside Lambda runs at a few hundred MB/s: 1 GiB fits API Gateway's 29 s.
     verify_inline_bytes: int = 1024 * 1024 * 1024
     verify_function: str | None = None
+    oci_upload_limit: int = 0
+    """``/v2`` uploads are verified within their closing request (OCI clients expect 201, not 202):
+    where requests are cut at 29 s, a session may grow only as far as can be hashed in time. 0: no limit."""
     auth: AuthMode = "none"
     """``jwt``: every request needs an authorizer context with grants (deny by default)."""
 
@@ -123,6 +128,7 @@ class Settings:
             auth_leeway=int(get("auth_leeway") or defaults.auth_leeway),
             verify_inline_bytes=int(get("verify_inline_bytes") or defaults.verify_inline_bytes),
             verify_function=get("verify_function"),
+            oci_upload_limit=int(get("oci_upload_limit") or defaults.oci_upload_limit),
             auth_realm=get("auth_realm") or defaults.auth_realm,
             auth_service=get("auth_service") or defaults.auth_service,
             auth=_auth_mode(get("auth"), env),

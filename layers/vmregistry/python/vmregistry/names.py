@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from vmregistry import digests
 from vmregistry.errors import RegistryError
 
 __all__ = [
@@ -30,16 +31,16 @@ __all__ = [
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
-_DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
 _UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 MAX_NAME_LENGTH = 255
 
 # API Gateway matches a static path segment before a variable one, so after the
 # first component these words would be taken for the API's own segments
-# (/v1/team/blobs/... is "blobs of team"): a name using them could not be routed
-# once deployed. Reserved everywhere, so local mode accepts exactly what AWS serves.
-RESERVED_COMPONENTS = frozenset({"blobs", "manifests", "tags"})
+# (/v1/team/blobs/... is "blobs of team", /v2/team/referrers/... "referrers of team"):
+# a name using them could not be routed once deployed. Reserved everywhere, so local
+# mode accepts exactly what AWS serves.
+RESERVED_COMPONENTS = frozenset({"blobs", "manifests", "tags", "referrers"})
 
 # The filesystem layout stores a manifest at <repository>/<reference>/manifest.json;
 # a tag spelled like that file would make a directory where a file must be.
@@ -82,16 +83,17 @@ def parse_tag(tag: str) -> str:
 
 
 def is_digest(value: str) -> bool:
-    return _DIGEST_RE.fullmatch(value) is not None
+    """A digest of an accepted algorithm (:data:`vmregistry.digests.ALGORITHMS`), lowercase hex of its length."""
+    return digests.split(value) is not None
 
 
 def parse_digest(digest: str) -> str:
     if not is_digest(digest):
         algorithm = digest.split(":", 1)[0] if ":" in digest else ""
         message = (
-            f"unsupported digest algorithm {algorithm!r}: only sha256 is accepted"
-            if algorithm and algorithm != "sha256"
-            else "digests are 'sha256:' followed by 64 lowercase hex characters"
+            f"unsupported digest algorithm {algorithm[:50]!r}: sha256 and sha512 are accepted"
+            if algorithm and algorithm not in digests.ALGORITHMS
+            else "digests are 'sha256:' and 64, or 'sha512:' and 128, lowercase hex characters"
         )
         raise RegistryError("DIGEST_INVALID", message, {"digest": digest[:300]})
     return digest

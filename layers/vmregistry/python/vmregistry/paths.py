@@ -7,7 +7,9 @@
     ├── repositories/<name>/
     │   ├── _layers/<algorithm>/<hex>                  "this repository holds that blob"; body: its size
     │   ├── _manifests/<algorithm>/<hex>               a manifest, byte for byte, under its digest
-    │   └── _tags/<tag>                                a tag: a copy of its manifest's bytes
+    │   ├── _referrers/<algorithm>/<hex>/              the manifests whose ``subject`` is that digest:
+    │   │   └── <algorithm>/<hex>                      one each, its referrers-API descriptor (JSON)
+    │   └── _tags/<tag>                                a tag: its manifest's digest, then a copy of its bytes
     ├── catalog/<name>!                                the repository has a manifest (empty body)
     ├── zeros/<algorithm>/<hex>                        ranges of that blob its uploads declared zero (JSON)
     ├── fill/zeros-<bytes>                             all-zero objects zero parts are copied from (S3)
@@ -16,6 +18,7 @@
         ├── data                                       multipart target, until verified and moved
         ├── zeros/<NNNNN>                              zero parts declared by one request: numbers and etags
         ├── holes                                      the zero ranges of the joined data, until published
+        ├── chunks/<offset>.<length>                   OCI chunks not yet joined into a part (under 5 MiB)
         └── body                                       a streamed request body, staged for its handler
 
 Why this shape:
@@ -39,6 +42,10 @@ Why this shape:
   blob's key range, not in it, so listing ``blobs/`` lists blobs; garbage
   collection deletes a blob's record with the blob. ``fill/`` belongs to the
   S3 backend (:mod:`vmregistry.storage.s3_zeros`) and is never collected.
+* A referrer is listed under its subject when it is pushed (and unlisted when it
+  is deleted), so the referrers API reads one key range and small descriptors,
+  never every manifest of the repository. The subject need not exist (OCI allows
+  pushing a referrer first).
 * A staged body (local mode receives the body of a streamed route into
   storage before it runs the handler, :mod:`vmregistry.local.gateway`) has an
   id of its own, never a session's, so it is a leftover like any other key
@@ -69,10 +76,14 @@ __all__ = [
     "layers_prefix",
     "manifest_key",
     "manifests_prefix",
+    "referrer_key",
+    "referrers_prefix",
     "repository_of_catalog_key",
     "staged_body_key",
     "tag_key",
     "tags_prefix",
+    "upload_chunk_key",
+    "upload_chunks_prefix",
     "upload_data_key",
     "upload_holes_key",
     "upload_prefix",
@@ -129,6 +140,14 @@ def manifest_key(repository: str, digest: str) -> str:
     return f"{manifests_prefix(repository)}{_digest_path(digest)}"
 
 
+def referrers_prefix(repository: str, subject: str) -> str:
+    return f"{_repository(repository)}_referrers/{_digest_path(subject)}/"
+
+
+def referrer_key(repository: str, subject: str, digest: str) -> str:
+    return f"{referrers_prefix(repository, subject)}{_digest_path(digest)}"
+
+
 def tags_prefix(repository: str) -> str:
     return f"{_repository(repository)}_tags/"
 
@@ -177,6 +196,15 @@ def zeros_key(digest: str) -> str:
 
 def fill_key(size: int) -> str:
     return f"{FILL_PREFIX}zeros-{size}"
+
+
+def upload_chunks_prefix(upload_id: str) -> str:
+    return f"{upload_prefix(upload_id)}chunks/"
+
+
+def upload_chunk_key(upload_id: str, offset: int, length: int) -> str:
+    """Zero-padded offsets sort in byte order (20 digits: any int64)."""
+    return f"{upload_chunks_prefix(upload_id)}{offset:020d}.{length}"
 
 
 _STAGED_BODY = "body"

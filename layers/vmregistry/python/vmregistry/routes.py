@@ -15,6 +15,13 @@ repository depth for API Gateway (:meth:`Route.resource`:
 ``/v1/{name1}/{name2}/blobs/{digest}``), while handlers and the local server
 re-match the concrete path with :meth:`Route.match`, which accepts any depth.
 
+Two APIs, one set of functions: ``/v1`` (the registry's own) and ``/v2`` (the
+OCI Distribution API). A ``/v2`` route that does what a ``/v1`` route does is
+served by the same function (:attr:`Route.api` tells the handler which wire
+format to answer in), so the stack deploys one function per operation, not
+per API. Operations only one API has (``PUT /v1/<name>/blobs/<digest>``, the
+referrers API) have only their route.
+
 A route's ``body`` says how its request body travels. ``small`` (the default):
 read whole, at most API Gateway's 10 MB, and handed to the function in the
 event, as API Gateway does. ``stream``: the body is a blob of any size, which
@@ -27,7 +34,7 @@ to any method.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Literal, NamedTuple
 
@@ -37,6 +44,7 @@ __all__ = [
     "FUNCTIONS",
     "ROUTES",
     "Action",
+    "Api",
     "BodyKind",
     "Function",
     "FunctionKind",
@@ -56,6 +64,8 @@ Grant = Literal["read", "write", "delete"]
 
 FunctionKind = Literal["api", "worker", "authorizer"]
 
+Api = Literal["v1", "v2"]
+"""Which API a route belongs to: the registry's own (``/v1``) or the OCI Distribution API (``/v2``)."""
 BodyKind = Literal["small", "stream"]
 """How a route's request body travels (see the module docstring)."""
 
@@ -111,8 +121,18 @@ FUNCTIONS: tuple[Function, ...] = (
     _api("upload_cancel", {"read", "write", "delete"}, "Abandon an upload"),
     _api("manifest_head", {"read"}, "Manifest existence and digest"),
     _api("manifest_get", {"read"}, "Fetch a manifest"),
-    _api("manifest_put", {"read", "write"}, "Store a manifest by tag or digest"),
+    # A full vCPU: validating a manifest of MAX_DESCRIPTORS distinct blobs makes as many storage
+    # lookups (registry/references.py), ~1.5 ms of CPU each in boto3; at the default 512 MB (a
+    # third of a vCPU) that alone would be ~18 s of API Gateway's 29.
+    Function(
+        "manifest_put",
+        "api",
+        frozenset({"read", "write"}),
+        "Store a manifest by tag or digest",
+        memory_mb=WORKER_MEMORY_MB,
+    ),
     _api("manifest_delete", {"read", "delete"}, "Delete a tag, or a manifest and its tags"),
+    _api("referrers_list", {"read"}, "List the manifests that refer to a manifest (OCI referrers API)"),
     Function(
         "blob_verify",
         "worker",
@@ -170,6 +190,10 @@ class Route:
         return _BY_NAME[self.operation]
 
     @property
+    def api(self) -> Api:
+        return "v2" if self.template.startswith("/v2/") else "v1"
+
+    @property
     def grants(self) -> frozenset[Grant]:
         return self.function.grants
 
@@ -214,7 +238,7 @@ class Route:
 
 
 # Order matters only to readers: no concrete path matches two routes with one method.
-ROUTES: tuple[Route, ...] = (
+_V1_ROUTES: tuple[Route, ...] = (
     Route("version_check", "GET", "/v1/", None, "API version check"),
     Route("catalog_list", "GET", "/v1/_catalog", None, "List repositories the caller may pull"),
     Route("tags_list", "GET", "/v1/{name}/tags/list", "pull", "List a repository's tags"),
@@ -258,6 +282,27 @@ ROUTES: tuple[Route, ...] = (
         "/v1/{name}/manifests/{reference}",
         "delete",
         "Delete a tag, or a manifest and its tags",
+    ),
+)
+
+_V1_ONLY = frozenset({"blob_put"})
+"""``/v1`` operations the OCI API has no twin of (an OCI blob always goes through an upload)."""
+
+
+def _twin(route: Route) -> Route:
+    """The ``/v2`` route of the OCI operation that ``route`` performs in ``/v1``: same function, same action."""
+    return replace(route, template="/v2/" + route.template.removeprefix("/v1/"))
+
+
+ROUTES: tuple[Route, ...] = (
+    *_V1_ROUTES,
+    *(_twin(route) for route in _V1_ROUTES if route.operation not in _V1_ONLY),
+    Route(
+        "referrers_list",
+        "GET",
+        "/v2/{name}/referrers/{digest}",
+        "pull",
+        "List the manifests whose subject is a digest",
     ),
 )
 

@@ -36,6 +36,7 @@ __all__ = [
     "MAX_ZERO_PARTS_PER_REQUEST",
     "MAX_ZERO_PART_SIZE",
     "MIN_PART_SIZE",
+    "OCI_CHUNK_LENGTH",
     "ErrorJSON",
     "PartJSON",
     "PresignedJSON",
@@ -49,6 +50,11 @@ MAX_PARTS_PER_REQUEST = 100
 MAX_ZERO_PARTS_PER_REQUEST = 16
 MAX_ZERO_BYTES_PER_REQUEST = 2 * 1024 * 1024 * 1024
 """What one ``PATCH ?zero=`` may declare: S3 copies that many bytes within the request (API Gateway's 29 s)."""
+
+OCI_CHUNK_LENGTH = INLINE_LIMIT
+"""The chunk length ``/v2`` advertises (``OCI-Chunk-Min-Length``, docs/oci.md): the most one request body
+may carry in AWS (a Lambda event is at most 6 MB, and the body travels base64-encoded in it). Smaller
+chunks are accepted too; they wait in storage until 5 MiB have arrived to make a multipart part."""
 
 
 class PresignedJSON(TypedDict):

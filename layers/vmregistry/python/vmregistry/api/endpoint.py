@@ -1,9 +1,11 @@
-"""What every /v1 handler module shares: parsing, error mapping, instrumentation.
+"""What every handler module shares: parsing, error mapping, instrumentation.
 
 A handler module is three statements: ``endpoint = Endpoint("<operation>")``,
 a function decorated with ``@endpoint.handle`` that takes a :class:`Request`
 and returns a :class:`~vmregistry.api.response.Response`, and
-``lambda_handler = endpoint.lambda_handler``.
+``lambda_handler = endpoint.lambda_handler``. A function serves its operation
+in both APIs; :attr:`Request.api` says which one a request came through, so
+the handler answers in that API's wire format.
 
 Routes that take a blob in their body (``body="stream"`` in the route table)
 read it as :attr:`Request.payload`, a :class:`~vmregistry.registry.body.Body`:
@@ -32,7 +34,7 @@ from vmregistry.api.response import JSON, HttpResponse, Response
 from vmregistry.auth.context import grants_of
 from vmregistry.errors import RegistryError, error_body
 from vmregistry.registry.body import Body
-from vmregistry.routes import Action, Route, routes_of
+from vmregistry.routes import Action, Api, Route, routes_of
 from vmregistry.runtime import get_settings
 from vmregistry.storage import StorageFull, StorageUnavailable
 
@@ -82,6 +84,19 @@ class Request:
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
+
+    @property
+    def api(self) -> Api:
+        """``v1`` or ``v2`` (the OCI Distribution API): which wire format to answer in."""
+        return self.route.api
+
+    def query_all(self, name: str) -> list[str]:
+        """Every value of a query parameter that may repeat (``?tag=a&tag=b``), in order."""
+        values = (self.event.get("multiValueQueryStringParameters") or {}).get(name)
+        if isinstance(values, list):
+            return [str(value) for value in values]
+        single = self.query.get(name)
+        return [single] if single is not None else []
 
     @property
     def base_path(self) -> str:

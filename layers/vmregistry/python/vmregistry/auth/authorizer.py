@@ -11,6 +11,12 @@ local mode.
   the token grants the action the route table says the operation needs on
   the request's repository, Deny (403) otherwise. Routes without an action
   (version check, catalog) need only a valid token.
+* Except on ``/v2``, where a valid token that lacks the action is let through
+  to the function, which refuses it (403 DENIED) with the challenge naming
+  the scope the request needs (:mod:`vmregistry.api.access`, the check every
+  handler makes anyway): OCI clients such as oras fetch a token for that scope
+  only from such a challenge, and API Gateway's own 403 can only carry a
+  fixed one. The token is verified and the name checked here all the same.
 * A repository name outside the grammar is never allowed.
 
 Any other failure also becomes :class:`Unauthorized` (logged): an authorizer
@@ -63,13 +69,15 @@ def decide(event: Mapping[str, Any], identity: Identity) -> tuple[bool, str]:
     needed = required_access(event)
     if needed is None:
         return False, "no route serves this method and path"
-    _route, repository, action = needed
+    route, repository, action = needed
     if action is None:
         return True, "any valid token"
     if not is_valid_name(repository):
         return False, "the repository name is outside the name grammar"
     if identity.access.allows(repository, action):
         return True, f"{action} granted on {repository}"
+    if route.api == "v2":
+        return True, f"the token does not grant {action} on {repository}: the function answers 403 with the scope"
     return False, f"the token does not grant {action} on {repository}"
 
 

@@ -164,9 +164,15 @@ def challenge(realm: str, service: str, scope: str | None = None, error: str | N
 def scope_challenge(
     settings: Settings, repository: str, action: str | None, error: str | None = None
 ) -> dict[str, str]:
-    """The ``WWW-Authenticate`` header of a 401/403, naming the scope the request needs when it has one."""
+    """The ``WWW-Authenticate`` header of a 401/403, naming the scope the request needs when it has one.
+
+    A push asks for ``pull,push``, as Docker registries do: a client pushing
+    also reads (it checks which blobs exist), so one token serves the whole push.
+    """
     # Only names of the grammar go into a header: they are ASCII, nothing else is.
-    scope = format_scope(repository, [action]) if action and is_valid_name(repository) else None
+    scope = None
+    if action and is_valid_name(repository):
+        scope = format_scope(repository, ["pull", "push"] if action == "push" else [action])
     return {"WWW-Authenticate": challenge(settings.auth_realm, settings.auth_service, scope, error)}
 
 

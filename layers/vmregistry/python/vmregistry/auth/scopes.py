@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, get_args
 
 from vmregistry.auth.patterns import Pattern, PatternError
+from vmregistry.oci.jsondoc import parse_document
 from vmregistry.routes import Action
 
 __all__ = [
@@ -171,7 +172,7 @@ class AccessSet(NamedTuple):
     @classmethod
     def from_json(cls, text: str) -> AccessSet:
         """The inverse of :meth:`to_json`; raises ValueError on anything else."""
-        raw = json.loads(text)
+        raw = parse_document(text.encode())
         if not isinstance(raw, list):
             raise ValueError("grants must be a JSON list")
         entries: list[Access] = []

@@ -20,6 +20,8 @@ in ``vmregistry keygen`` / ``vmregistry token`` and in tests.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import re
 import time
@@ -35,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from vmregistry.auth.scopes import AccessSet, ScopeError
 from vmregistry.config import Settings
+from vmregistry.oci.jsondoc import MAX_DEPTH, nesting_depth
 
 __all__ = [
     "ALGORITHM",
@@ -121,6 +124,21 @@ def load_public_key(source: str) -> rsa.RSAPublicKey:
     return key
 
 
+def _check_nesting(token: str) -> None:
+    """A header or payload nested deeper than any claim needs is refused before pyjwt parses it.
+
+    ``json.loads`` recurses per level: an 8 KiB token of ``[[[[...`` would raise
+    RecursionError inside pyjwt (a crash, not a refusal).
+    """
+    for segment in token.split(".")[:2]:
+        try:
+            decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        except (ValueError, binascii.Error):
+            continue  # not base64: pyjwt says so
+        if nesting_depth(decoded) > MAX_DEPTH:
+            raise TokenError(f"the token's JSON nests deeper than {MAX_DEPTH} levels")
+
+
 class Verifier:
     """Verifies tokens against one public key and the configured claims."""
 
@@ -149,6 +167,7 @@ class Verifier:
         )
 
     def verify(self, token: str) -> Identity:
+        _check_nesting(token)
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

@@ -244,6 +244,7 @@ def _attach_token_service(server: LocalServer, tokens: TokenService | None, auth
     from vmregistry.config import Settings
     from vmregistry.local.gateway_auth import GatewayAuthorizer
     from vmregistry.local.token_service import TOKEN_PATH
+    from vmregistry.runtime import configure
 
     if tokens is None:
         return
@@ -252,3 +253,6 @@ def _attach_token_service(server: LocalServer, tokens: TokenService | None, auth
         realm = (server.settings.public_url or server.url).rstrip("/") + TOKEN_PATH
         authorizer.settings = dataclasses.replace(authorizer.settings, auth_realm=realm)
         os.environ[env_name("auth_realm")] = realm
+        # The handlers' own challenges (a /v2 token without the scope is refused by the function) too.
+        server.registry.settings = dataclasses.replace(server.registry.settings, auth_realm=realm)
+        configure(server.registry)

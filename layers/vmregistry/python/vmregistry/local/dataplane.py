@@ -10,9 +10,10 @@ minted, and behaves like S3 where clients can tell:
   ``x-amz-checksum-sha256``: a wrong body is a 400 and is never visible);
 * ``PUT /_data/part`` stores one multipart part (at its signed offset, in an
   upload written in place: a part that would not fit is a 400);
-* a request that also carries an ``Authorization`` header is refused, as S3
-  refuses two authentication mechanisms, so clients that leak the registry's
-  token to the storage host fail here as they would against S3.
+* the signature alone authorizes a request: an ``Authorization`` header is
+  ignored. OCI clients (skopeo, podman, oras) send the registry's bearer token
+  again when they follow a 307 to the same host and port, which this data
+  plane shares with the API; S3 is on another host, where they do not.
 """
 
 from __future__ import annotations
@@ -42,12 +43,6 @@ class DataPlane:
     def __call__(self, exchange: Exchange) -> Reply:
         operation = exchange.path.removeprefix(PREFIX)
         query = dict(parse_qsl(exchange.query_string, keep_blank_values=True))
-        if exchange.headers.get("authorization"):
-            raise RegistryError(
-                "BAD_REQUEST",
-                "presigned URLs carry their own authorization; do not send an Authorization header"
-                " to the data plane (S3 refuses such requests too)",
-            )
         try:
             params = self.signer.verify(exchange.method, operation, query)
         except SignatureInvalid as exc:

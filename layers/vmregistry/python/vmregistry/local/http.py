@@ -242,6 +242,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         path, offset, count = reply.file
+        if count == 0:
+            return  # an empty object (sendfile refuses a count of 0)
         with open(path, "rb") as handle:
             self._sent = self.connection.sendfile(handle, offset, count)
 

@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from vmregistry.digests import ALGORITHMS, digest_of, is_digest
 from vmregistry.errors import RegistryError
-from vmregistry.oci._digest import ALGORITHMS, compute, is_digest
 
 __all__ = ["MAX_SIZE", "Descriptor", "invalid", "is_media_type", "parse_descriptor", "string_map"]
 
@@ -63,8 +63,8 @@ class Descriptor:
 
 
 def _check_digest(value: object, where: str) -> str:
-    if is_digest(value):
-        return str(value)
+    if isinstance(value, str) and is_digest(value):
+        return value
     if isinstance(value, str) and _DIGEST_SHAPE.fullmatch(value):
         algorithm = value.split(":", 1)[0]
         if algorithm not in ALGORITHMS:
@@ -88,7 +88,7 @@ def _check_data(value: object, where: str, digest: str, size: int) -> None:
         raise invalid(f"{where} is not valid base64") from None
     if len(content) != size:
         raise invalid(f"{where} holds {len(content)} bytes, the descriptor says {size}")
-    if compute(digest.split(":", 1)[0], content) != digest:
+    if digest_of(content, digest.split(":", 1)[0]) != digest:
         raise invalid(f"{where} does not hash to the descriptor's digest", digest=digest)
 
 

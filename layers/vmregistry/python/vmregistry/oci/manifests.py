@@ -46,7 +46,7 @@ from vmregistry.oci import mediatypes as mt
 from vmregistry.oci.descriptors import Descriptor, invalid, is_media_type, parse_descriptor, string_map
 from vmregistry.oci.jsondoc import DocumentError, parse_document
 
-__all__ = ["MAX_DESCRIPTORS", "ManifestKind", "ParsedManifest", "parse_manifest"]
+__all__ = ["MAX_DESCRIPTORS", "ManifestKind", "ParsedManifest", "media_type_of", "parse_manifest"]
 
 MAX_DESCRIPTORS = 4096
 
@@ -101,6 +101,16 @@ def _shape(document: dict[str, Any]) -> str | None:
     if has_manifests == has_blobs:
         return None
     return mt.OCI_INDEX if has_manifests else mt.OCI_MANIFEST
+
+
+def media_type_of(document: object) -> str:
+    """The media type of a document :func:`parse_manifest` accepted: its ``mediaType``, else its shape."""
+    if not isinstance(document, dict):
+        return mt.OCI_MANIFEST
+    declared = document.get("mediaType")
+    if isinstance(declared, str) and declared:
+        return declared
+    return _shape(document) or mt.OCI_MANIFEST
 
 
 def _resolve_media_type(document: dict[str, Any], content_type: str | None) -> str:

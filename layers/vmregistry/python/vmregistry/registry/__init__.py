@@ -1,4 +1,4 @@
-"""The registry's domain layer: what each /v1 operation means, independent of HTTP.
+"""The registry's domain layer: what each operation of either API means, independent of HTTP.
 
 Handlers parse a request, call one method here and map the result to a
 response; every client mistake surfaces as a :class:`~vmregistry.errors.RegistryError`.
@@ -19,9 +19,10 @@ from vmregistry.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from vmregistry.config import Settings
+    from vmregistry.registry.appends import Appends, Progress
     from vmregistry.registry.blobs import BlobInfo, Blobs, Download
     from vmregistry.registry.listing import Page, page_of, parse_page_size
-    from vmregistry.registry.manifests import Manifest, Manifests, accepts
+    from vmregistry.registry.manifests import Form, Manifest, Manifests, accepts
     from vmregistry.registry.sessions import PartResult, UploadStatus, UploadVerifier
     from vmregistry.registry.uploads import Uploads
     from vmregistry.storage import Storage
@@ -29,9 +30,11 @@ if TYPE_CHECKING:
 __all__ = [
     "BlobInfo",
     "Download",
+    "Form",
     "Manifest",
     "Page",
     "PartResult",
+    "Progress",
     "Registry",
     "UploadStatus",
     "UploadVerifier",
@@ -46,7 +49,9 @@ _EXPORTS = {
     "Page": "listing",
     "page_of": "listing",
     "parse_page_size": "listing",
+    "Form": "manifests",
     "Manifest": "manifests",
+    "Progress": "appends",
     "accepts": "manifests",
     "PartResult": "sessions",
     "UploadStatus": "sessions",
@@ -85,6 +90,12 @@ class Registry:
         from vmregistry.registry.uploads import Uploads
 
         return Uploads(self.storage, self.settings, self.blobs, self.verifier)
+
+    @cached_property
+    def appends(self) -> Appends:
+        from vmregistry.registry.appends import Appends
+
+        return Appends(self.uploads)
 
     @cached_property
     def manifests(self) -> Manifests:

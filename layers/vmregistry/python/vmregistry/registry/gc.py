@@ -45,7 +45,7 @@ bounded concurrency, and deletes in batches (:meth:`Storage.delete_many`).
 
 from __future__ import annotations
 
-import json
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -53,9 +53,11 @@ from dataclasses import dataclass, field
 
 from vmregistry import paths
 from vmregistry.config import Settings
-from vmregistry.digests import is_digest
+from vmregistry.digests import digest_of, is_digest
+from vmregistry.errors import RegistryError
+from vmregistry.oci.jsondoc import DocumentError, parse_document
 from vmregistry.registry.blobs import Blobs
-from vmregistry.registry.manifests import Manifests, parse_tag_record
+from vmregistry.registry.manifests import Manifests, parse_tag_record, twin_of
 from vmregistry.storage import ObjectNotFound, Storage
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_SETTLE", "CollectionReport", "collect_garbage", "references_of"]
@@ -88,11 +90,13 @@ def references_of(data: bytes) -> tuple[set[str], set[str], str | None]:
 
     Generic over every manifest and index type: ``config``, ``layers`` and
     ``blobs`` descriptors are blobs, ``manifests`` entries are manifests, and
-    ``subject`` is the manifest it refers to. Unparseable bytes name nothing.
+    ``subject`` is the manifest it refers to. A VM image's other spelling (its
+    twin, stored beside it: :mod:`vmregistry.registry.manifests`) counts as a
+    child, so a kept image keeps both. Unparseable bytes name nothing.
     """
     try:
-        document = json.loads(data)
-    except ValueError:
+        document = parse_document(data)
+    except DocumentError:
         return set(), set(), None
     if not isinstance(document, dict):
         return set(), set(), None
@@ -107,7 +111,8 @@ def references_of(data: bytes) -> tuple[set[str], set[str], str | None]:
 
     blobs = digests(document.get("config")) | digests(document.get("layers")) | digests(document.get("blobs"))
     subject = next(iter(digests(document.get("subject"))), None)
-    return blobs, digests(document.get("manifests")), subject
+    twin = twin_of(data)
+    return blobs, digests(document.get("manifests")) | ({digest_of(twin)} if twin else set()), subject
 
 
 References = tuple[set[str], set[str], str | None]
@@ -269,10 +274,12 @@ class _Collector:
         for name, repo in repositories.items():
             kept = self._kept(repo)
             for digest in sorted(set(repo.manifests) - kept):
-                self.report.manifests_deleted.append(f"{name}@{digest}")
-                if not self.dry_run:
-                    manifests.delete(name, digest)
                 repo.graph.pop(digest, None)
+                if not self.dry_run:
+                    # A VM image's twin was deleted with it just before (and is reported as deleted).
+                    with contextlib.suppress(RegistryError):
+                        manifests.delete(name, digest)
+                self.report.manifests_deleted.append(f"{name}@{digest}")
 
     def _restore_links(self, repositories: dict[str, _Repository], referenced: dict[str, set[str]]) -> None:
         """Step 5: a manifest that landed while links were swept gets its links back."""

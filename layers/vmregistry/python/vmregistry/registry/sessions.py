@@ -53,6 +53,14 @@ class Session:
     part_size: int | None = None
     """Declared at the start (``partSize``, with ``size``): parts land at their offsets, part N by default
     at ``(N - 1) * part_size`` (storage may write them in place)."""
+    appends: bool = False
+    """An OCI (``/v2``) session: its bytes arrive as chunks appended in order (:mod:`.appends`), not as parts."""
+
+    def place(self, number: int, offset: int | None) -> int | None:
+        """Where part ``number`` lands: the offset named, or its place in the grid (placed sessions only)."""
+        if self.part_size is None:
+            return None
+        return offset if offset is not None else (number - 1) * self.part_size
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,11 +21,11 @@ Two kinds of things are swept, with two ages:
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, NamedTuple
 
 from vmregistry import paths
+from vmregistry.oci.jsondoc import parse_document
 from vmregistry.registry.sessions import Session
 from vmregistry.storage import ObjectNotFound
 
@@ -61,7 +61,7 @@ class SweepReport(NamedTuple):
 
 def _session(uploads: Uploads, upload_id: str) -> Session | None:
     try:
-        return Session(**json.loads(uploads.storage.read(paths.upload_session_key(upload_id))))
+        return Session(**parse_document(uploads.storage.read(paths.upload_session_key(upload_id))))
     except (ObjectNotFound, ValueError, TypeError):
         return None
 

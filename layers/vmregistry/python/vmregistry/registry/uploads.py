@@ -46,8 +46,9 @@ from vmregistry.config import Settings
 from vmregistry.digests import EMPTY_SHA256, Digest
 from vmregistry.errors import RegistryError, error_dict
 from vmregistry.extents import Extent
+from vmregistry.oci.jsondoc import parse_document
 from vmregistry.registry import zeros
-from vmregistry.registry.blobs import BlobInfo, Blobs, hash_object
+from vmregistry.registry.blobs import BlobInfo, Blobs
 from vmregistry.registry.body import EMPTY, Body
 from vmregistry.registry.sessions import (
     PartResult,
@@ -90,15 +91,22 @@ class Uploads:
     def _save(self, session: Session) -> None:
         self.storage.write(paths.upload_session_key(session.uuid), json.dumps(asdict(session)).encode())
 
-    def load(self, repository: str, upload_id: str) -> Session:
-        """The session, if it exists and belongs to ``repository``; BLOB_UPLOAD_UNKNOWN otherwise."""
+    def load(self, repository: str, upload_id: str, *, appends: bool = False) -> Session:
+        """The session, if it exists and belongs to ``repository``; BLOB_UPLOAD_UNKNOWN otherwise.
+
+        ``appends``: the caller speaks the OCI protocol (:mod:`.appends`); a session
+        continues only through the API that started it (their parts mean different things).
+        """
         try:
-            raw = json.loads(self.storage.read(paths.upload_session_key(upload_id)))
+            raw = parse_document(self.storage.read(paths.upload_session_key(upload_id)))
             session = Session(**raw)
         except (ObjectNotFound, ValueError, TypeError):
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
         if session.repository != repository:
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id})
+        if session.appends != appends:
+            api = "/v2" if session.appends else "/v1"
+            raise RegistryError("BLOB_UPLOAD_INVALID", f"this upload was started through {api}: continue it there")
         return session
 
     def _presign_single(self, session: Session) -> PresignedRequest | None:
@@ -130,13 +138,25 @@ class Uploads:
         mount: str | None = None,
         mount_from: str | None = None,
         may_pull: Callable[[str], bool] = lambda _: False,
+        may_pull_anything: bool = False,
+        appends: bool = False,
     ) -> BlobInfo | UploadStatus:
-        """Mount, upload monolithically, or open a session (whichever the request asks for)."""
+        """Mount, upload monolithically, or open a session (whichever the request asks for).
+
+        A mount without ``mount_from`` (OCI's anonymous mount) links any stored blob
+        only for a caller who may pull every repository (``may_pull_anything``):
+        anyone else would learn of, and gain, blobs of repositories they cannot read.
+        ``appends`` opens an OCI session (:mod:`.appends`).
+        """
         if mount is not None and mount_from is not None and may_pull(mount_from):
             source = self.blobs.find(mount_from, mount)
             if source is not None:
                 return self.blobs.link(repository, mount, source.size)
-            # OCI: a mount that cannot be honoured falls back to a fresh upload session.
+        elif mount is not None and mount_from is None and may_pull_anything:
+            stored = self.storage.stat(paths.blob_key(mount))
+            if stored is not None:
+                return self.blobs.link(repository, mount, stored.size)
+        # OCI: a mount that cannot be honoured falls back to a fresh upload session.
         if body:
             if digest is None:
                 raise RegistryError("DIGEST_INVALID", "a monolithic upload needs ?digest=")
@@ -151,12 +171,20 @@ class Uploads:
             raise RegistryError(
                 "SIZE_INVALID", f"single PUTs are limited to {MAX_SINGLE_PUT_SIZE} bytes; use multipart"
             )
-        if part_size is not None and (size is None or mode == "single"):
+        if part_size is not None and (size is None or mode == "single" or appends):
             raise RegistryError("BLOB_UPLOAD_INVALID", "partSize places multipart parts: it needs ?size=")
         if part_size is not None and not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
             raise RegistryError("SIZE_INVALID", f"partSize is {MIN_PART_SIZE} to {MAX_PART_SIZE} bytes")
-        session = Session(str(uuid.uuid4()), repository, time.time(), "multipart", digest, size, part_size=part_size)
-        single_possible = part_size is None and digest is not None and size is not None and size <= MAX_SINGLE_PUT_SIZE
+        session = Session(
+            str(uuid.uuid4()), repository, time.time(), "multipart", digest, size, appends=appends, part_size=part_size
+        )
+        single_possible = (
+            not appends
+            and part_size is None
+            and digest is not None
+            and size is not None
+            and size <= MAX_SINGLE_PUT_SIZE
+        )
         if mode != "multipart" and single_possible:
             session.mode = "single"
             request = self._presign_single(session)
@@ -180,13 +208,6 @@ class Uploads:
             )
         return session.multipart_id
 
-    @staticmethod
-    def _offset(session: Session, number: int, offset: int | None) -> int | None:
-        """Where part ``number`` lands: the offset named, or its place in the session's grid (placed sessions)."""
-        if session.part_size is None:
-            return None
-        return offset if offset is not None else (number - 1) * session.part_size
-
     def _put_part(self, session: Session, number: int | None, body: Body, offset: int | None = None) -> UploadedPart:
         """Store ``body`` as part ``number`` (``None``: the part after the last one stored)."""
         if body.size > MAX_PART_SIZE:
@@ -199,7 +220,7 @@ class Uploads:
         if number is None:
             existing = self.storage.multipart_list_parts(key, multipart_id)
             number = existing[-1].number + 1 if existing else 1
-        offset = self._offset(session, number, offset)
+        offset = session.place(number, offset)
         try:
             if body.data is not None:
                 return self.storage.multipart_put_part(key, multipart_id, number, body.data, offset=offset)
@@ -253,7 +274,7 @@ class Uploads:
                     multipart_id,
                     number,
                     self.settings.presign_expires,
-                    offset=self._offset(session, number, offset),
+                    offset=session.place(number, offset),
                 )
                 if request is None:
                     raise RegistryError("UNSUPPORTED", "this storage backend cannot presign parts; send parts inline")
@@ -270,14 +291,18 @@ class Uploads:
             parts = self.storage.multipart_list_parts(paths.upload_data_key(upload_id), self._multipart(session))
         return UploadStatus(session, parts)
 
-    def complete(self, repository: str, upload_id: str, digest: str, body: Body = EMPTY) -> BlobInfo | UploadStatus:
+    def complete(
+        self, repository: str, upload_id: str, digest: str, body: Body = EMPTY, *, appends: bool = False
+    ) -> BlobInfo | UploadStatus:
         """Verify what was uploaded against ``digest`` and publish it.
 
         A blob too big to hash within one API request (when a verifier is
         configured) is handed to it instead: the answer is the session in state
         ``verifying``, and the blob appears (HEAD turns 200) once it is verified.
+        An OCI session (``appends``) is always verified here: its clients expect
+        201 from this request (its size is bounded by ``oci_upload_limit`` instead).
         """
-        session = self.load(repository, upload_id)
+        session = self.load(repository, upload_id, appends=appends)
         key = paths.upload_data_key(upload_id)
         if session.digest is not None and session.digest != digest:
             raise RegistryError(
@@ -290,7 +315,7 @@ class Uploads:
             return self._complete_single(session, digest, body)
         info, actual, holes = self._join(session, key, body)
         if session.size is not None and info.size != session.size:
-            self.cancel(repository, upload_id)
+            self.discard(session)
             raise RegistryError("SIZE_INVALID", detail={"expected": session.size, "actual": info.size})
         wanted = digest_parts(digest)
         if actual is not None and actual != wanted.hex and wanted.algorithm == "sha256":
@@ -301,12 +326,13 @@ class Uploads:
             self._save(session)
             # Declared zeros are hashed from memory, not fetched: they cost a fraction of stored bytes.
             zero_bytes = sum(hole.length for hole in holes)
-            if self.verifier is not None and info.size - zero_bytes * 7 // 8 > self.settings.verify_inline_bytes:
+            costly = info.size - zero_bytes * 7 // 8 > self.settings.verify_inline_bytes
+            if self.verifier is not None and costly and not appends:
                 self.verifier({"repository": repository, "uuid": upload_id, "digest": digest})
                 return UploadStatus(session)
-            actual = self._hash(key, wanted.algorithm, info.size, holes)
+            actual = zeros.hash_stored(self.storage, key, wanted.algorithm, info.size, holes)
         if actual != wanted.hex:
-            self.cancel(repository, upload_id)
+            self.discard(session)
             raise mismatch(digest, str(Digest(wanted.algorithm, actual)))
         return self._publish(session, digest, info.size)
 
@@ -353,7 +379,7 @@ class Uploads:
         wanted = digest_parts(digest)
         info = self.storage.stat(key)
         holes = zeros.load_holes(self.storage, upload_id)
-        actual = self._hash(key, wanted.algorithm, info.size, holes) if info is not None else None
+        actual = zeros.hash_stored(self.storage, key, wanted.algorithm, info.size, holes) if info is not None else None
         if info is None or actual != wanted.hex:
             self.storage.delete(key)
             session.state = "failed"
@@ -398,13 +424,8 @@ class Uploads:
         zeros.save_holes(self.storage, session.uuid, holes)
         return info, info.sha256, holes
 
-    def _hash(self, key: str, algorithm: str, size: int, holes: list[Extent]) -> str:
-        if holes:
-            return zeros.hash_object_sparse(self.storage, key, algorithm, size, holes)
-        return hash_object(self.storage, key, algorithm)
-
-    def cancel(self, repository: str, upload_id: str) -> None:
-        session = self.load(repository, upload_id)
+    def cancel(self, repository: str, upload_id: str, *, appends: bool = False) -> None:
+        session = self.load(repository, upload_id, appends=appends)
         self.discard(session)
 
     def discard(self, session: Session) -> None:

@@ -46,6 +46,8 @@ from vmregistry.extents import (
     parse_extents,
     update_with_zeros,
 )
+from vmregistry.oci.jsondoc import DocumentError, parse_document
+from vmregistry.registry.blobs import hash_object
 from vmregistry.storage import MAX_PARTS, MAX_ZERO_PART_SIZE, ObjectNotFound, Storage, UploadedPart
 from vmregistry.wire import MAX_ZERO_BYTES_PER_REQUEST, MAX_ZERO_PARTS_PER_REQUEST
 
@@ -56,6 +58,7 @@ __all__ = [
     "check_annotations",
     "fill",
     "hash_object_sparse",
+    "hash_stored",
     "holes_of",
     "load_holes",
     "parse_zero_spec",
@@ -204,6 +207,13 @@ def hash_object_sparse(storage: Storage, key: str, algorithm: str, size: int, ho
     return digest.hexdigest()
 
 
+def hash_stored(storage: Storage, key: str, algorithm: str, size: int, holes: list[Extent]) -> str:
+    """The digest of a stored object: its declared zeros (``holes``) from memory, the rest read back."""
+    if holes:
+        return hash_object_sparse(storage, key, algorithm, size, holes)
+    return hash_object(storage, key, algorithm)
+
+
 def _invalid_manifest(message: str, **detail: Any) -> RegistryError:
     return RegistryError("MANIFEST_INVALID", message, {"annotation": DATA_ANNOTATION, **detail})
 
@@ -211,8 +221,8 @@ def _invalid_manifest(message: str, **detail: Any) -> RegistryError:
 def check_annotations(storage: Storage, data: bytes) -> None:
     """Refuse a manifest whose layers claim (by their extent annotation) zeros their blobs are not known to hold."""
     try:
-        layers = json.loads(data).get("layers")
-    except (ValueError, AttributeError):
+        layers = parse_document(data).get("layers")
+    except (DocumentError, AttributeError):
         return  # the manifest's own validation reports what is wrong with it
     for index, layer in enumerate(layers if isinstance(layers, list) else []):
         annotations = layer.get("annotations") if isinstance(layer, dict) else None

@@ -223,7 +223,10 @@ class S3Storage(Storage):
         with s3_errors("ListObjectsV2", self.bucket, prefix):
             for page in pages:
                 for item in page.get("Contents", []):
-                    yield item["Key"]
+                    # S3 starts strictly after StartAfter; some compatible stores (LocalStack 4.x)
+                    # start at it, or ignore it for some keys: the contract is strict, so check.
+                    if start_after is None or item["Key"] > start_after:
+                        yield item["Key"]
 
     # -- writing -----------------------------------------------------------------
 
