@@ -30,205 +30,45 @@ only). The clients' peak RSS is their ``VmHWM``, sampled while they run. A
 last measurement pushes and pulls sparse disks of growing apparent size (the
 same 64 MiB of data) through a one-worker server and records the peak RSS of
 the server and of each client: flat means they stream, whatever the size.
+
+In S3 mode (LocalStack on the host, ``make localstack``) the sparse and dense
+disks are pushed and pulled once more through ``vmregistry serve -storage s3``
+(and the ``before`` version, each on its own bucket): the bytes then go to
+LocalStack through presigned URLs, zero parts are server-side copies there,
+and the verification reads back only what is not a declared zero.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import random
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.disktools import (
+    BEFORE,
+    EXTENT,
+    GIB,
+    MIB,
+    SKOPEO,
+    VMREGISTRY,
+    DiskSpec,
+    SkopeoTool,
+    VmregistryTool,
+    export,
+    hash_file,
+    make_disk,
+    peak_rss,
+    summary,
+    vary,
+)
 from bench.servers import Server, start_distribution, start_vmregistry
 
-__all__ = ["DiskSpec", "hash_file", "make_disk", "measure", "render", "targets"]
-
-MIB = 1024 * 1024
-GIB = 1024 * MIB
-EXTENT = 4 * MIB
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-VMREGISTRY = "vmregistry"
-SKOPEO = "skopeo + distribution"
-BEFORE = "vmregistry before"
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class DiskSpec:
-    """A disk to generate: ``apparent`` bytes, ``data`` of them random (all when ``data`` is ``None``)."""
-
-    def __init__(self, name: str, apparent: int, data: int | None) -> None:
-        self.name = name
-        self.apparent = apparent
-        self.data = data
-
-    def describe(self) -> str:
-        data = "random throughout" if self.data is None else f"{self.data // MIB} MiB of data in 4 MiB extents"
-        return f"{self.apparent / GIB:g} GiB, {data}"
-
-
-def make_disk(path: Path, spec: DiskSpec, seed: int = 14) -> int:
-    """Write the disk; returns the offset of its first data byte (where :func:`vary` writes)."""
-    with open(path, "wb") as handle:
-        handle.truncate(spec.apparent)
-        if spec.data is None:
-            for offset in range(0, spec.apparent, 8 * MIB):
-                handle.write(os.urandom(min(8 * MIB, spec.apparent - offset)))
-            return 0
-        slots = random.Random(seed).sample(range(spec.apparent // EXTENT), spec.data // EXTENT)
-        for slot in sorted(slots):
-            handle.seek(slot * EXTENT)
-            handle.write(os.urandom(EXTENT))
-        return min(slots) * EXTENT
-
-
-def vary(path: Path, offset: int, run: int) -> None:
-    """New content: 16 bytes of the first data extent change (the file keeps its holes)."""
-    with open(path, "r+b") as handle:
-        handle.seek(offset)
-        handle.write(run.to_bytes(8, "big") + os.urandom(8))
-
-
-def hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as handle:
-        while chunk := handle.read(8 * MIB):
-            digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
-
-
-def _peak_rss(pid: int) -> int:
-    """``VmHWM`` of a running process, bytes (0 once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            return next((int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:")), 0)
-    except (FileNotFoundError, ProcessLookupError):
-        return 0
-
-
-def _run(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Run a command to completion: (wall seconds, peak RSS MiB).
-
-    The peak is the kernel's high-water mark, sampled every 20 ms while the process
-    runs (``wait4``'s ``ru_maxrss`` would count the forking bench process's own RSS).
-    """
-    with tempfile.TemporaryFile() as errors:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, env=env)
-        peak = 0
-        while process.poll() is None:
-            peak = max(peak, _peak_rss(process.pid))
-            time.sleep(0.02)
-        elapsed = time.perf_counter() - started
-        if process.returncode != 0:
-            errors.seek(0)
-            message = errors.read().decode(errors="replace")[-2000:]
-            raise RuntimeError(f"{' '.join(command[:3])} ... failed ({process.returncode}): {message}")
-    return elapsed, peak / MIB
-
-
-class _Vmregistry:
-    """The reference client (this one, or an exported earlier version) against its own server."""
-
-    def __init__(self, name: str, server: Server, work: Path, python_path: str | None = None) -> None:
-        self.name = name
-        self.host = server.url.removeprefix("http://")
-        self.cache = work / f"cache-{abs(hash(name))}"
-        self.command = [str(Path(sys.executable).with_name("vmregistry"))]
-        self.extra = {"PYTHONPATH": python_path} if python_path is not None else {}
-
-    def _env(self) -> dict[str, str]:
-        shutil.rmtree(self.cache, ignore_errors=True)
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("VMREGISTRY_")}
-        return environ | self.extra | {"VMREGISTRY_CACHE_DIR": str(self.cache)}
-
-    def push(self, disk: Path, tag: str, digest: str) -> tuple[float, float]:
-        return _run([*self.command, "push", f"{self.host}/bench/disk:{tag}", "-disk", str(disk), "-q"], self._env())
-
-    def pull(self, tag: str, out: Path, disk: Path, digest: str) -> tuple[tuple[float, float], Path]:
-        command = [*self.command, "pull", f"{self.host}/bench/disk:{tag}", "-o", str(out), "-q"]
-        return _run(command, self._env()), out / disk.name
-
-
-class _Skopeo:
-    name = SKOPEO
-
-    def __init__(self, server: Server, work: Path, *, preserve: bool = True) -> None:
-        self.host = server.url.removeprefix("http://")
-        self.work = work
-        self.preserve = preserve
-
-    def _layout(self, disk: Path, digest: str) -> Path:
-        layout = self.work / "oci-layout"
-        shutil.rmtree(layout, ignore_errors=True)
-        blobs = layout / "blobs" / "sha256"
-        blobs.mkdir(parents=True)
-        os.link(disk, blobs / digest.removeprefix("sha256:"))
-
-        def put(document: dict[str, Any]) -> dict[str, Any]:
-            data = json.dumps(document).encode()
-            hexdigest = hashlib.sha256(data).hexdigest()
-            (blobs / hexdigest).write_bytes(data)
-            return {"digest": "sha256:" + hexdigest, "size": len(data)}
-
-        config = put({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [digest]}})
-        manifest = put(
-            {
-                "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
-                "layers": [{"mediaType": OCI_LAYER, "digest": digest, "size": disk.stat().st_size}],
-            }
-        )
-        reference = {"org.opencontainers.image.ref.name": "latest"}
-        index = {"schemaVersion": 2, "manifests": [{"mediaType": OCI_MANIFEST, **manifest, "annotations": reference}]}
-        (layout / "index.json").write_text(json.dumps(index))
-        (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-        return layout
-
-    def push(self, disk: Path, tag: str, digest: str) -> tuple[float, float]:
-        layout = self._layout(disk, digest)
-        flags = ["--preserve-digests"] if self.preserve else []
-        command = ["skopeo", "copy", "-q", *flags, "--dest-tls-verify=false"]
-        figures = _run([*command, f"oci:{layout}:latest", f"docker://{self.host}/bench/disk:{tag}"])
-        shutil.rmtree(layout, ignore_errors=True)
-        return figures
-
-    def pull(self, tag: str, out: Path, disk: Path, digest: str) -> tuple[tuple[float, float], Path]:
-        command = ["skopeo", "copy", "-q", "--src-tls-verify=false"]
-        figures = _run([*command, f"docker://{self.host}/bench/disk:{tag}", f"dir:{out}"])
-        return figures, out / digest.removeprefix("sha256:")
-
-
-def _summary(samples: list[float]) -> dict[str, Any]:
-    return {
-        "median": round(statistics.median(samples), 2),
-        "min": round(min(samples), 2),
-        "max": round(max(samples), 2),
-        "runs": len(samples),
-    }
-
-
-def _export(reference: str, work: Path) -> str:
-    """The library and the handlers as they were at ``reference`` (``git archive``): a PYTHONPATH."""
-    target = work / f"before-{reference}"
-    target.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", reference, "layers/vmregistry/python", "functions"],
-        capture_output=True,
-        check=True,
-    )
-    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
-    return f"{target / 'layers' / 'vmregistry' / 'python'}{os.pathsep}{target / 'functions'}"
+__all__ = ["measure", "render", "targets"]
 
 
 def _case(spec: DiskSpec, runs: int, work: Path, options: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
@@ -240,14 +80,14 @@ def _case(spec: DiskSpec, runs: int, work: Path, options: dict[str, Any], log: C
     servers: list[Server] = []
     try:
         servers.append(start_vmregistry(home / "new", workers=options["workers"]))
-        tools: list[Any] = [_Vmregistry(VMREGISTRY, servers[-1], home)]
+        tools: list[Any] = [VmregistryTool(VMREGISTRY, servers[-1], home)]
         if options["before"] is not None:
             env = {"PYTHONPATH": str(options["before"])}
             servers.append(start_vmregistry(home / "before", env, workers=options["workers"]))
-            tools.append(_Vmregistry(BEFORE, servers[-1], home, options["before"]))
+            tools.append(VmregistryTool(BEFORE, servers[-1], home, options["before"]))
         if options["distribution"]:
             servers.append(start_distribution(home / "distribution"))
-            tools.append(_Skopeo(servers[-1], home))
+            tools.append(SkopeoTool(servers[-1], home))
         times: dict[str, dict[str, list[float]]] = {t.name: {"push": [], "pull": []} for t in tools}
         rss: dict[str, dict[str, float]] = {t.name: {"push": 0.0, "pull": 0.0} for t in tools}
         allocated: dict[str, float] = {}
@@ -271,18 +111,70 @@ def _case(spec: DiskSpec, runs: int, work: Path, options: dict[str, Any], log: C
         gzip = None
         if options["distribution"]:
             vary(disk, first, runs)
-            gzip = round(_Skopeo(servers[-1], home, preserve=False).push(disk, "gzip", hash_file(disk))[0], 2)
+            gzip = round(SkopeoTool(servers[-1], home, preserve=False).push(disk, "gzip", hash_file(disk))[0], 2)
     finally:
         for server in servers:
             server.stop()
         shutil.rmtree(home, ignore_errors=True)
     return {
         "disk": spec.describe(),
-        "seconds": {name: {op: _summary(v) for op, v in ops.items()} for name, ops in times.items()},
-        "client_peak_rss_mib": {name: {op: round(v, 1) for op, v in ops.items()} for name, ops in rss.items()},
+        "seconds": {name: {op: summary(v) for op, v in ops.items()} for name, ops in times.items()},
+        "clientpeak_rss_mib": {name: {op: round(v, 1) for op, v in ops.items()} for name, ops in rss.items()},
         "pulled_allocated_mib": allocated,
         "skopeo_gzip_push_s": gzip,
     }
+
+
+def _s3(specs: list[DiskSpec], runs: int, work: Path, before: str | None, log: Callable[[str], None]) -> dict[str, Any]:
+    """The disks through vmregistry on LocalStack's S3 (and the earlier version, on a bucket of its own)."""
+    try:
+        from tests.localstack import LocalStackUnavailable, new_bucket_name, running_localstack, s3_env
+    except ImportError as exc:
+        return {"skipped": f"tests/localstack.py is not importable: {exc}"}
+    home = work / "disks-s3"
+    home.mkdir()
+    out: dict[str, Any] = {}
+    try:
+        with running_localstack(home) as localstack:
+            for spec in specs:
+                disk = home / f"{spec.name}.img"
+                first = make_disk(disk, spec)
+                servers: list[Server] = []
+                try:
+                    tools: list[Any] = []
+                    for name, python_path in ((VMREGISTRY, None), (BEFORE, before)):
+                        if name == BEFORE and python_path is None:
+                            continue
+                        env = s3_env(localstack.endpoint, new_bucket_name("disks"))
+                        env |= {"PYTHONPATH": python_path} if python_path else {}
+                        (home / name).mkdir(exist_ok=True)
+                        servers.append(start_vmregistry(home / name, env, "-storage", "s3"))
+                        tools.append(VmregistryTool(name, servers[-1], home, python_path))
+                    times: dict[str, dict[str, list[float]]] = {t.name: {"push": [], "pull": []} for t in tools}
+                    for run in range(runs):
+                        vary(disk, first, run)
+                        digest = hash_file(disk)
+                        for tool in tools:
+                            log(f"disks s3 {spec.name} run {run + 1}/{runs}: {tool.name}")
+                            shutil.rmtree(home / "pulled", ignore_errors=True)
+                            times[tool.name]["push"].append(tool.push(disk, f"r{run}", digest)[0])
+                            (seconds, _), pulled = tool.pull(f"r{run}", home / "pulled", disk, digest)
+                            times[tool.name]["pull"].append(seconds)
+                            if hash_file(pulled) != digest:
+                                raise RuntimeError(f"{tool.name} on S3 pulled other bytes than were pushed")
+                finally:
+                    for server in servers:
+                        server.stop()
+                    disk.unlink(missing_ok=True)
+                out[spec.name] = {
+                    "disk": spec.describe(),
+                    "seconds": {name: {op: summary(v) for op, v in ops.items()} for name, ops in times.items()},
+                }
+    except LocalStackUnavailable as exc:
+        return {"skipped": str(exc).splitlines()[0]}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    return out
 
 
 def _server_peak(server: Server) -> float:
@@ -290,7 +182,7 @@ def _server_peak(server: Server) -> float:
     peaks = [server.status_field("VmHWM")]
     children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
     for pid in children.read_text().split() if children.exists() else []:
-        peaks.append(_peak_rss(int(pid)))
+        peaks.append(peak_rss(int(pid)))
     return round(max(peaks) / MIB, 1)
 
 
@@ -305,7 +197,7 @@ def _memory(sizes: list[int], work: Path, log: Callable[[str], None]) -> dict[st
         make_disk(disk, DiskSpec("memory", size, min(64 * MIB, size // 4 // EXTENT * EXTENT)))
         try:
             with start_vmregistry(home, workers=1) as server:
-                tool = _Vmregistry(VMREGISTRY, server, home)
+                tool = VmregistryTool(VMREGISTRY, server, home)
                 push_s, push_rss = tool.push(disk, "m", "")
                 (pull_s, pull_rss), _ = tool.pull("m", home / "pulled", disk, "")
                 server_rss = _server_peak(server)
@@ -331,19 +223,22 @@ def measure(
     workers: int | None = None,
     distribution: bool = True,
     before: str | None = None,
+    s3_runs: int = 1,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """``{"sparse": case, "dense": case, "memory": {...}}``: vmregistry alone without skopeo and distribution."""
+    """``{"sparse", "dense", "memory", "s3"}``: vmregistry alone without skopeo and distribution."""
     if distribution and (shutil.which("skopeo") is None or shutil.which("docker-registry") is None):
         return {"skipped": "skopeo or docker-registry is not installed (make bench installs them)"}
-    options = {"workers": workers, "distribution": distribution, "before": _export(before, work) if before else None}
-    data = data // EXTENT * EXTENT
-    return {
-        "before": before,
-        "sparse": _case(DiskSpec("sparse", apparent, data), runs, work, options, log),
-        "dense": _case(DiskSpec("dense", apparent, None), runs, work, options, log),
-        "memory": _memory(list(memory_sizes), work, log),
-    }
+    path = export(before, work) if before else None
+    options = {"workers": workers, "distribution": distribution, "before": path}
+    specs = [DiskSpec("sparse", apparent, data // EXTENT * EXTENT), DiskSpec("dense", apparent, None)]
+    result: dict[str, Any] = {"before": before}
+    for spec in specs:
+        result[spec.name] = _case(spec, runs, work, options, log)
+    result["memory"] = _memory(list(memory_sizes), work, log)
+    if s3_runs:
+        result["s3"] = _s3(specs, s3_runs, work, path, log)
+    return result
 
 
 def _cell(entry: dict[str, Any] | None) -> str:
@@ -382,7 +277,7 @@ def render(result: dict[str, Any]) -> list[str]:
     out.append("")
     for case in ("sparse", "dense"):
         row = disks.get(case) or {}
-        rss, allocated = row.get("client_peak_rss_mib") or {}, row.get("pulled_allocated_mib") or {}
+        rss, allocated = row.get("clientpeak_rss_mib") or {}, row.get("pulled_allocated_mib") or {}
         shown = "; ".join(
             f"{name}: push {v['push']} MiB, pull {v['pull']} MiB, pulled file {allocated.get(name, '-')} MiB on disk"
             for name, v in rss.items()
@@ -391,6 +286,22 @@ def render(result: dict[str, Any]) -> list[str]:
         out.append(
             f"- {case}: client peak RSS {shown}" + (f"; skopeo push gzipping the layer: {gzip} s" if gzip else "")
         )
+    s3 = disks.get("s3") or {}
+    if "skipped" in s3:
+        out += ["", f"S3 mode: not measured ({s3['skipped']})."]
+    elif s3:
+        shown = f" | {before}" if before else ""
+        out += [
+            "",
+            f"| On LocalStack's S3 | Operation | {VMREGISTRY}{shown} |",
+            "|---|---|---|" + ("---|" if before else ""),
+        ]
+        for row in s3.values():
+            for op in ("push", "pull"):
+                cells = [row["disk"], op, _cell((row["seconds"].get(VMREGISTRY) or {}).get(op))]
+                if before:
+                    cells.append(_cell((row["seconds"].get(BEFORE) or {}).get(op)))
+                out.append("| " + " | ".join(cells) + " |")
     memory = disks.get("memory") or {}
     if memory:
         out += ["", "| Sparse disk (64 MiB of data) | server peak RSS | push client | pull client | push | pull |"]

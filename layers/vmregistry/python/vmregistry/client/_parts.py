@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
 from vmregistry.client._errors import ClientError, RegistryAPIError
@@ -127,40 +127,40 @@ def send_parts(
     sender = _Sender(transport, uuid, task, on_stored)
     futures: list[Future[None]] = []
     zeros: list[Part] = []
-    with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="part") as pool:
+    pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="part")
 
-        def flush() -> None:
-            if zeros:
-                batch = list(zeros)
-                futures.append(pool.submit(sender.guarded, lambda: sender.declare(batch)))
-                zeros.clear()
+    def flush() -> None:
+        if zeros:
+            futures.append(pool.submit(sender.guarded, functools.partial(sender.declare, list(zeros))))
+            zeros.clear()
 
-        try:
-            for part in parts:  # walking the plan reads the disk: this thread hashes while the pool sends
-                if sender.stop.is_set():
-                    break
-                if held.get(part.number) == part.length:
-                    task.skip(part.length)
-                    continue
-                if part.zero:
-                    full = len(zeros) == MAX_ZERO_PARTS_PER_REQUEST
-                    if full or sum(p.length for p in zeros) + part.length > MAX_ZERO_BYTES_PER_REQUEST:
-                        flush()
-                    zeros.append(part)
-                    continue
-                with sender.lock:
-                    sender.unsigned.append(part)
-                futures.append(pool.submit(sender.guarded, functools.partial(sender.send, part)))
-            flush()
-            if not sender.stop.is_set() and planned():
-                sender.stop.set()  # what is queued is not sent; what is in flight settles
-                return False
-        except BaseException:
-            sender.stop.set()
-            raise
-        finally:
-            wait(futures)
-    transport.release_threads()
-    for future in futures:
-        future.result()  # the first failure, if any
-    return True
+    try:
+        for part in parts:  # walking the plan reads the disk: this thread hashes while the pool sends
+            if sender.stop.is_set():
+                break
+            if held.get(part.number) == part.length:
+                task.skip(part.length)
+                continue
+            if part.zero:
+                full = len(zeros) == MAX_ZERO_PARTS_PER_REQUEST
+                if full or sum(p.length for p in zeros) + part.length > MAX_ZERO_BYTES_PER_REQUEST:
+                    flush()
+                zeros.append(part)
+                continue
+            with sender.lock:
+                sender.unsigned.append(part)
+            futures.append(pool.submit(sender.guarded, functools.partial(sender.send, part)))
+        flush()
+        if not sender.stop.is_set() and planned():
+            sender.stop.set()  # what is queued is not sent; what is in flight settles
+            return False
+        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in finished:
+            future.result()  # the first failure, if any
+        return True
+    except BaseException:  # a failed part, a failed read of the disk, Ctrl-C: stop sending, keep what is stored
+        sender.stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        transport.release_threads()

@@ -23,8 +23,8 @@ earlier write left bytes there).
 The object's SHA-256 is computed as parts land, in order: after storing a
 part, the request takes the upload's hash lock (if nobody holds it) and hashes
 whatever now follows the hashed prefix (``hash``: the offset reached, the
-next part number, the etags hashed and the saved hash state,
-:mod:`vmregistry.storage.resumable`), zero parts from memory. So completion
+next part number, a digest chained over the etags of the parts hashed, and the
+saved hash state, :mod:`vmregistry.storage.resumable`), zero parts from memory. So completion
 usually hashes little or nothing: it checks that the parts' records tile
 ``[0, size)`` in number order, finishes the hash (or, if a part changed after
 it was hashed or the state is unusable, hashes the whole file, holes fed from
@@ -41,6 +41,7 @@ import ctypes
 import errno
 import fcntl
 import functools
+import hashlib
 import json
 import os
 import secrets
@@ -230,13 +231,18 @@ def _state(directory: Path) -> dict[str, object]:
     try:
         return dict(json.loads((directory / _HASH).read_text()))
     except (FileNotFoundError, ValueError):
-        return {"offset": 0, "next": 1, "etags": {}, "sha256": None}
+        return {"offset": 0, "next": 1, "chain": "", "sha256": None}
+
+
+def _chain(chain: str, number: int, etag: str) -> str:
+    """The etags of the parts hashed so far, in one small value: a part sent again changes it."""
+    return hashlib.sha256(f"{chain}|{number}:{etag}".encode()).hexdigest()
 
 
 def _hash_following(directory: Path, state: dict[str, object]) -> bool:
     """Hash the parts that follow the hashed prefix in ``state`` (updated); whether it moved."""
     digest = resumable.ResumableSHA256(str(state["sha256"]) if state["sha256"] else None)
-    etags = dict(state["etags"])  # type: ignore[call-overload]
+    chain = str(state["chain"])
     offset, number = int(str(state["offset"])), int(str(state["next"]))
     first = number
     zeros = memoryview(_ZEROS)
@@ -254,11 +260,11 @@ def _hash_following(directory: Path, state: dict[str, object]) -> bool:
                     else:
                         raise EOFError(f"the object's file ends before {end}")
                     offset += n
-                etags[str(number)] = record["etag"]
+                chain = _chain(chain, number, str(record["etag"]))
                 number += 1
     finally:
         os.close(fd)
-    state.update(offset=offset, next=number, etags=etags, sha256=digest.save())
+    state.update(offset=offset, next=number, chain=chain, sha256=digest.save())
     return number != first
 
 
@@ -290,7 +296,7 @@ def advance(directory: Path, wait: bool = False) -> dict[str, object] | None:
                 temporary = directory / f"{_HASH}.{secrets.token_hex(4)}.tmp"
                 temporary.write_text(json.dumps(state))
                 os.replace(temporary, directory / _HASH)
-        except (OSError, ValueError, RuntimeError):
+        except (OSError, ValueError, RuntimeError, EOFError, KeyError):
             return None  # gone meanwhile, or a state this library cannot use: completion hashes it all
     if not wait and (directory / _PARTS / f"{int(str(state['next'])):05d}").exists():
         return advance(directory)  # a part landed while the lock was held by us: its sender gave up on it
@@ -313,10 +319,12 @@ def complete(directory: Path, parts: list[UploadedPart]) -> tuple[Path, str, os.
         raise ValueError(f"the parts hold {position} bytes of the {size} declared")
     path = directory / _DATA
     state = advance(directory, wait=True)
-    hashed = state["etags"] if state is not None else None
+    chain = ""
+    for part in parts:
+        chain = _chain(chain, part.number, part.etag)
     fd = os.open(path, os.O_RDWR)
     try:
-        if state is not None and state["offset"] == size and hashed == {str(p.number): p.etag for p in parts}:
+        if state is not None and state["offset"] == size and state["chain"] == chain:
             sha256 = resumable.ResumableSHA256(str(state["sha256"])).hexdigest()
         else:  # hashed out of date (a part sent again) or not at all: the whole file, holes from memory
             sha256 = hash_file(fd, size)
