@@ -6,7 +6,10 @@ extents scattered over the disk, holes elsewhere), and a *dense* one (random
 bytes throughout). Each run first changes 16 bytes of the first data extent,
 so every run moves content neither registry (nor skopeo's blob-location
 cache) has seen; within a run the tools alternate, push then pull, so a burst
-of load from elsewhere hits them all.
+of load from elsewhere hits them all, and take turns at going first. ``sync``
+runs before each command: none pays for writing back what another left in
+the page cache (distribution and skopeo's ``dir:`` do not fsync; vmregistry
+makes a blob durable before it is visible, and a pulled file before it is named).
 
 * vmregistry: ``vmregistry push HOST/bench/disk:rN -disk FILE`` and
   ``vmregistry pull HOST/bench/disk:rN -o DIR`` (the reference client with
@@ -94,13 +97,15 @@ def _case(spec: DiskSpec, runs: int, work: Path, options: dict[str, Any], log: C
         for run in range(runs):
             vary(disk, first, run)
             digest = hash_file(disk)
-            for tool in tools:
+            for tool in tools[run % len(tools) :] + tools[: run % len(tools)]:  # each tool goes first in turn
                 log(f"disks {spec.name} run {run + 1}/{runs}: {tool.name}")
                 out = home / "pulled"
                 shutil.rmtree(out, ignore_errors=True)
+                os.sync()  # nothing the tool before left dirty is written back on this one's time
                 seconds, peak = tool.push(disk, f"r{run}", digest)
                 times[tool.name]["push"].append(seconds)
                 rss[tool.name]["push"] = max(rss[tool.name]["push"], peak)
+                os.sync()
                 (seconds, peak), pulled = tool.pull(f"r{run}", out, disk, digest)
                 times[tool.name]["pull"].append(seconds)
                 rss[tool.name]["pull"] = max(rss[tool.name]["pull"], peak)

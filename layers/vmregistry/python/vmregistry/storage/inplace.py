@@ -182,15 +182,15 @@ def _holds_data(fd: int, offset: int, length: int) -> bool:
 
 
 def _make_hole(fd: int, offset: int, length: int) -> None:
-    """Make ``[offset, offset + length)`` read as zeros: punch a hole, or write zeros where that is unsupported."""
+    """Make ``[offset, offset + length)`` read as zeros (durably): punch a hole, or write zeros."""
     if not _holds_data(fd, offset, length):
-        return  # already a hole: the usual case
+        return  # already a hole, as every range of a fresh upload is: nothing to write, nothing to sync
     punch = _fallocate()
-    if punch is not None and punch(fd, _PUNCH_HOLE_KEEP_SIZE, offset, length) == 0:
-        return
-    zeros = bytes(1024 * 1024)
-    for start in range(offset, offset + length, len(zeros)):
-        os.pwrite(fd, zeros[: min(len(zeros), offset + length - start)], start)
+    if punch is None or punch(fd, _PUNCH_HOLE_KEEP_SIZE, offset, length) != 0:
+        zeros = bytes(1024 * 1024)
+        for start in range(offset, offset + length, len(zeros)):
+            os.pwrite(fd, zeros[: min(len(zeros), offset + length - start)], start)
+    os.fdatasync(fd)
 
 
 def zero(directory: Path, number: int, offset: int | None, size: int) -> UploadedPart:
@@ -202,7 +202,6 @@ def zero(directory: Path, number: int, offset: int | None, size: int) -> Uploade
     fd = os.open(directory / _DATA, os.O_RDWR)
     try:
         _make_hole(fd, offset, size)
-        os.fdatasync(fd)
     finally:
         os.close(fd)
     return _record(directory, number, offset, size, zero=True)
