@@ -119,8 +119,8 @@ typecheck: install
 # Benchmarks against CNCF distribution (docs/bench.md); not part of `make test`.
 # LocalStack (make localstack) is for the S3-mode section, MiniStack for the deployed stack's.
 bench: install localstack cdk ministack
-	@command -v docker-registry >/dev/null && command -v wrk >/dev/null || { \
-	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq docker-registry wrk; }
+	@command -v docker-registry >/dev/null && command -v wrk >/dev/null && command -v skopeo >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq docker-registry wrk skopeo; }
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import listing, manifest_put
+from bench import disks, listing, manifest_put
 
 __all__ = ["check_targets", "render_chart", "render_markdown"]
 
@@ -88,7 +88,7 @@ def check_targets(result: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         checks.append(
             (f"peak RSS < 150 MB moving {biggest_mem} MiB", f"{peak * 1.048576:.0f} MB", peak * 1.048576 < 150)
         )
-    return checks + listing.targets(result) + manifest_put.targets(result)
+    return checks + listing.targets(result) + manifest_put.targets(result) + disks.targets(result)
 
 
 def _machine(result: dict[str, Any]) -> list[str]:
@@ -240,7 +240,7 @@ def render_markdown(result: dict[str, Any]) -> str:
                 out.append(f"\nOne API round trip (POST upload / GET redirect) costs {s3['api_ms']} ms median.")
         out.append("")
     out += _emulator_section(result)
-    out += listing.render(result) + manifest_put.render(result)
+    out += listing.render(result) + manifest_put.render(result) + disks.render(result)
     checks = check_targets(result)
     if checks:
         out += ["## Targets", "", "| Target | Measured | Met |", "|---|---|---|"]

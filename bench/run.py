@@ -1,7 +1,8 @@
 """``python -m bench``: run every measurement, write ``bench/results/`` and ``docs/bench.md``.
 
 Sections run in order (throughput, control plane, Lambda costs, memory, S3,
-the deployed stack in the emulator, listing pages, manifest PUT by layer count)
+the deployed stack in the emulator, listing pages, manifest PUT by layer count,
+whole VM disks against skopeo)
 and each records the machine's load average before it starts: the machine
 may be shared, and a figure means little without the load it ran under.
 ``--quick`` is the smoke run (tiny sizes, one run, our server only unless
@@ -27,7 +28,7 @@ from typing import Any
 
 from vmregistry.local.workers import default_workers
 
-from bench import control, emulator, listing, manifest_put, memory, report, s3, throughput
+from bench import control, disks, emulator, listing, manifest_put, memory, report, s3, throughput
 from bench.servers import Server, distribution_version, start_distribution, start_vmregistry
 from bench.throughput import MIB
 
@@ -36,7 +37,7 @@ __all__ = ["main", "parse_size"]
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs" / "bench.md"
-SECTIONS = ("throughput", "control", "lambda", "memory", "s3", "emulator", "listing", "manifests")
+SECTIONS = ("throughput", "control", "lambda", "memory", "s3", "emulator", "listing", "manifests", "disks")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -96,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
         default=[d.label for d in listing.DATASETS],
         help="datasets of the listing section",
     )
+    parser.add_argument("--disk-runs", type=int, default=3, help="runs per whole-disk figure (disks)")
+    parser.add_argument("--disks-before", metavar="REF", help="also time vmregistry as of this git commit (disks)")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--skip", nargs="*", choices=SECTIONS, default=[], help="skip these sections")
     parser.add_argument(
@@ -256,6 +259,19 @@ def _run(
         result["load"]["manifests"] = _load()
         result["manifest_put"] = manifest_put.measure(
             args.runs, args.s3_runs, work, log, s3=not args.quick, quick=args.quick
+        )
+    if "disks" in sections:
+        log("whole VM disks")
+        result["load"]["disks"] = _load()
+        small = {"apparent": 32 * MIB, "data": 8 * MIB, "memory_sizes": (32 * MIB,)} if args.quick else {}
+        result["disks"] = disks.measure(
+            1 if args.quick else args.disk_runs,
+            work,
+            workers=args.workers,
+            distribution=use_distribution,
+            before=args.disks_before,
+            log=log,
+            **small,  # type: ignore[arg-type]
         )
     log("done")
 

@@ -22,7 +22,7 @@ MAX_LINES = 450
 
 FLOORS: list[set[str]] = [
     {"__init__", "lazy", "coldstart", "errors", "mediatypes", "digests"},
-    {"names", "httprange", "config", "oci"},
+    {"names", "httprange", "config", "oci", "extents"},
     {"paths", "routes"},
     {"storage"},
     {"wire"},

@@ -19,7 +19,8 @@ import pytest
 from vmregistry import mediatypes, paths
 from vmregistry.digests import digest_of
 from vmregistry.errors import RegistryError
-from vmregistry.registry import Registry
+from vmregistry.registry import BlobInfo, Registry
+from vmregistry.registry.body import Body
 from vmregistry.registry.gc import collect_garbage
 from vmregistry.registry.manifests import tag_record, twin_of
 from vmregistry.storage import ObjectInfo, Storage
@@ -166,6 +167,31 @@ def test_nothing_referenced_is_collected_and_the_catalog_follows(backend: Storag
     assert registry.manifests.repositories() == ["gc/keep"]
     registry.manifests.delete("gc/keep", kept)
     report = collect_garbage(backend, grace=0, settle=0)
+    assert list(backend.list("")) == []
+
+
+def test_a_blobs_zero_record_is_collected_with_it(backend: Storage) -> None:
+    registry = Registry(backend)
+    # GIVEN a blob uploaded in placed parts, its second part declared zeros (so the registry records its zeros)
+    data = os.urandom(5 * 1024 * 1024)
+    content = data + bytes(6 * 1024 * 1024)
+    status = registry.uploads.start("gc/sparse", size=len(content), mode="multipart", part_size=len(data))
+    assert not isinstance(status, BlobInfo)
+    upload = status.session.uuid
+    registry.uploads.put_parts("gc/sparse", upload, "1", Body(data))
+    registry.uploads.put_parts("gc/sparse", upload, None, zero=f"2:{len(data)}:{6 * 1024 * 1024}")
+    digest = digest_of(content)
+    registry.uploads.complete("gc/sparse", upload, digest)
+    assert backend.read(paths.zeros_key(digest)) == b"5242880+6291456"
+    # AND a record whose blob never appeared (an upload that died between the two)
+    orphan = digest_of(b"never published")
+    backend.write(paths.zeros_key(orphan), b"0+10")
+    # WHEN the blob is no longer referenced and gc runs
+    registry.blobs.delete("gc/sparse", digest)
+    report = collect_garbage(backend, grace=0, settle=0)
+    # THEN the blob goes, and its record with it, and the orphaned record too
+    assert report.deleted == [digest]
+    backend.delete_prefix(paths.FILL_PREFIX)  # the S3 backend's all-zero sources are not garbage
     assert list(backend.list("")) == []
 
 

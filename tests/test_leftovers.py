@@ -102,3 +102,31 @@ def test_sweep_uploads_reports_every_kind_of_leftover(tmp_path: Path) -> None:
     assert not temporary.exists()
     assert not multipart.exists()
     assert not staged.exists()
+
+
+def test_an_abandoned_upload_written_in_place_is_swept_whole(tmp_path: Path) -> None:
+    from vmregistry.registry import Registry
+    from vmregistry.registry.body import Body
+    from vmregistry.storage.filesystem import FilesystemStorage
+
+    # GIVEN an upload written in place (its data file, part records and declared zeros), whose session is gone
+    storage = tmp_path / "storage"
+    registry = Registry(FilesystemStorage(storage))
+    status = registry.uploads.start("crash/vm", size=16 * MiB, mode="multipart", part_size=8 * MiB)
+    uuid = status.session.uuid  # type: ignore[union-attr]
+    registry.uploads.put_parts("crash/vm", uuid, "1", Body(os.urandom(8 * MiB)))
+    registry.uploads.put_parts("crash/vm", uuid, None, zero=f"2:{8 * MiB}:{8 * MiB}")
+    (storage / "uploads" / uuid / "session.json").unlink()
+    for path in [*storage.joinpath(".multipart").rglob("*"), *storage.joinpath("uploads").rglob("*")]:
+        _age(path)
+    # WHEN uploads are swept with an hour's age
+    swept = subprocess.run(
+        [VMREGISTRY, "sweep-uploads", "-older-than", "1", "-fs-path", str(storage)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # THEN the multipart upload (data file and records) and the keys under uploads/ are gone
+    assert "1 orphaned upload object(s), 1 abandoned multipart upload(s)" in swept.stdout
+    assert list((storage / ".multipart").iterdir()) == []
+    assert not (storage / "uploads" / uuid).exists()

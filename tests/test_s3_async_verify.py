@@ -122,3 +122,27 @@ def test_the_client_waits_for_the_verdict(deferring: RunningServer, tmp_path: Pa
     assert [p.read_bytes() for p in (tmp_path / "out").iterdir() if p.stat().st_size == disk.stat().st_size] == [
         disk.read_bytes()
     ]
+
+
+def test_a_sparse_disk_is_verified_by_the_worker_and_published_with_its_zeros(
+    deferring: RunningServer, tmp_path: Path
+) -> None:
+    # GIVEN a 40 MiB disk with 4 MiB of data at its start and end, pushed while it is read, zeros declared
+    from vmregistry.client import PushOptions, RegistryClient, push_image
+    from vmregistry.extents import DATA_ANNOTATION
+
+    disk = tmp_path / "sparse.img"
+    with open(disk, "wb") as handle:
+        handle.truncate(40 * 1024 * 1024)
+        handle.write(os.urandom(2 * 1024 * 1024))
+        handle.seek(38 * 1024 * 1024)
+        handle.write(os.urandom(2 * 1024 * 1024))
+    options = PushOptions(part_size=8 * 1024 * 1024, read_first_below=0, state_root=tmp_path / "state")
+    # WHEN it is pushed (completion answers 202: the worker verifies, the declared zeros hashed from memory)
+    with RegistryClient.connect(deferring.url) as client:
+        result = push_image(client, "async/sparse", "v1", [disk], options=options)
+    # THEN it is published with its zeros on record: the manifest naming only its data ranges was accepted
+    layer = json.loads(result.manifest)["layers"][0]
+    assert result.outcomes[layer["digest"]] == "multipart"
+    assert layer["annotations"][DATA_ANNOTATION] == "0+5242880,39845888+2097152"
+    assert pull_blob(deferring.url, "async/sparse", layer["digest"]).body == disk.read_bytes()

@@ -175,6 +175,7 @@ KEYED_CALLS: dict[str, Callable[[Storage, str], object]] = {
     "multipart_list_parts": lambda s, k: s.multipart_list_parts(k, "upload"),
     "multipart_complete": lambda s, k: s.multipart_complete(k, "upload", []),
     "multipart_abort": lambda s, k: s.multipart_abort(k, "upload"),
+    "multipart_zero_part": lambda s, k: s.multipart_zero_part(k, "upload", 1, 1024),
     "list": lambda s, k: list(s.list(k + "/")),
     "list start_after": lambda s, k: list(s.list("", start_after=k + "/x")),
     "delete_prefix": lambda s, k: s.delete_prefix(k + "/"),

@@ -8,6 +8,7 @@ from vmregistry.api import HttpResponse, Request, json_response
 from vmregistry.wire import (
     MAX_PART_SIZE,
     MAX_PARTS,
+    MAX_ZERO_PART_SIZE,
     MIN_PART_SIZE,
     ErrorJSON,
     PartJSON,
@@ -72,11 +73,13 @@ def session_json(status: UploadStatus, location: str) -> SessionJSON:
         "error": error,
         "digest": s.digest,
         "size": s.size,
+        "partSize": s.part_size,
         "uploaded": status.uploaded,
         "parts": [{"number": p.number, "size": p.size, "etag": p.etag} for p in status.parts],
         "minPartSize": MIN_PART_SIZE,
         "maxPartSize": MAX_PART_SIZE,
         "maxParts": MAX_PARTS,
+        "maxZeroPartSize": MAX_ZERO_PART_SIZE,
         "location": location,
     }
     if status.request is not None:

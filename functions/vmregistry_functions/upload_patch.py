@@ -1,8 +1,10 @@
 """PATCH /v1|v2/<name>/blobs/uploads/<uuid>: send part of a blob.
 
-``/v1``: ``?part=N`` names one part, ``?part=N-M`` a range (URLs only). A body
-is stored as that part (or, without ``part``, as the next one); no body asks
-for presigned PUT URLs to send the parts straight to storage.
+``/v1``: ``?part=N`` names one part, ``?part=N-M`` a range (URLs only),
+``?part=N:OFFSET,...`` parts at their offsets. A body is stored as that part (or,
+without ``part``, as the next one); no body asks for presigned PUT URLs to send
+the parts straight to storage. ``?zero=N:OFFSET:LENGTH,...`` has storage fill
+those parts with zeros instead (nothing is sent).
 
 ``/v2``: the body is appended to the upload, as a chunk at ``Content-Range:
 <start>-<end>`` (which must start where the upload ends: 416 otherwise) or, without
@@ -47,7 +49,9 @@ def upload_patch(request: Request) -> HttpResponse:
                 content_length(request),
             )
         return _oci.upload_progress(request, request.upload_id, progress.received)
-    parts = registry.uploads.put_parts(request.name, request.upload_id, request.query.get("part"), request.payload)
+    parts = registry.uploads.put_parts(
+        request.name, request.upload_id, request.query.get("part"), request.payload, request.query.get("zero")
+    )
     location = request.url(f"/v1/{request.name}/blobs/uploads/{request.upload_id}")
     return json_response(
         202,

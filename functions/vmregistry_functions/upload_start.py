@@ -4,7 +4,8 @@ Query parameters: ``digest`` (with a body: a monolithic upload of a small
 blob), ``mount`` and ``from`` (link a blob from a repository the caller may
 pull; ``/v2`` without ``from``: from anywhere, for a caller who may pull
 everything). ``/v1`` also takes ``size`` (declare the blob: enables the single
-presigned PUT) and ``mode`` (``single`` or ``multipart``); ``/v2`` opens an OCI
+presigned PUT), ``mode`` (``single`` or ``multipart``) and ``partSize`` (with
+``size``: parts land at their offsets, see docs/api.md); ``/v2`` opens an OCI
 session, whose chunks are appended in order (``vmregistry.registry.appends``).
 """
 
@@ -22,11 +23,11 @@ from vmregistry_functions._responses import blob_created, upload_status
 endpoint = Endpoint("upload_start")
 
 
-def _size(raw: str | None) -> int | None:
+def _size(raw: str | None, name: str = "size") -> int | None:
     if raw is None:
         return None
-    if not raw.isascii() or not raw.isdigit():
-        raise RegistryError("SIZE_INVALID", "size must be a non-negative integer", {"size": raw[:50]})
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+        raise RegistryError("SIZE_INVALID", f"{name} must be a non-negative integer", {name: raw[:50]})
     return int(raw)
 
 
@@ -51,6 +52,7 @@ def upload_start(request: Request) -> HttpResponse:
         digest=None if oci and not body else digest,
         size=None if oci else _size(query.get("size")),
         mode=None if oci else query.get("mode"),
+        part_size=None if oci else _size(query.get("partSize"), "partSize"),
         body=body,
         mount=mount,
         mount_from=mount_from,

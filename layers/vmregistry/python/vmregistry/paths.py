@@ -11,9 +11,13 @@
     │   │   └── <algorithm>/<hex>                      one each, its referrers-API descriptor (JSON)
     │   └── _tags/<tag>                                a tag: its manifest's digest, then a copy of its bytes
     ├── catalog/<name>!                                the repository has a manifest (empty body)
+    ├── zeros/<algorithm>/<hex>                        ranges of that blob its uploads declared zero (JSON)
+    ├── fill/zeros-<bytes>                             all-zero objects zero parts are copied from (S3)
     └── uploads/<uuid>/
         ├── session.json                               upload session state (repository, mode, ...)
         ├── data                                       multipart target, until verified and moved
+        ├── zeros/<NNNNN>                              zero parts declared by one request: numbers and etags
+        ├── holes                                      the zero ranges of the joined data, until published
         ├── chunks/<offset>.<length>                   OCI chunks not yet joined into a part (under 5 MiB)
         └── body                                       a streamed request body, staged for its handler
 
@@ -32,6 +36,12 @@ Why this shape:
   and the names nested under it (``a!`` beside ``a/``) never collide on a
   filesystem.
 * A tag holds a copy of its manifest, so a pull by tag is one read.
+* A blob's zero ranges (``zeros/``) are known only from uploads that declared
+  them, and storage filled them itself: what a manifest's extent annotation
+  is checked against (:mod:`vmregistry.registry.zeros`). They sit beside the
+  blob's key range, not in it, so listing ``blobs/`` lists blobs; garbage
+  collection deletes a blob's record with the blob. ``fill/`` belongs to the
+  S3 backend (:mod:`vmregistry.storage.s3_zeros`) and is never collected.
 * A referrer is listed under its subject when it is pushed (and unlisted when it
   is deleted), so the referrers API reads one key range and small descriptors,
   never every manifest of the repository. The subject need not exist (OCI allows
@@ -53,11 +63,14 @@ from vmregistry.digests import split
 __all__ = [
     "BLOBS_PREFIX",
     "CATALOG_PREFIX",
+    "FILL_PREFIX",
     "REPOSITORIES_PREFIX",
     "UPLOADS_PREFIX",
+    "ZEROS_PREFIX",
     "blob_key",
     "catalog_key",
     "digest_of_key",
+    "fill_key",
     "is_staged_body_key",
     "layer_key",
     "layers_prefix",
@@ -72,14 +85,20 @@ __all__ = [
     "upload_chunk_key",
     "upload_chunks_prefix",
     "upload_data_key",
+    "upload_holes_key",
     "upload_prefix",
     "upload_session_key",
+    "upload_zeros_key",
+    "upload_zeros_prefix",
+    "zeros_key",
 ]
 
 BLOBS_PREFIX = "blobs/"
 REPOSITORIES_PREFIX = "repositories/"
 CATALOG_PREFIX = "catalog/"
 UPLOADS_PREFIX = "uploads/"
+ZEROS_PREFIX = "zeros/"
+FILL_PREFIX = "fill/"
 _CATALOG_END = "!"
 
 
@@ -157,6 +176,26 @@ def upload_session_key(upload_id: str) -> str:
 
 def upload_data_key(upload_id: str) -> str:
     return f"{upload_prefix(upload_id)}data"
+
+
+def upload_zeros_prefix(upload_id: str) -> str:
+    return f"{upload_prefix(upload_id)}zeros/"
+
+
+def upload_zeros_key(upload_id: str, first_part: int) -> str:
+    return f"{upload_zeros_prefix(upload_id)}{first_part:05d}"
+
+
+def upload_holes_key(upload_id: str) -> str:
+    return f"{upload_prefix(upload_id)}holes"
+
+
+def zeros_key(digest: str) -> str:
+    return f"{ZEROS_PREFIX}{_digest_path(digest)}"
+
+
+def fill_key(size: int) -> str:
+    return f"{FILL_PREFIX}zeros-{size}"
 
 
 def upload_chunks_prefix(upload_id: str) -> str:

@@ -12,9 +12,9 @@ A session, as ``POST .../blobs/uploads/``, ``GET`` and ``PATCH`` on a session an
 
     {"uuid": "...", "repository": "team/vm", "mode": "single" | "multipart",
      "state": "open" | "verifying" | "failed", "error": null | {"code", "message", "detail"},
-     "digest": "sha256:..." | null, "size": 123 | null, "uploaded": 0,
+     "digest": "sha256:..." | null, "size": 123 | null, "partSize": 67108864 | null, "uploaded": 0,
      "parts": [{"number": 1, "size": 5242880, "etag": "..."}],
-     "minPartSize": 5242880, "maxPartSize": 5368709120, "maxParts": 10000,
+     "minPartSize": 5242880, "maxPartSize": 5368709120, "maxParts": 10000, "maxZeroPartSize": 1073741824,
      "upload": {"url", "method", "headers", "expiresAt"},      # single mode only
      "location": "/v1/team/vm/blobs/uploads/<uuid>"}
 """
@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any, NotRequired, TypedDict
 
 from vmregistry.config import INLINE_LIMIT
-from vmregistry.storage.base import MAX_PART_SIZE, MAX_PARTS, MAX_SINGLE_PUT_SIZE, MIN_PART_SIZE
+from vmregistry.storage.base import MAX_PART_SIZE, MAX_PARTS, MAX_SINGLE_PUT_SIZE, MAX_ZERO_PART_SIZE, MIN_PART_SIZE
 
 __all__ = [
     "INLINE_LIMIT",
@@ -32,6 +32,9 @@ __all__ = [
     "MAX_PARTS_PER_REQUEST",
     "MAX_PART_SIZE",
     "MAX_SINGLE_PUT_SIZE",
+    "MAX_ZERO_BYTES_PER_REQUEST",
+    "MAX_ZERO_PARTS_PER_REQUEST",
+    "MAX_ZERO_PART_SIZE",
     "MIN_PART_SIZE",
     "OCI_CHUNK_LENGTH",
     "ErrorJSON",
@@ -43,6 +46,10 @@ __all__ = [
 
 MAX_PARTS_PER_REQUEST = 100
 """How many presigned part URLs one ``PATCH ?part=N-M`` hands out."""
+
+MAX_ZERO_PARTS_PER_REQUEST = 16
+MAX_ZERO_BYTES_PER_REQUEST = 2 * 1024 * 1024 * 1024
+"""What one ``PATCH ?zero=`` may declare: S3 copies that many bytes within the request (API Gateway's 29 s)."""
 
 OCI_CHUNK_LENGTH = INLINE_LIMIT
 """The chunk length ``/v2`` advertises (``OCI-Chunk-Min-Length``, docs/oci.md): the most one request body
@@ -91,10 +98,12 @@ class SessionJSON(TypedDict):
     error: ErrorJSON | None
     digest: str | None
     size: int | None
+    partSize: int | None
     uploaded: int
     parts: list[StoredPartJSON]
     minPartSize: int
     maxPartSize: int
     maxParts: int
+    maxZeroPartSize: int
     upload: NotRequired[PresignedJSON]
     location: NotRequired[str]

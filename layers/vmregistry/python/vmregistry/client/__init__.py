@@ -14,8 +14,9 @@ where credentials come from (``_auth``, ``_dockerconfig``), tokens fetched
 from the Auth Server (``_tokens``, ``_login``), proxies (``_proxy``), HTTP and
 retries (``_transport``), the API calls
 that fit in memory (``_registry``), image documents and disk detection
-(``_image``), state kept between runs (``_state``), blob transfer
-(``_push``, ``_pull``), terminal output (``_progress``) and errors with hints
+(``_image``), state kept between runs (``_state``), reading disks for their
+data (``_scan``) and cutting them into parts (``_plan``), blob transfer
+(``_push``, ``_parts``, ``_pushimage``, ``_pull``), terminal output (``_progress``) and errors with hints
 (``_errors``).
 """
 
@@ -31,14 +32,16 @@ from vmregistry.client._errors import (
     Unreachable,
     UsageError,
 )
-from vmregistry.client._image import DiskInfo, build_config, build_manifest, detect_format, hash_disk, parse_memory
+from vmregistry.client._image import DiskInfo, build_config, build_manifest, detect_format, parse_memory
 from vmregistry.client._login import LoginResult, login, logout
 from vmregistry.client._progress import Progress, Task
 from vmregistry.client._proxy import Proxy, ProxyConfig
 from vmregistry.client._pull import PullOptions, PullResult, fetch_blob_bytes, pull_blob, pull_image
-from vmregistry.client._push import Blob, PushOptions, PushResult, push_blob, push_image
+from vmregistry.client._push import Blob, PushOptions, PushResult, push_blob
+from vmregistry.client._pushimage import push_image
 from vmregistry.client._reference import Reference, RegistryHost, parse_reference, parse_registry
 from vmregistry.client._registry import FetchedManifest, RegistryClient
+from vmregistry.client._scan import hash_disk, scan_disk
 from vmregistry.client._state import cache_dir
 from vmregistry.client._tokens import Login, TokenSource
 
@@ -85,4 +88,5 @@ __all__ = [
     "push_image",
     "resolve_credentials",
     "resolve_token",
+    "scan_disk",
 ]

@@ -1,11 +1,15 @@
 """What a VM image is made of: disks, a config blob, and the manifest that ties them together.
 
-Each disk is read exactly once before uploading: the same pass computes its
-SHA-256, its size and its format, found by magic bytes (qcow2 ``QFI\\xfb``
-with its virtual size from the header, ISO 9660 ``CD001`` at byte 32769,
-VMDK ``KDMV``, VHDX ``vhdxfile``; anything else is raw). The result is cached
-by path, size, mtime and inode (:mod:`._state`), so running a push again
-after an interruption does not hash a multi-GB disk a second time.
+Each disk is read once (:mod:`._scan`): the same pass computes its SHA-256,
+its size, the ranges that hold data, and its format, found by magic bytes
+(qcow2 ``QFI\\xfb`` with its virtual size from the header, ISO 9660 ``CD001``
+at byte 32769, VMDK ``KDMV``, VHDX ``vhdxfile``; anything else is raw). The
+result is cached by path, size, mtime and inode (:mod:`._state`), so running a
+push again after an interruption does not read a multi-GB disk a second time.
+
+A disk pushed with zero parts (:mod:`._parts`) carries, in its layer
+descriptor, the ranges a pull must fetch (:data:`vmregistry.extents.DATA_ANNOTATION`);
+the registry checks them against the zeros it filled itself.
 
 Documents are serialised deterministically (sorted keys, no whitespace), so
 pushing the same disks with the same settings yields the same digests.
@@ -13,11 +17,10 @@ pushing the same disks with the same settings yields the same digests.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,22 +28,23 @@ from typing import Any
 from vmregistry import mediatypes
 from vmregistry.client._errors import UsageError
 from vmregistry.digests import digest_of
+from vmregistry.extents import DATA_ANNOTATION, Extent
 
 __all__ = [
+    "ISO_MAGIC_OFFSET",
     "TITLE_ANNOTATION",
     "DiskInfo",
     "build_config",
     "build_manifest",
     "detect_format",
     "disk_file_name",
-    "hash_disk",
     "parse_memory",
 ]
 
 TITLE_ANNOTATION = "org.opencontainers.image.title"
 FORMAT_ANNOTATION = "vmregistry.disk.format"
 READ_SIZE = 4 * 1024 * 1024
-_ISO_MAGIC_OFFSET = 32769
+ISO_MAGIC_OFFSET = 32769
 _EXTENSIONS = {"qcow2": "qcow2", "iso": "iso", "raw": "img", "vmdk": "vmdk", "vhdx": "vhdx"}
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,200}")
 _RESERVED_NAMES = frozenset({"manifest.json", "config.json"})
@@ -53,6 +57,10 @@ class DiskInfo:
     digest: str
     format: str
     virtual_size: int | None = None
+    extents: tuple[Extent, ...] | None = None
+    """The ranges that hold data, as read (``None``: not known, all of it may)."""
+    data_extents: str | None = None
+    """What the layer descriptor tells pulls to fetch, once the push declared the rest zero."""
 
     def config_entry(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -66,12 +74,10 @@ class DiskInfo:
         return entry
 
     def descriptor(self) -> dict[str, Any]:
-        return {
-            "mediaType": mediatypes.DISK,
-            "digest": self.digest,
-            "size": self.size,
-            "annotations": {TITLE_ANNOTATION: self.path.name, FORMAT_ANNOTATION: self.format},
-        }
+        annotations = {TITLE_ANNOTATION: self.path.name, FORMAT_ANNOTATION: self.format}
+        if self.data_extents is not None:
+            annotations[DATA_ANNOTATION] = self.data_extents
+        return {"mediaType": mediatypes.DISK, "digest": self.digest, "size": self.size, "annotations": annotations}
 
 
 def detect_format(head: bytes) -> tuple[str, int | None]:
@@ -82,29 +88,9 @@ def detect_format(head: bytes) -> tuple[str, int | None]:
         return "vmdk", None
     if head[:8] == b"vhdxfile":
         return "vhdx", None
-    if head[_ISO_MAGIC_OFFSET : _ISO_MAGIC_OFFSET + 5] == b"CD001":
+    if head[ISO_MAGIC_OFFSET : ISO_MAGIC_OFFSET + 5] == b"CD001":
         return "iso", None
     return "raw", None
-
-
-def hash_disk(path: Path, on_read: Callable[[int], None] | None = None) -> DiskInfo:
-    """One pass over the file: digest, size and format together."""
-    digest = hashlib.sha256()
-    head = bytearray()
-    size = 0
-    try:
-        with open(path, "rb", buffering=0) as handle:
-            while chunk := handle.read(READ_SIZE):
-                digest.update(chunk)
-                if len(head) < _ISO_MAGIC_OFFSET + 5:
-                    head += chunk[: 64 * 1024]
-                size += len(chunk)
-                if on_read is not None:
-                    on_read(len(chunk))
-    except OSError as exc:
-        raise UsageError(f"cannot read disk {path}: {exc.strerror or exc}") from None
-    fmt, virtual = detect_format(bytes(head))
-    return DiskInfo(path, size, f"sha256:{digest.hexdigest()}", fmt, virtual)
 
 
 def parse_memory(text: str) -> int:

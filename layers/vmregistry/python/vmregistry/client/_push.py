@@ -1,4 +1,4 @@
-"""Pushing: blobs by the cheapest route that fits their size, then the manifest.
+"""Pushing blobs: by the cheapest route that fits their size.
 
 For each blob, in order of preference:
 
@@ -7,37 +7,41 @@ For each blob, in order of preference:
    ``PUT /v1/<name>/blobs/<digest>`` with the body;
 3. it fits in one part (``part_size``): one presigned PUT bound to the
    SHA-256, sent with exactly the headers the registry returned;
-4. otherwise multipart: ``part_size`` parts (at least 5 MiB, at most 10,000
-   of them), presigned URLs fetched 100 at a time, uploaded by
-   ``concurrency`` threads straight to storage, then ``PUT ?digest=`` to
-   verify and publish.
+4. otherwise multipart, in placed parts (``partSize``): the plan (:mod:`._plan`)
+   cuts the blob into data parts, sent by ``concurrency`` threads straight to
+   storage, and zero parts, declared for storage to fill (:mod:`._parts`);
+   then ``PUT ?digest=`` to verify and publish. The digest may still be
+   unknown when the first part goes out: a disk being read (:mod:`._scan`)
+   is planned and sent as it is read, and its digest is needed only then.
 
 A multipart upload's session id and part size are saved before the first
-part goes out (:class:`._state.UploadState`); a later push of the same blob
+part goes out (:class:`._state.UploadState`); a later push of the same file
 asks the session which parts storage holds and sends only the others. Every
 request is retried on connection errors, 5xx and 429; a part whose presigned
-URL expired gets a fresh URL once.
+URL expired gets a fresh URL once. Whole images: :mod:`._pushimage`.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from vmregistry.client._errors import ClientError, RegistryAPIError
-from vmregistry.client._image import DiskInfo, build_config, build_manifest, hash_disk
+from vmregistry.client._image import DiskInfo
+from vmregistry.client._parts import send_parts
+from vmregistry.client._plan import Part, plan_parts
 from vmregistry.client._progress import Progress, Task, interruption
 from vmregistry.client._registry import RegistryClient
-from vmregistry.client._state import DigestCache, UploadState
-from vmregistry.client._transport import run_parallel, with_retries
+from vmregistry.client._state import UploadState, file_identity
+from vmregistry.client._transport import Reply, with_retries
 from vmregistry.digests import digest_of
+from vmregistry.extents import Extent
 from vmregistry.wire import INLINE_LIMIT, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE
 
 # A 50 GiB disk hashes in a few minutes on the registry's side; give it ample time.
@@ -45,10 +49,9 @@ VERIFY_TIMEOUT = 30 * 60.0
 # Racing pushers of one new blob replace each other's single PUT; each resend settles one of them.
 SINGLE_PUT_ATTEMPTS = 3
 
-__all__ = ["Blob", "PushOptions", "PushResult", "push_blob", "push_image"]
+__all__ = ["Blob", "PushOptions", "PushResult", "Uploader", "choose_part_size", "push_blob", "push_planned"]
 
 MiB = 1024 * 1024
-URLS_PER_REQUEST = 100
 
 
 @dataclass(slots=True)
@@ -59,7 +62,11 @@ class PushOptions:
     state_root: Path | None = None
     """Where upload state and the digest cache live (default :func:`._state.cache_dir`)."""
     on_part: Callable[[str, int], None] | None = None
-    """Called with (digest, part number) after each part is stored: a hook for tests and embedders."""
+    """Called with (digest, part number) after each part is stored: a hook for tests and embedders.
+    A disk still being read when the part went out is named by its file name instead."""
+    read_first_below: int = 256 * MiB
+    """Disks up to this size are read (hashed) before anything is sent, so an unchanged one is found in
+    the registry and not sent again; larger ones are sent while they are read (the digest comes last)."""
 
 
 @dataclass(slots=True)
@@ -76,9 +83,12 @@ class Blob:
 
     label: str
     digest: str
+    """Empty while a disk is still being read (its digest comes at the end)."""
     size: int
     path: Path | None = None
     data: bytes | None = None
+    extents: tuple[Extent, ...] | None = None
+    """The ranges that may hold data; the rest is zeros, for storage to fill (``None``: all of it)."""
 
     @classmethod
     def from_bytes(cls, label: str, data: bytes) -> Blob:
@@ -86,7 +96,12 @@ class Blob:
 
     @classmethod
     def from_disk(cls, disk: DiskInfo) -> Blob:
-        return cls(disk.path.name, disk.digest, disk.size, path=disk.path)
+        return cls(disk.path.name, disk.digest, disk.size, path=disk.path, extents=disk.extents)
+
+    def plan(self, part_size: int) -> list[Part]:
+        """Its multipart parts (:mod:`._plan`)."""
+        extents = self.extents if self.extents is not None else (Extent(0, self.size),)
+        return list(plan_parts(extents, self.size, part_size))
 
     def read(self, offset: int, length: int) -> bytes:
         if self.data is not None:
@@ -146,7 +161,9 @@ def choose_part_size(size: int, wanted: int) -> int:
     return math.ceil(part / MiB) * MiB
 
 
-class _Uploader:
+class Uploader:
+    """One blob's push through the API; also the :class:`._parts.PartTransport` its parts go through."""
+
     def __init__(
         self, client: RegistryClient, repository: str, blob: Blob, options: PushOptions, progress: Progress
     ) -> None:
@@ -156,7 +173,7 @@ class _Uploader:
         self.options = options
         self.progress = progress
 
-    def _send(self, method: str, url: str, headers: dict[str, str], offset: int, length: int, task: Task) -> None:
+    def send(self, method: str, url: str, headers: dict[str, str], offset: int, length: int, task: Task) -> None:
         """One body to a presigned URL (never with the registry's token), retried as a whole."""
 
         def attempt() -> None:
@@ -176,15 +193,21 @@ class _Uploader:
     def _note_retry(self, exc: Exception, delay: float) -> None:
         self.progress.note(f"{self.blob.label}: {str(exc).splitlines()[0]}; retrying in {delay:.1f}s")
 
-    def _upload_url(self, uuid: str, query: str = "") -> str:
+    def call(self, method: str, url: str) -> Reply:
+        return self.client.call(method, url)
+
+    def upload_url(self, uuid: str, query: str = "") -> str:
         return self.client.url(f"/v1/{self.repository}/blobs/uploads/{uuid}") + query
 
-    def _complete(self, uuid: str) -> None:
-        reply = self.client.call("PUT", self._upload_url(uuid, f"?digest={quote(self.blob.digest, safe=':')}"))
-        if reply.status == 202:
-            self._await_verification(uuid)
+    def release_threads(self) -> None:
+        self.client.transport.release_finished_threads()
 
-    def _await_verification(self, uuid: str) -> None:
+    def _complete(self, uuid: str, digest: str) -> None:
+        reply = self.client.call("PUT", self.upload_url(uuid, f"?digest={quote(digest, safe=':')}"))
+        if reply.status == 202:
+            self._await_verification(uuid, digest)
+
+    def _await_verification(self, uuid: str, digest: str) -> None:
         """The registry verifies very large blobs after answering 202: wait for its verdict.
 
         The session reports ``verifying`` until the verdict; ``failed`` carries the
@@ -195,7 +218,7 @@ class _Uploader:
         delay = 0.5
         while time.monotonic() < deadline:
             try:
-                status: dict[str, Any] = self.client.call("GET", self._upload_url(uuid)).json()
+                status: dict[str, Any] = self.client.call("GET", self.upload_url(uuid)).json()
             except RegistryAPIError as exc:
                 if exc.status != 404:
                     raise
@@ -207,13 +230,13 @@ class _Uploader:
                     str(error.get("code", "DIGEST_INVALID")),
                     str(error.get("message", "verification failed")),
                     error.get("detail"),
-                    url=self._upload_url(uuid),
+                    url=self.upload_url(uuid),
                 )
             time.sleep(delay)
             delay = min(delay * 1.5, 10.0)
-        if self.client.blob_size(self.repository, self.blob.digest) is None:
+        if self.client.blob_size(self.repository, digest) is None:
             raise ClientError(
-                f"{self.blob.label}: the registry did not publish {self.blob.digest} after verifying it;"
+                f"{self.blob.label}: the registry did not publish {digest} after verifying it;"
                 " push again (uploaded parts are kept for a day)"
             )
 
@@ -238,15 +261,15 @@ class _Uploader:
         """The presigned single PUT; ``None`` if the registry chose multipart (it cannot presign)."""
         started = self.start(f"?digest={quote(self.blob.digest, safe=':')}&size={self.blob.size}")
         if started.get("mode") != "single":
-            self.client.call("DELETE", self._upload_url(started["uuid"]))
+            self.client.call("DELETE", self.upload_url(started["uuid"]))
             return None
         upload = started["upload"]
         for attempt in range(SINGLE_PUT_ATTEMPTS):
-            self._send(
+            self.send(
                 upload.get("method", "PUT"), upload["url"], dict(upload.get("headers") or {}), 0, self.blob.size, task
             )
             try:
-                self._complete(started["uuid"])
+                self._complete(started["uuid"], self.blob.digest)
                 return "single"
             except RegistryAPIError as exc:
                 # Another client's upload of the same blob replaced ours between PUT and completion:
@@ -256,177 +279,110 @@ class _Uploader:
                 task.advance(-self.blob.size)  # the bytes go again: take back their progress
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def multipart(self, task: Task) -> str:
-        blob, options = self.blob, self.options
-        state = UploadState(self.client.registry.base_url, self.repository, blob.digest, options.state_root)
-        held: dict[int, int] = {}
-        outcome = "multipart"
-        uuid: str | None = None
-        part_size = choose_part_size(blob.size, options.part_size)
+    def _resumable(self, state: UploadState) -> tuple[str, int, dict[int, int]] | None:
+        """The session a stopped push left (uuid, part size, parts held), if the registry still has it open."""
         saved = state.load()
-        if saved is not None and saved.get("size") == blob.size:
-            try:
-                status = self.client.call("GET", self._upload_url(str(saved["uuid"]))).json()
-            except RegistryAPIError as exc:
-                if exc.status != 404:
-                    raise
-                status = None
-            if status is not None and status.get("mode") == "multipart":
-                uuid, part_size, outcome = str(saved["uuid"]), int(saved["partSize"]), "resumed"
-                held = {int(p["number"]): int(p["size"]) for p in status.get("parts", [])}
-        if uuid is None:
-            started = self.start(f"?digest={quote(blob.digest, safe=':')}&size={blob.size}&mode=multipart")
+        if saved is None or saved.get("size") != self.blob.size:
+            return None
+        try:
+            status = self.client.call("GET", self.upload_url(str(saved["uuid"]))).json()
+        except RegistryAPIError as exc:
+            if exc.status != 404:
+                raise
+            return None
+        if status.get("mode") != "multipart" or status.get("state") != "open":
+            return None
+        held = {int(p["number"]): int(p["size"]) for p in status.get("parts", [])}
+        return str(saved["uuid"]), int(saved["partSize"]), held
+
+    def multipart(
+        self,
+        task: Task,
+        plan: Callable[[int], Iterable[Part]] | None = None,
+        digest: Callable[[], str] | None = None,
+    ) -> tuple[str, list[Part]]:
+        """Placed parts (see the module docstring); returns the outcome and the parts of the plan.
+
+        ``plan`` maps the part size to the parts (default: :meth:`Blob.plan`); it may be
+        lazy, and ``digest`` is then asked for once the plan has been walked to its end.
+        """
+        blob, options = self.blob, self.options
+        subject = file_identity(blob.path) if blob.path is not None else blob.digest
+        state = UploadState(self.client.registry.base_url, self.repository, subject, options.state_root)
+        resumed = self._resumable(state)
+        if resumed is not None:
+            uuid, part_size, held = resumed
+            outcome = "resumed"
+        else:
+            part_size, held, outcome = choose_part_size(blob.size, options.part_size), {}, "multipart"
+            query = f"?size={blob.size}&mode=multipart&partSize={part_size}"
+            started = self.start(query + (f"&digest={quote(blob.digest, safe=':')}" if blob.digest else ""))
             uuid = str(started["uuid"])
             state.save(uuid, part_size, blob.size)
-        count = max(1, math.ceil(blob.size / part_size))
-
-        def span(number: int) -> tuple[int, int]:
-            offset = (number - 1) * part_size
-            return offset, min(part_size, blob.size - offset)
-
-        missing = [n for n in range(1, count + 1) if held.get(n) != span(n)[1]]
-        task.skip(sum(span(n)[1] for n in range(1, count + 1) if n not in missing))
+        parts = plan(part_size) if plan is not None else blob.plan(part_size)
         if outcome == "resumed":
-            self.progress.note(f"{blob.label}: resuming, {count - len(missing)} of {count} parts already stored")
-        self._upload_parts(uuid, missing, span, task)
+            have = sum(1 for p in parts if held.get(p.number) == p.length) if isinstance(parts, list) else None
+            found = f"{have} of {len(parts)}" if isinstance(parts, list) else str(len(held))
+            self.progress.note(f"{blob.label}: resuming, {found} parts already stored")
+        walked: list[Part] = []
+
+        def planned() -> Iterable[Part]:
+            for part in parts:
+                walked.append(part)
+                yield part
+
+        def stored(number: int) -> None:
+            if options.on_part is not None:
+                options.on_part(blob.digest or blob.label, number)
+
+        def held_already() -> bool:
+            """With the digest known at last: does the registry hold the blob already (a copy of a pushed disk)?"""
+            if blob.digest or digest is None:
+                return False
+            return self.client.blob_size(self.repository, digest()) == blob.size
+
+        if not send_parts(self, uuid, planned(), held, task, options.concurrency, stored, held_already):
+            self.client.call("DELETE", self.upload_url(uuid))
+            state.clear()
+            self.progress.note(f"{blob.label}: already in the registry ({digest()[:19] if digest else ''}); stopped")
+            task.skip(blob.size - task.done_bytes)
+            return "exists", walked
         try:
-            self._complete(uuid)
+            self._complete(uuid, digest() if digest is not None else blob.digest)
         except RegistryAPIError as exc:
             if exc.code in ("DIGEST_INVALID", "SIZE_INVALID", "BLOB_UPLOAD_UNKNOWN"):
                 state.clear()
             raise
         state.clear()
-        return outcome
-
-    def _part_urls(self, uuid: str, numbers: list[int]) -> dict[int, dict[str, Any]]:
-        urls: dict[int, dict[str, Any]] = {}
-        runs: list[tuple[int, int]] = []
-        for n in numbers:
-            if runs and runs[-1][1] == n - 1 and n - runs[-1][0] < URLS_PER_REQUEST:
-                runs[-1] = (runs[-1][0], n)
-            else:
-                runs.append((n, n))
-        for first, last in runs:
-            spec = str(first) if first == last else f"{first}-{last}"
-            reply = self.client.call("PATCH", self._upload_url(uuid, f"?part={spec}"))
-            for part in reply.json().get("parts", []):
-                urls[int(part["number"])] = part
-        return urls
-
-    def _upload_parts(self, uuid: str, numbers: list[int], span: Callable[[int], tuple[int, int]], task: Task) -> None:
-        if not numbers:
-            return
-        lock = threading.Lock()
-        pending = list(numbers)
-        urls: dict[int, dict[str, Any]] = {}
-
-        def url_for(number: int, fresh: bool = False) -> dict[str, Any]:
-            with lock:
-                if fresh or number not in urls:
-                    # Fetch URLs for this part and the next ones in line, a batch at a time.
-                    index = pending.index(number)
-                    urls.update(
-                        self._part_urls(uuid, pending[index : index + URLS_PER_REQUEST])
-                        if not fresh
-                        else self._part_urls(uuid, [number])
-                    )
-                return urls[number]
-
-        def upload_part(number: int) -> None:
-            offset, length = span(number)
-            part = url_for(number)
-            try:
-                self._send(
-                    part.get("method", "PUT"), part["url"], dict(part.get("headers") or {}), offset, length, task
-                )
-            except RegistryAPIError as exc:
-                if exc.status != 403:
-                    raise
-                # An expired presigned URL: ask for a new one, once.
-                part = url_for(number, fresh=True)
-                self._send(
-                    part.get("method", "PUT"), part["url"], dict(part.get("headers") or {}), offset, length, task
-                )
-            if self.options.on_part is not None:
-                self.options.on_part(self.blob.digest, number)
-
-        # A failed part ends the push; the saved state resumes the parts not yet sent.
-        run_parallel(numbers, upload_part, self.options.concurrency, "part", self.client.transport)
+        return outcome, walked
 
 
 def push_blob(client: RegistryClient, repository: str, blob: Blob, options: PushOptions, progress: Progress) -> str:
     """Make sure ``repository`` holds ``blob``; returns how it got there."""
+    return push_planned(client, repository, blob, options, progress)[0]
+
+
+def push_planned(
+    client: RegistryClient, repository: str, blob: Blob, options: PushOptions, progress: Progress
+) -> tuple[str, list[Part]]:
+    """:func:`push_blob`, and the parts a multipart upload was planned in (none by the other routes)."""
     if client.blob_size(repository, blob.digest) == blob.size:
         progress.note(f"{blob.label}: already in the registry ({blob.digest[:19]})")
-        return "exists"
-    uploader = _Uploader(client, repository, blob, options, progress)
+        return "exists", []
+    uploader = Uploader(client, repository, blob, options, progress)
     if blob.size <= options.inline_limit:
         outcome = uploader.inline()
         task = progress.task(f"push {blob.label}", blob.size)
         task.advance(blob.size)
         task.finish("pushed")
-        return outcome
+        return outcome, []
     task = progress.task(f"push {blob.label}", blob.size)
     try:
-        result = uploader.single(task) if blob.size <= choose_part_size(blob.size, options.part_size) else None
-        if result is None:
-            result = uploader.multipart(task)
+        single = blob.size <= choose_part_size(blob.size, options.part_size)
+        result = uploader.single(task) if single else None
+        outcome, parts = (result, []) if result is not None else uploader.multipart(task)
     except BaseException as exc:
         task.finish(interruption(exc, "push"))
         raise
     task.finish("pushed")
-    return result
-
-
-def measure_disks(paths: list[Path], progress: Progress, cache: DigestCache) -> list[DiskInfo]:
-    disks = []
-    for path in paths:
-        info = cache.get(path) if path.is_file() else None
-        if info is None:
-            size = path.stat().st_size if path.exists() else 0
-            task = progress.task(f"hash {path.name}", size)
-            info = hash_disk(path, task.advance)
-            task.finish("hashed")
-            cache.put(info)
-        disks.append(info)
-    names = [d.path.name for d in disks]
-    if len(set(names)) != len(names):
-        raise ClientError(f"two disks have the same file name ({names}): rename one so pull can tell them apart")
-    return disks
-
-
-def push_image(
-    client: RegistryClient,
-    repository: str,
-    tag: str,
-    disks: list[Path],
-    *,
-    user_config: dict[str, Any] | None = None,
-    cpus: int | None = None,
-    memory_mib: int | None = None,
-    bootloader: str | None = None,
-    architecture: str | None = None,
-    options: PushOptions | None = None,
-    progress: Progress | None = None,
-) -> PushResult:
-    """Push the disks as one image tagged ``tag``; returns the manifest digest."""
-    options = options or PushOptions()
-    progress = progress or Progress(mode="quiet")
-    client.want(f"repository:{repository}:pull,push")
-    measured = measure_disks(disks, progress, DigestCache(options.state_root))
-    config = build_config(
-        measured,
-        user_config=user_config,
-        cpus=cpus,
-        memory_mib=memory_mib,
-        bootloader=bootloader,
-        architecture=architecture,
-    )
-    manifest = build_manifest(config, measured)
-    result = PushResult("", manifest)
-    for disk in measured:
-        result.outcomes[disk.digest] = push_blob(client, repository, Blob.from_disk(disk), options, progress)
-    config_blob = Blob.from_bytes("config", config)
-    result.outcomes[config_blob.digest] = push_blob(client, repository, config_blob, options, progress)
-    result.digest = client.put_manifest(repository, tag, manifest)
-    return result
+    return outcome, parts

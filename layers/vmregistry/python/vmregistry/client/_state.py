@@ -4,12 +4,17 @@
 
     $VMREGISTRY_CACHE_DIR (default $XDG_CACHE_HOME/vmregistry, ~/.cache/vmregistry)
     ├── digests.json            realpath -> {size, mtimeNs, inode, digest, format, virtualSize}
-    └── uploads/<key>.json      one per blob being pushed: the upload session's uuid, part size,
-                                digest and size; <key> hashes (registry, repository, digest)
+    ├── extents/<key>.txt       the disk's data extents as read ("offset+length,..."); <key> hashes the realpath
+    └── uploads/<key>.json      one per blob being pushed: the upload session's uuid, part size and
+                                size; <key> hashes (registry, repository, subject): the disk file as
+                                it is now (realpath, size, mtime, inode), or the digest of bytes in memory
 
 The upload session's uuid and part size are all a resumed push needs: the
 server's ``GET`` on the session says which parts storage holds (the truth),
-and the part size says where each part starts in the file. Pull keeps its
+and the plan (:mod:`._plan`, from the disk's extents and the part size) says
+where each part starts in the file. A disk's upload is keyed by the file, not
+its digest: a push that was stopped before it finished reading the disk did
+not know the digest yet. Pull keeps its
 state next to the output instead (``<file>.partial`` and ``<file>.partial.json``),
 because that is where the half-written data is.
 
@@ -27,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from vmregistry.client._image import DiskInfo
+from vmregistry.extents import ExtentError, format_extents, parse_extents
 
-__all__ = ["DigestCache", "UploadState", "atomic_write_json", "cache_dir"]
+__all__ = ["DigestCache", "UploadState", "atomic_write_json", "cache_dir", "file_identity"]
 
 _LOCK = threading.Lock()
 
@@ -48,6 +54,12 @@ def atomic_write_json(path: Path, value: Any) -> None:
     os.replace(temporary, path)
 
 
+def file_identity(path: Path) -> str:
+    """The file as it is now: another path, size, mtime or inode is another file."""
+    st = path.stat()
+    return f"file:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -60,6 +72,10 @@ class DigestCache:
 
     def __init__(self, root: Path | None = None) -> None:
         self.path = (root or cache_dir()) / "digests.json"
+        self.extents = self.path.with_name("extents")
+
+    def _extents_path(self, path: Path) -> Path:
+        return self.extents / f"{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]}.txt"
 
     @staticmethod
     def _identity(path: Path) -> dict[str, int]:
@@ -74,32 +90,44 @@ class DigestCache:
         try:
             if not isinstance(entry, dict) or any(entry.get(k) != v for k, v in self._identity(path).items()):
                 return None
-            return DiskInfo(
-                path, int(entry["size"]), str(entry["digest"]), str(entry["format"]), entry.get("virtualSize")
-            )
-        except (OSError, KeyError, ValueError):
+            size = int(entry["size"])
+            extents = None
+            if entry.get("extents"):
+                extents = tuple(parse_extents(self._extents_path(path).read_text(), size))
+            return DiskInfo(path, size, str(entry["digest"]), str(entry["format"]), entry.get("virtualSize"), extents)
+        except (OSError, KeyError, ValueError, ExtentError):
             return None
 
     def put(self, info: DiskInfo) -> None:
         with _LOCK:
             entries = _read_json(self.path)
             entries = entries if isinstance(entries, dict) else {}
+            if info.extents is not None:
+                extents = self._extents_path(info.path)
+                extents.parent.mkdir(parents=True, exist_ok=True)
+                temporary = extents.with_name(f".{extents.name}.{os.getpid()}.tmp")
+                temporary.write_text(format_extents(info.extents))
+                os.replace(temporary, extents)
             entry: dict[str, Any] = self._identity(info.path) | {
                 "digest": info.digest,
                 "format": info.format,
                 "virtualSize": info.virtual_size,
+                "extents": info.extents is not None,
             }
             entries[str(info.path.resolve())] = entry
             atomic_write_json(self.path, entries)
 
 
 class UploadState:
-    """The upload session of one (registry, repository, digest), if a push left one behind."""
+    """The upload session of one (registry, repository, subject), if a push left one behind.
 
-    def __init__(self, registry: str, repository: str, digest: str, root: Path | None = None) -> None:
-        key = hashlib.sha256(f"{registry}\n{repository}\n{digest}".encode()).hexdigest()[:32]
+    ``subject``: :func:`file_identity` for a disk, the digest for bytes in memory.
+    """
+
+    def __init__(self, registry: str, repository: str, subject: str, root: Path | None = None) -> None:
+        key = hashlib.sha256(f"{registry}\n{repository}\n{subject}".encode()).hexdigest()[:32]
         self.path = (root or cache_dir()) / "uploads" / f"{key}.json"
-        self.identity = {"registry": registry, "repository": repository, "digest": digest}
+        self.identity = {"registry": registry, "repository": repository, "subject": subject}
 
     def load(self) -> dict[str, Any] | None:
         value = _read_json(self.path)

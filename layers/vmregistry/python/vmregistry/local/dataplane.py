@@ -8,7 +8,8 @@ minted, and behaves like S3 where clients can tell:
 * ``PUT /_data/put`` streams the body to a temporary file while hashing it
   and publishes it only if it hashes to the signed SHA-256 (like S3's signed
   ``x-amz-checksum-sha256``: a wrong body is a 400 and is never visible);
-* ``PUT /_data/part`` stores one multipart part;
+* ``PUT /_data/part`` stores one multipart part (at its signed offset, in an
+  upload written in place: a part that would not fit is a 400);
 * the signature alone authorizes a request: an ``Authorization`` header is
   ignored. OCI clients (skopeo, podman, oras) send the registry's bearer token
   again when they follow a 307 to the same host and port, which this data
@@ -94,10 +95,15 @@ class DataPlane:
 
     def _part(self, params: Mapping[str, str], reader: LengthReader | ChunkedReader) -> Reply:
         source, length = self._source(reader, MAX_PART_SIZE)
+        offset = int(params["offset"]) if "offset" in params else None
         try:
-            part = self.storage.receive_part(params["key"], params["upload"], int(params["part"]), source, length)
+            part = self.storage.receive_part(
+                params["key"], params["upload"], int(params["part"]), source, length, offset=offset
+            )
         except ObjectNotFound:
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", "the upload was completed or cancelled") from None
+        except ValueError as exc:
+            raise RegistryError("BLOB_UPLOAD_INVALID", str(exc)) from None
         return Reply(200, [("ETag", f'"{part.etag}"')])
 
 

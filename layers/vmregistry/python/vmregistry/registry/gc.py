@@ -19,7 +19,10 @@ One collection runs in six steps:
 5. **Mark again**, and restore the links that a kept manifest references but
    step 3 deleted.
 6. **Blobs**: delete those that no kept manifest of step 1 or 5 references,
-   that no link (listed after step 5) names, older than the grace period.
+   that no link (listed after step 5) names, older than the grace period,
+   with their zero-range records (``zeros/``); a record whose blob is gone
+   (an upload that died between recording and publishing) goes once it is
+   older than the grace period.
 
 Why pushes stay safe (the argument the tests check with forced interleavings):
 
@@ -295,10 +298,12 @@ class _Collector:
             if parts is not None and parts[1] == "_layers" and key not in unlinked:
                 linked.add(parts[2].replace("/", ":", 1))
         doomed = []
+        stored = set()
         for key in self.storage.list(paths.BLOBS_PREFIX):
             digest = paths.digest_of_key(key, paths.BLOBS_PREFIX)
             if digest is None:
                 continue
+            stored.add(digest)
             if digest in marked or digest in linked:
                 self.report.kept += 1
                 continue
@@ -311,7 +316,18 @@ class _Collector:
             doomed.append(key)
             self.report.deleted.append(digest)
             self.report.freed_bytes += info.size
-        self._delete(doomed)
+        self._delete(doomed + self._stale_zero_records(stored - set(self.report.deleted)))
+
+    def _stale_zero_records(self, blobs: set[str]) -> list[str]:
+        """The zero-range records (``zeros/``) of blobs that are not kept, their own age permitting when orphaned."""
+        stale = []
+        for key in self.storage.list(paths.ZEROS_PREFIX):
+            digest = paths.digest_of_key(key, paths.ZEROS_PREFIX)
+            if digest is None or digest in blobs:
+                continue
+            if digest in self.report.deleted or not self._young(key):
+                stale.append(key)
+        return stale
 
 
 def collect_garbage(

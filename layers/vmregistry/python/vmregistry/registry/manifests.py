@@ -48,6 +48,7 @@ from vmregistry.oci.jsondoc import DocumentError, parse_document
 from vmregistry.oci.manifests import ManifestKind, ParsedManifest, media_type_of, parse_manifest
 from vmregistry.oci.mediatypes import OCI_MANIFEST, base_type
 from vmregistry.oci.vmimage import to_oci, to_seed
+from vmregistry.registry import zeros
 from vmregistry.registry.blobs import Blobs
 from vmregistry.registry.listing import MAX_PAGE_SIZE, Page, page_of
 from vmregistry.registry.references import check_references, concurrently
@@ -230,6 +231,7 @@ class Manifests:
                 "TAG_INVALID", f"at most {MAX_TAGS_PER_PUSH} tags per push", {"limit": MAX_TAGS_PER_PUSH}
             )
         check_references(self.storage, self.blobs, repository, parsed)
+        zeros.check_annotations(self.storage, data)  # the disks' extent annotations claim only known zeros
         known = self._store(repository, digest, data)
         twin = twin_of(data)
         if twin is not None:

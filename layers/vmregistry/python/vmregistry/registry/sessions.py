@@ -27,12 +27,14 @@ __all__ = [
     "known",
     "mismatch",
     "parse_part_spec",
+    "parse_placed_parts",
 ]
 
 UploadVerifier = Callable[[dict[str, str]], None]
 """Hands a verification job (repository, uuid, digest) to something that outlives the request."""
 
 _PART_SPEC = re.compile(r"([1-9][0-9]{0,4})(?:-([1-9][0-9]{0,4}))?")
+_PLACED_PART = re.compile(r"([1-9][0-9]{0,4}):(0|[1-9][0-9]{0,15})")
 
 
 @dataclass(slots=True)
@@ -48,8 +50,17 @@ class Session:
     """``verifying``: joined, the whole object is being hashed; ``failed``: it did not match ``digest``."""
     error: dict[str, Any] | None = None
     """Why verification failed (the error a synchronous completion would have answered)."""
+    part_size: int | None = None
+    """Declared at the start (``partSize``, with ``size``): parts land at their offsets, part N by default
+    at ``(N - 1) * part_size`` (storage may write them in place)."""
     appends: bool = False
     """An OCI (``/v2``) session: its bytes arrive as chunks appended in order (:mod:`.appends`), not as parts."""
+
+    def place(self, number: int, offset: int | None) -> int | None:
+        """Where part ``number`` lands: the offset named, or its place in the grid (placed sessions only)."""
+        if self.part_size is None:
+            return None
+        return offset if offset is not None else (number - 1) * self.part_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +103,24 @@ def parse_part_spec(spec: str) -> list[int]:
     if last - first + 1 > MAX_PARTS_PER_REQUEST:
         raise RegistryError("BLOB_UPLOAD_INVALID", f"at most {MAX_PARTS_PER_REQUEST} parts per request", {"part": spec})
     return list(range(first, last + 1))
+
+
+def parse_placed_parts(spec: str) -> list[tuple[int, int | None]]:
+    """``"3"``, ``"1-8"`` (offsets from the session) or ``"3:1048576,4:7340032"`` (each at its offset)."""
+    if ":" not in spec:
+        return [(number, None) for number in parse_part_spec(spec)]
+    items = spec.split(",")
+    if len(items) > MAX_PARTS_PER_REQUEST:
+        raise RegistryError("BLOB_UPLOAD_INVALID", f"at most {MAX_PARTS_PER_REQUEST} parts per request")
+    placed: list[tuple[int, int | None]] = []
+    for item in items:
+        found = _PLACED_PART.fullmatch(item)
+        if found is None or int(found.group(1)) > MAX_PARTS:
+            raise RegistryError(
+                "BLOB_UPLOAD_INVALID", "a part is N, N-M, or N:OFFSET (comma-separated)", {"part": item[:50]}
+            )
+        placed.append((int(found.group(1)), int(found.group(2))))
+    return placed
 
 
 @contextlib.contextmanager

@@ -8,7 +8,11 @@ A session is ``uploads/<uuid>/session.json`` and runs in one of two modes:
   the session id as a marker, so completion links only bytes this session sent.
 * ``multipart``: parts numbered 1..10000 (each at least 5 MiB but the last),
   sent inline (small) or to presigned part URLs, in any order and in parallel;
-  what storage holds is the truth a resuming client reads back.
+  what storage holds is the truth a resuming client reads back. A session
+  started with ``partSize`` (and ``size``) places each part at its offset
+  (``(N - 1) * partSize``, or the one the client names), so storage may write
+  parts in place; parts declared zero are filled by storage, not sent
+  (:mod:`.zeros`).
 
 Multipart bytes land under ``uploads/<uuid>/data`` first: completion verifies
 the SHA-256 of the whole, then moves the data under ``blobs/sha256/<hex>``.
@@ -41,8 +45,10 @@ from vmregistry import paths
 from vmregistry.config import Settings
 from vmregistry.digests import EMPTY_SHA256, Digest
 from vmregistry.errors import RegistryError, error_dict
+from vmregistry.extents import Extent
 from vmregistry.oci.jsondoc import parse_document
-from vmregistry.registry.blobs import BlobInfo, Blobs, hash_object
+from vmregistry.registry import zeros
+from vmregistry.registry.blobs import BlobInfo, Blobs
 from vmregistry.registry.body import EMPTY, Body
 from vmregistry.registry.sessions import (
     PartResult,
@@ -52,7 +58,7 @@ from vmregistry.registry.sessions import (
     digest_parts,
     known,
     mismatch,
-    parse_part_spec,
+    parse_placed_parts,
 )
 from vmregistry.storage import (
     MAX_PART_SIZE,
@@ -127,6 +133,7 @@ class Uploads:
         digest: str | None = None,
         size: int | None = None,
         mode: str | None = None,
+        part_size: int | None = None,
         body: Body = EMPTY,
         mount: str | None = None,
         mount_from: str | None = None,
@@ -164,8 +171,20 @@ class Uploads:
             raise RegistryError(
                 "SIZE_INVALID", f"single PUTs are limited to {MAX_SINGLE_PUT_SIZE} bytes; use multipart"
             )
-        session = Session(str(uuid.uuid4()), repository, time.time(), "multipart", digest, size, appends=appends)
-        single_possible = not appends and digest is not None and size is not None and size <= MAX_SINGLE_PUT_SIZE
+        if part_size is not None and (size is None or mode == "single" or appends):
+            raise RegistryError("BLOB_UPLOAD_INVALID", "partSize places multipart parts: it needs ?size=")
+        if part_size is not None and not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
+            raise RegistryError("SIZE_INVALID", f"partSize is {MIN_PART_SIZE} to {MAX_PART_SIZE} bytes")
+        session = Session(
+            str(uuid.uuid4()), repository, time.time(), "multipart", digest, size, appends=appends, part_size=part_size
+        )
+        single_possible = (
+            not appends
+            and part_size is None
+            and digest is not None
+            and size is not None
+            and size <= MAX_SINGLE_PUT_SIZE
+        )
         if mode != "multipart" and single_possible:
             session.mode = "single"
             request = self._presign_single(session)
@@ -175,7 +194,9 @@ class Uploads:
             if mode == "single":
                 raise RegistryError("UNSUPPORTED", "this storage backend cannot presign uploads; use multipart")
             session.mode = "multipart"
-        session.multipart_id = self.storage.multipart_create(paths.upload_data_key(session.uuid))
+        session.multipart_id = self.storage.multipart_create(
+            paths.upload_data_key(session.uuid), size if part_size is not None else None
+        )
         self._save(session)
         return UploadStatus(session)
 
@@ -187,7 +208,7 @@ class Uploads:
             )
         return session.multipart_id
 
-    def _put_part(self, session: Session, number: int | None, body: Body) -> UploadedPart:
+    def _put_part(self, session: Session, number: int | None, body: Body, offset: int | None = None) -> UploadedPart:
         """Store ``body`` as part ``number`` (``None``: the part after the last one stored)."""
         if body.size > MAX_PART_SIZE:
             raise RegistryError(
@@ -199,9 +220,13 @@ class Uploads:
         if number is None:
             existing = self.storage.multipart_list_parts(key, multipart_id)
             number = existing[-1].number + 1 if existing else 1
-        if body.data is not None:
-            return self.storage.multipart_put_part(key, multipart_id, number, body.data)
-        return self.storage.multipart_move_part(key, multipart_id, number, body.key or "")
+        offset = session.place(number, offset)
+        try:
+            if body.data is not None:
+                return self.storage.multipart_put_part(key, multipart_id, number, body.data, offset=offset)
+            return self.storage.multipart_move_part(key, multipart_id, number, body.key or "", offset=offset)
+        except ValueError as exc:  # it does not fit where the session places it
+            raise RegistryError("BLOB_UPLOAD_INVALID", str(exc)) from None
 
     def writable(self, repository: str, upload_id: str) -> Session:
         """The session, if it takes parts now (what a chunk's sender should learn before sending it)."""
@@ -219,23 +244,38 @@ class Uploads:
                 {"state": session.state, "error": session.error},
             )
 
-    def put_parts(self, repository: str, upload_id: str, spec: str | None, body: Body = EMPTY) -> list[PartResult]:
-        """Store an inline part, or hand out presigned URLs for the parts in ``spec``."""
+    def put_parts(
+        self, repository: str, upload_id: str, spec: str | None, body: Body = EMPTY, zero: str | None = None
+    ) -> list[PartResult]:
+        """Store an inline part, hand out presigned URLs for the parts in ``spec``, or have storage fill zero parts."""
         session = self.load(repository, upload_id)
         multipart_id = self._multipart(session)
         with known(upload_id):
+            key = paths.upload_data_key(upload_id)
+            if zero is not None:
+                if body or spec is not None:
+                    raise RegistryError("BLOB_UPLOAD_INVALID", "zero parts come alone: no body, no ?part=")
+                items = zeros.parse_zero_spec(zero)
+                filled = zeros.fill(self.storage, key, multipart_id, upload_id, items, session.part_size is not None)
+                return [PartResult(p.number, p.size, p.etag) for p in filled]
             if body:
-                numbers = parse_part_spec(spec) if spec is not None else [None]
-                if len(numbers) != 1:
+                placed = parse_placed_parts(spec) if spec is not None else [(None, None)]
+                if len(placed) != 1:
                     raise RegistryError("BLOB_UPLOAD_INVALID", "an inline body is exactly one part")
-                stored = self._put_part(session, numbers[0], body)
+                number, offset = placed[0]
+                stored = self._put_part(session, number, body, offset)
                 return [PartResult(stored.number, stored.size, stored.etag)]
             if spec is None:
                 raise RegistryError("BLOB_UPLOAD_INVALID", "send a part inline, or ask for URLs with ?part=N or N-M")
             results = []
-            key = paths.upload_data_key(upload_id)
-            for number in parse_part_spec(spec):
-                request = self.storage.multipart_presign_part(key, multipart_id, number, self.settings.presign_expires)
+            for number, offset in parse_placed_parts(spec):
+                request = self.storage.multipart_presign_part(
+                    key,
+                    multipart_id,
+                    number,
+                    self.settings.presign_expires,
+                    offset=session.place(number, offset),
+                )
                 if request is None:
                     raise RegistryError("UNSUPPORTED", "this storage backend cannot presign parts; send parts inline")
                 results.append(PartResult(number, request=request))
@@ -273,19 +313,24 @@ class Uploads:
         self._open(session)
         if session.mode == "single":
             return self._complete_single(session, digest, body)
-        info, actual = self._join(session, key, body)
+        info, actual, holes = self._join(session, key, body)
         if session.size is not None and info.size != session.size:
             self.discard(session)
             raise RegistryError("SIZE_INVALID", detail={"expected": session.size, "actual": info.size})
         wanted = digest_parts(digest)
+        if actual is not None and actual != wanted.hex and wanted.algorithm == "sha256":
+            actual = None  # a digest computed along the way may refuse nothing: read the bytes back to be sure
         if actual is None or wanted.algorithm != "sha256":
             # The backend could not hash while joining (S3 multipart), or not in this algorithm: read it back.
             session.state, session.digest = "verifying", digest
             self._save(session)
-            if self.verifier is not None and info.size > self.settings.verify_inline_bytes and not appends:
+            # Declared zeros are hashed from memory, not fetched: they cost a fraction of stored bytes.
+            zero_bytes = sum(hole.length for hole in holes)
+            costly = info.size - zero_bytes * 7 // 8 > self.settings.verify_inline_bytes
+            if self.verifier is not None and costly and not appends:
                 self.verifier({"repository": repository, "uuid": upload_id, "digest": digest})
                 return UploadStatus(session)
-            actual = self._hash(key, wanted.algorithm)
+            actual = zeros.hash_stored(self.storage, key, wanted.algorithm, info.size, holes)
         if actual != wanted.hex:
             self.discard(session)
             raise mismatch(digest, str(Digest(wanted.algorithm, actual)))
@@ -313,6 +358,7 @@ class Uploads:
         return blob
 
     def _publish(self, session: Session, digest: str, size: int) -> BlobInfo:
+        zeros.publish(self.storage, session.uuid, digest)  # before the blob appears: a visible blob has its record
         self.storage.move(paths.upload_data_key(session.uuid), paths.blob_key(digest))
         blob = self.blobs.link(session.repository, digest, size)
         self.storage.delete_prefix(paths.upload_prefix(session.uuid))
@@ -332,7 +378,8 @@ class Uploads:
         key = paths.upload_data_key(upload_id)
         wanted = digest_parts(digest)
         info = self.storage.stat(key)
-        actual = self._hash(key, wanted.algorithm) if info is not None else None
+        holes = zeros.load_holes(self.storage, upload_id)
+        actual = zeros.hash_stored(self.storage, key, wanted.algorithm, info.size, holes) if info is not None else None
         if info is None or actual != wanted.hex:
             self.storage.delete(key)
             session.state = "failed"
@@ -342,8 +389,11 @@ class Uploads:
         with known(upload_id):  # cancelled or swept while we were hashing
             return self._publish(session, digest, info.size)
 
-    def _join(self, session: Session, key: str, body: Body) -> tuple[ObjectInfo, str | None]:
-        """Join the parts (``body``, if any, is the last one); the whole's SHA-256 when the backend computed it."""
+    def _join(self, session: Session, key: str, body: Body) -> tuple[ObjectInfo, str | None, list[Extent]]:
+        """Join the parts (``body``, if any, is the last one).
+
+        Returns the object, its SHA-256 when the backend computed it, and its declared zero ranges (saved too).
+        """
         multipart_id = self._multipart(session)
         with known(session.uuid):
             if body:
@@ -353,7 +403,7 @@ class Uploads:
             # An empty blob: no parts, nothing to join.
             info = self.storage.write(key, b"")
             self.storage.multipart_abort(key, multipart_id)
-            return info, EMPTY_SHA256
+            return info, EMPTY_SHA256, []
         numbers = [p.number for p in parts]
         if numbers != list(range(1, len(parts) + 1)):
             missing = sorted(set(range(1, numbers[-1] + 1)) - set(numbers))
@@ -370,10 +420,9 @@ class Uploads:
                 info = self.storage.multipart_complete(key, multipart_id, parts)
         except ValueError as exc:
             raise RegistryError("BLOB_UPLOAD_INVALID", str(exc)) from None
-        return info, info.sha256
-
-    def _hash(self, key: str, algorithm: str) -> str:
-        return hash_object(self.storage, key, algorithm)
+        holes = zeros.holes_of(self.storage, session.uuid, parts)
+        zeros.save_holes(self.storage, session.uuid, holes)
+        return info, info.sha256, holes
 
     def cancel(self, repository: str, upload_id: str, *, appends: bool = False) -> None:
         session = self.load(repository, upload_id, appends=appends)

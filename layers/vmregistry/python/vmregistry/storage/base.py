@@ -24,7 +24,14 @@ checks for each of them:
   refuses a body with another digest, so a wrong body never lands.
 * Multipart uploads follow S3: parts numbered 1..10000, each at least
   :data:`MIN_PART_SIZE` except the last, at most :data:`MAX_PART_SIZE`;
-  the object appears only when :meth:`Storage.multipart_complete` succeeds.
+  the object appears only when :meth:`Storage.multipart_complete` succeeds,
+  and it is the parts joined in number order. An upload created with its
+  ``size`` takes every part with its ``offset`` in the object, so a backend
+  may write parts where they belong as they arrive (the filesystem does: its
+  completion then copies nothing); parts whose offsets do not follow from
+  the sizes before them, or that end past ``size``, are refused there.
+* A zero part (:meth:`Storage.multipart_zero_part`) is filled by storage
+  itself: no zero byte crosses the network.
 * :meth:`Storage.receive` takes a body of any size as a stream, hashing it
   as it arrives and never holding it whole in memory (the filesystem writes
   a temporary file; S3 gets one PUT, or a multipart upload from the server).
@@ -41,18 +48,26 @@ checks for each of them:
 from __future__ import annotations
 
 import builtins  # the contract's list() method shadows the builtin inside the class
-import functools
-import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol
+
+from vmregistry.storage.keys import (
+    KEY_COMPONENT,
+    InvalidKey,
+    StorageError,
+    check_key,
+    check_prefix,
+    install_key_checks,
+)
 
 __all__ = [
     "KEY_COMPONENT",
     "MAX_PARTS",
     "MAX_PART_SIZE",
     "MAX_SINGLE_PUT_SIZE",
+    "MAX_ZERO_PART_SIZE",
     "MIN_PART_SIZE",
     "ChecksumMismatch",
     "InvalidKey",
@@ -75,114 +90,8 @@ MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PART_SIZE = 5 * 1024 * 1024 * 1024
 MAX_PARTS = 10_000
 MAX_SINGLE_PUT_SIZE = 5 * 1024 * 1024 * 1024
-
-
-class StorageError(Exception):
-    """Base of every error a backend raises."""
-
-
-class InvalidKey(StorageError, ValueError):
-    """A key outside the grammar: a bug in the caller (keys come from :mod:`vmregistry.paths`), never stored."""
-
-
-KEY_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:!-]*")
-"""One component of a key: no dot first (no ``.``, ``..`` or hidden file), no separator, nothing outside
-ASCII. ``!`` ends catalog entries (:mod:`vmregistry.paths`); ``:`` only appears in keys of the first
-layout (``manifests/<name>/sha256:<hex>/...``), which ``vmregistry reindex`` reads to migrate them."""
-_PARTIAL_COMPONENT = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.:!-]*)?")
-MAX_KEY_LENGTH = 1024
-"""S3's limit, in bytes (keys are ASCII)."""
-
-
-def check_key(key: str) -> str:
-    """``key`` if it is well formed; :class:`InvalidKey` otherwise."""
-    if not key or len(key) > MAX_KEY_LENGTH or any(KEY_COMPONENT.fullmatch(c) is None for c in key.split("/")):
-        raise InvalidKey(f"invalid storage key {key[:200]!r}")
-    return key
-
-
-def check_prefix(prefix: str) -> str:
-    """A listing prefix: whole components, then possibly the start of one (``catalog/te``), or nothing."""
-    *whole, partial = prefix.split("/")
-    if (
-        len(prefix) > MAX_KEY_LENGTH
-        or any(KEY_COMPONENT.fullmatch(c) is None for c in whole)
-        or _PARTIAL_COMPONENT.fullmatch(partial) is None
-    ):
-        raise InvalidKey(f"invalid storage prefix {prefix[:200]!r}")
-    return prefix
-
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-_KEYED = (
-    "stat",
-    "read",
-    "open",
-    "write",
-    "delete",
-    "presign_get",
-    "presign_put",
-    "marker",
-    "multipart_create",
-    "multipart_put_part",
-    "multipart_presign_part",
-    "multipart_list_parts",
-    "multipart_complete",
-    "multipart_abort",
-    "receive",
-)
-"""Methods whose first argument is a key."""
-
-
-def _checking_key(method: _F) -> _F:
-    @functools.wraps(method)
-    def checked(self: Storage, key: str, *args: Any, **kwargs: Any) -> Any:
-        return method(self, check_key(key), *args, **kwargs)
-
-    return checked  # type: ignore[return-value]
-
-
-def _checking_move(method: _F) -> _F:
-    @functools.wraps(method)
-    def checked(self: Storage, source: str, destination: str) -> Any:
-        return method(self, check_key(source), check_key(destination))
-
-    return checked  # type: ignore[return-value]
-
-
-def _checking_many(method: _F) -> _F:
-    @functools.wraps(method)
-    def checked(self: Storage, keys: builtins.list[str]) -> Any:
-        return method(self, [check_key(key) for key in keys])
-
-    return checked  # type: ignore[return-value]
-
-
-def _checking_list(method: _F) -> _F:
-    @functools.wraps(method)
-    def checked(self: Storage, prefix: str, *, start_after: str | None = None, page_size: int | None = None) -> Any:
-        if start_after is not None:
-            check_prefix(start_after)
-        return method(self, check_prefix(prefix), start_after=start_after, page_size=page_size)
-
-    return checked  # type: ignore[return-value]
-
-
-def _checking_part_move(method: _F) -> _F:
-    @functools.wraps(method)
-    def checked(self: Storage, key: str, upload_id: str, number: int, source: str) -> Any:
-        return method(self, check_key(key), upload_id, number, check_key(source))
-
-    return checked  # type: ignore[return-value]
-
-
-def _checking_uploads(method: _F) -> _F:
-    @functools.wraps(method)
-    def checked(self: Storage, prefix: str) -> Any:
-        return method(self, check_prefix(prefix))
-
-    return checked  # type: ignore[return-value]
+MAX_ZERO_PART_SIZE = 1024 * 1024 * 1024
+"""The largest zero part: S3 copies it from an all-zero object of this size at most, within one API request."""
 
 
 class ObjectNotFound(StorageError):
@@ -257,21 +166,7 @@ class Storage(ABC):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Wrap every keyed method a backend defines so that it checks its keys first."""
         super().__init_subclass__(**kwargs)
-        for attribute in _KEYED:
-            if attribute in cls.__dict__:
-                setattr(cls, attribute, _checking_key(cls.__dict__[attribute]))
-        if "move" in cls.__dict__:
-            cls.move = _checking_move(cls.__dict__["move"])  # type: ignore[method-assign]
-        if "list" in cls.__dict__:
-            cls.list = _checking_list(cls.__dict__["list"])  # type: ignore[method-assign]
-        if "scan" in cls.__dict__:
-            cls.scan = _checking_list(cls.__dict__["scan"])  # type: ignore[method-assign]
-        if "delete_many" in cls.__dict__:
-            cls.delete_many = _checking_many(cls.__dict__["delete_many"])  # type: ignore[method-assign]
-        if "multipart_move_part" in cls.__dict__:
-            cls.multipart_move_part = _checking_part_move(cls.__dict__["multipart_move_part"])  # type: ignore[method-assign]
-        if "multipart_list_uploads" in cls.__dict__:
-            cls.multipart_list_uploads = _checking_uploads(cls.__dict__["multipart_list_uploads"])  # type: ignore[method-assign]
+        install_key_checks(cls)
 
     # -- reading -----------------------------------------------------------
 
@@ -376,15 +271,23 @@ class Storage(ABC):
     # -- multipart -----------------------------------------------------------
 
     @abstractmethod
-    def multipart_create(self, key: str) -> str:
-        """Start a multipart upload that will become ``key``; returns its upload id."""
+    def multipart_create(self, key: str, size: int | None = None) -> str:
+        """Start a multipart upload that will become ``key``; returns its upload id.
+
+        With ``size`` (the object's, known up front) every part names its ``offset``
+        (see the module docstring): the upload may be written in place.
+        """
 
     @abstractmethod
-    def multipart_put_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+    def multipart_put_part(
+        self, key: str, upload_id: str, number: int, data: bytes, *, offset: int | None = None
+    ) -> UploadedPart:
         """Store one part from memory (inline uploads). Raises :class:`ObjectNotFound`."""
 
     @abstractmethod
-    def multipart_move_part(self, key: str, upload_id: str, number: int, source: str) -> UploadedPart:
+    def multipart_move_part(
+        self, key: str, upload_id: str, number: int, source: str, *, offset: int | None = None
+    ) -> UploadedPart:
         """Make the object ``source`` part ``number`` (a streamed body staged first), then remove ``source``.
 
         Raises :class:`ObjectNotFound` for an unknown upload or source, ``ValueError``
@@ -392,12 +295,24 @@ class Storage(ABC):
         """
 
     @abstractmethod
+    def multipart_zero_part(
+        self, key: str, upload_id: str, number: int, size: int, *, offset: int | None = None
+    ) -> UploadedPart:
+        """Make part ``number`` ``size`` zero bytes that the caller does not send.
+
+        Storage fills it itself (S3: a server-side copy from an all-zero object;
+        the filesystem: a hole). ``ValueError`` for a size above :data:`MAX_ZERO_PART_SIZE`.
+        """
+
+    @abstractmethod
     def multipart_list_uploads(self, prefix: str) -> Iterator[MultipartUpload]:
         """The multipart uploads in progress whose keys start with ``prefix`` (to sweep abandoned ones)."""
 
     @abstractmethod
-    def multipart_presign_part(self, key: str, upload_id: str, number: int, expires_in: int) -> PresignedRequest | None:
-        """A request that uploads part ``number`` straight to the data plane, or ``None``."""
+    def multipart_presign_part(
+        self, key: str, upload_id: str, number: int, expires_in: int, *, offset: int | None = None
+    ) -> PresignedRequest | None:
+        """A request that uploads part ``number`` (at ``offset``) straight to the data plane, or ``None``."""
 
     @abstractmethod
     def multipart_list_parts(self, key: str, upload_id: str) -> builtins.list[UploadedPart]:
@@ -408,7 +323,8 @@ class Storage(ABC):
         """Join ``parts`` (in order) into ``key`` atomically and end the upload.
 
         Raises :class:`ObjectNotFound` for an unknown upload and ``ValueError``
-        when a part is missing, changed (etag) or smaller than the minimum.
+        when a part is missing, changed (etag) or smaller than the minimum, or
+        (an upload written in place) not where the parts before it end.
         """
 
     @abstractmethod

@@ -2,8 +2,11 @@
 
 Every write goes to a temporary file under ``<root>/.tmp``, is fsynced and
 renamed into place, so a crash or a failed checksum never leaves a partial or
-wrong file under a final name. Multipart parts live under
-``<root>/.multipart/<upload id>/``. Keys are checked by the contract
+wrong file under a final name. Multipart uploads live under
+``<root>/.multipart/<upload id>/``: one file per part, joined at completion,
+or, for an upload created with its size, one file the parts are written into
+at their offsets (:mod:`vmregistry.storage.inplace`), renamed at completion.
+Keys are checked by the contract
 (:func:`~vmregistry.storage.base.check_key`) and the resolved path must stay
 inside the root: no key reaches a dot directory or anything outside.
 
@@ -20,13 +23,9 @@ plane's side: they stream a request body to disk, hashing as they go.
 
 from __future__ import annotations
 
-import bisect
 import builtins  # the contract's list() method shadows the builtin inside the class
 import contextlib
-import errno
-import functools
 import hashlib
-import itertools
 import os
 import re
 import secrets
@@ -34,13 +33,15 @@ import shutil
 import stat as stat_module
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import BinaryIO
 
+from vmregistry.storage import inplace
 from vmregistry.storage.base import (
     MAX_PART_SIZE,
     MAX_PARTS,
+    MAX_ZERO_PART_SIZE,
     ChecksumMismatch,
     InvalidKey,
     MultipartUpload,
@@ -49,10 +50,11 @@ from vmregistry.storage.base import (
     PresignedRequest,
     Readable,
     Storage,
-    StorageFull,
     UploadedPart,
     check_key,
 )
+from vmregistry.storage.fsutil import space_checked as _space_checked
+from vmregistry.storage.fsutil import walk_keys
 from vmregistry.storage.pump import ConcatenatedFiles, copy_hashing
 from vmregistry.storage.signing import UrlSigner
 
@@ -67,25 +69,6 @@ def _etag(st: os.stat_result) -> str:
 
 def _info(key: str, st: os.stat_result, sha256: str | None = None) -> ObjectInfo:
     return ObjectInfo(key=key, size=st.st_size, modified=st.st_mtime, etag=_etag(st), sha256=sha256)
-
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
-
-
-def _space_checked(method: _F) -> _F:
-    """A write that runs out of space is :class:`StorageFull` (its temporary file is already gone)."""
-
-    @functools.wraps(method)
-    def checked(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(*args, **kwargs)
-        except OSError as exc:
-            if exc.errno in _NO_SPACE:
-                raise StorageFull(f"no space left on the storage volume: {exc.strerror}") from exc
-            raise
-
-    return checked  # type: ignore[return-value]
 
 
 class FilesystemStorage(Storage):
@@ -194,56 +177,7 @@ class FilesystemStorage(Storage):
         # to save here, a directory is read whole.)
         directory, _, _ = prefix.rpartition("/")
         start = self.root.joinpath(*directory.split("/")) if directory else self.root
-        yield from self._walk(start, directory + "/" if directory else "", prefix, start_after)
-
-    @staticmethod
-    def _entries(directory: Path) -> builtins.list[str] | None:
-        """The directory's entries as they sort in keys (a subdirectory ``d`` as ``d/``), sorted; None if absent.
-
-        A directory without subdirectories (its link count is 2 on ext4, xfs and tmpfs: itself and its
-        ``.``) is read with ``listdir``, no per-entry type check: a page of 10,000 tags costs half.
-        """
-        try:
-            if os.stat(directory).st_nlink == 2:
-                names = [name for name in os.listdir(directory) if not name.startswith(".")]
-            else:
-                with os.scandir(directory) as entries:
-                    names = [
-                        entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name
-                        for entry in entries
-                        if not entry.name.startswith(".")  # .tmp, .multipart, .markers: never keys
-                    ]
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        names.sort()
-        return names
-
-    def _walk(self, directory: Path, base: str, prefix: str, start_after: str | None) -> Iterator[str]:
-        """Keys below ``directory`` (whose keys start with ``base``) in byte order, skipping what cannot match.
-
-        A directory ``d`` sorts as ``d/``: every key below it starts with that, so
-        ordering entries this way orders the keys exactly as S3 does.
-        """
-        found = self._entries(directory)
-        if found is None:
-            return
-        first = 0
-        if start_after is not None and start_after.startswith(base):
-            # Entries whose key is before start_after and not a directory holding it: skip them at once.
-            rest = start_after[len(base) :]
-            first = bisect.bisect_left(found, rest.split("/", 1)[0])
-        for sort_name in itertools.islice(found, first, None):
-            key = base + sort_name
-            if not (key.startswith(prefix) or prefix.startswith(key)):
-                if key > prefix:
-                    return  # sorted: nothing further can start with the prefix
-                continue
-            if start_after is not None and key <= start_after and not start_after.startswith(key):
-                continue  # the key, or the whole directory, sorts before start_after
-            if sort_name.endswith("/"):
-                yield from self._walk(directory / sort_name[:-1], key, prefix, start_after)
-            elif start_after is None or key > start_after:
-                yield key
+        yield from walk_keys(start, directory + "/" if directory else "", prefix, start_after)
 
     # -- writing -------------------------------------------------------------------
 
@@ -339,19 +273,22 @@ class FilesystemStorage(Storage):
     # -- multipart -------------------------------------------------------------------
 
     @_space_checked
-    def multipart_create(self, key: str) -> str:
+    def multipart_create(self, key: str, size: int | None = None) -> str:
         self.path(key)
         upload_id = uuid.uuid4().hex
         directory = self._multipart / upload_id
         directory.mkdir()
         try:
             (directory / "key").write_text(key)
+            if size is not None:
+                inplace.create(directory, size)
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
             raise
         return upload_id
 
-    def _part_path(self, key: str, upload_id: str, number: int) -> Path:
+    def _upload(self, key: str, upload_id: str, number: int) -> tuple[Path, int | None]:
+        """The upload's directory and, if it is written in place, its declared size."""
         directory = self._upload_dir(upload_id)
         try:
             owner = (directory / "key").read_text()
@@ -361,25 +298,50 @@ class FilesystemStorage(Storage):
             raise ObjectNotFound(f"multipart upload {upload_id!r} is not for {key!r}")
         if not 1 <= number <= MAX_PARTS:
             raise ValueError(f"part numbers run from 1 to {MAX_PARTS}")
-        return directory / f"{number:05d}"
+        return directory, inplace.declared_size(directory)
 
     @_space_checked
-    def multipart_put_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
-        target = self._part_path(key, upload_id, number)
+    def multipart_put_part(
+        self, key: str, upload_id: str, number: int, data: bytes, *, offset: int | None = None
+    ) -> UploadedPart:
+        directory, size = self._upload(key, upload_id, number)
+        if size is not None:
+            return inplace.put_bytes(directory, number, offset, data)
         with self._temporary() as (handle, tmp):
             handle.write(data)
-            info = self._finish(handle, tmp, target, key, None)
+            info = self._finish(handle, tmp, directory / f"{number:05d}", key, None)
         return UploadedPart(number, info.size, info.etag or "")
 
     @_space_checked
-    def receive_part(self, key: str, upload_id: str, number: int, source: Readable, length: int | None) -> UploadedPart:
-        """Stream one part from the data plane."""
-        target = self._part_path(key, upload_id, number)
-        info = self._receive(key, target, source, length, None)
+    def receive_part(
+        self, key: str, upload_id: str, number: int, source: Readable, length: int | None, offset: int | None = None
+    ) -> UploadedPart:
+        """Stream one part from the data plane (to its ``offset``, in an upload written in place)."""
+        directory, size = self._upload(key, upload_id, number)
+        if size is not None:
+            return inplace.receive(directory, number, offset, source, length)
+        info = self._receive(key, directory / f"{number:05d}", source, length, None)
         return UploadedPart(number, info.size, info.etag or "")
 
-    def multipart_move_part(self, key: str, upload_id: str, number: int, source: str) -> UploadedPart:
-        target = self._part_path(key, upload_id, number)
+    @_space_checked
+    def multipart_zero_part(
+        self, key: str, upload_id: str, number: int, size: int, *, offset: int | None = None
+    ) -> UploadedPart:
+        if not 1 <= size <= MAX_ZERO_PART_SIZE:
+            raise ValueError(f"a zero part has 1 to {MAX_ZERO_PART_SIZE} bytes")
+        directory, declared = self._upload(key, upload_id, number)
+        if declared is not None:
+            return inplace.zero(directory, number, offset, size)
+        with self._temporary() as (handle, tmp):
+            handle.truncate(size)  # a sparse file: the join reads its hole as zeros
+            info = self._finish(handle, tmp, directory / f"{number:05d}", key, None)
+        return UploadedPart(number, info.size, info.etag or "")
+
+    @_space_checked
+    def multipart_move_part(
+        self, key: str, upload_id: str, number: int, source: str, *, offset: int | None = None
+    ) -> UploadedPart:
+        directory, declared = self._upload(key, upload_id, number)
         src = self.path(source)
         try:
             size = src.stat().st_size
@@ -388,10 +350,16 @@ class FilesystemStorage(Storage):
         if size > MAX_PART_SIZE:
             raise ValueError(f"a part is at most {MAX_PART_SIZE} bytes")
         self._clear_marker(source)
-        os.replace(src, target)  # the same volume: a rename, whatever the size
+        if declared is not None:
+            part = inplace.put_bytes(directory, number, offset, src)  # a copy in the kernel, then the staged file goes
+            src.unlink()
+        else:
+            target = directory / f"{number:05d}"
+            os.replace(src, target)  # the same volume: a rename, whatever the size
+            st = os.stat(target)
+            part = UploadedPart(number, st.st_size, _etag(st))
         self._prune(src.parent)
-        st = os.stat(target)
-        return UploadedPart(number, st.st_size, _etag(st))
+        return part
 
     def multipart_list_uploads(self, prefix: str) -> Iterator[MultipartUpload]:
         for entry in sorted(os.scandir(self._multipart), key=lambda e: e.name):
@@ -418,17 +386,31 @@ class FilesystemStorage(Storage):
                 continue  # published or removed by its own write meanwhile
             files += 1
             freed += st.st_size
+        # An upload directory without its key file: what an interrupted abort or completion left, old enough.
+        for entry in os.scandir(self._multipart):
+            with contextlib.suppress(FileNotFoundError):
+                if not os.path.exists(os.path.join(entry.path, "key")) and entry.stat().st_mtime < cutoff:
+                    sizes = [p.stat().st_size for p in Path(entry.path).rglob("*") if p.is_file()]
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    files, freed = files + len(sizes), freed + sum(sizes)
         return files, freed
 
-    def multipart_presign_part(self, key: str, upload_id: str, number: int, expires_in: int) -> PresignedRequest | None:
+    def multipart_presign_part(
+        self, key: str, upload_id: str, number: int, expires_in: int, *, offset: int | None = None
+    ) -> PresignedRequest | None:
         if self.signer is None:
             return None
-        self._part_path(key, upload_id, number)
-        url, expires = self.signer.sign("part", {"key": key, "upload": upload_id, "part": str(number)}, expires_in)
+        self._upload(key, upload_id, number)
+        params = {"key": key, "upload": upload_id, "part": str(number)}
+        if offset is not None:
+            params["offset"] = str(offset)
+        url, expires = self.signer.sign("part", params, expires_in)
         return PresignedRequest(url=url, method="PUT", expires_at=expires)
 
     def multipart_list_parts(self, key: str, upload_id: str) -> builtins.list[UploadedPart]:
-        directory = self._part_path(key, upload_id, 1).parent
+        directory, size = self._upload(key, upload_id, 1)
+        if size is not None:
+            return inplace.list_parts(directory)
         parts = []
         for entry in sorted(os.scandir(directory), key=lambda e: e.name):
             if entry.name.isdigit():
@@ -440,6 +422,12 @@ class FilesystemStorage(Storage):
     def multipart_complete(self, key: str, upload_id: str, parts: builtins.list[UploadedPart]) -> ObjectInfo:
         self.check_parts(key, upload_id, parts)
         directory = self._upload_dir(upload_id)
+        if inplace.declared_size(directory) is not None:
+            data, sha256, st = inplace.complete(directory, parts)
+            self._clear_marker(key)
+            self._publish(data, self.path(key))
+            shutil.rmtree(directory, ignore_errors=True)
+            return _info(key, st, sha256)
         with (
             self._temporary() as (handle, tmp),
             ConcatenatedFiles([directory / f"{part.number:05d}" for part in parts]) as source,

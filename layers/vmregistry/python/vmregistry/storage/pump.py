@@ -14,6 +14,10 @@ the caller's final fsync waits for the last window instead of the whole file.
 It changes nothing about durability: only the fsync after the copy makes the
 file durable, and nothing is visible before the caller renames it.
 
+:func:`copy_into` is the same pipeline without the hasher: a multipart part
+written in place (:mod:`vmregistry.storage.inplace`) is verified with the
+whole object, not on its own.
+
 Memory stays constant: :data:`DEPTH` buffers of :data:`CHUNK` bytes circulate
 from the reader to the hasher to the writer and back. The result is the same
 as the plain loop's: the file holds exactly the bytes read, in order, and the
@@ -36,7 +40,16 @@ from typing import BinaryIO
 
 from vmregistry.storage.base import Readable
 
-__all__ = ["CHUNK", "DEPTH", "PIPELINE_MIN", "ConcatenatedFiles", "Readable", "copy_hashing"]
+__all__ = [
+    "CHUNK",
+    "DEPTH",
+    "PIPELINE_MIN",
+    "ConcatenatedFiles",
+    "Readable",
+    "copy_hashing",
+    "copy_into",
+    "start_writeback",
+]
 
 CHUNK = 1024 * 1024
 DEPTH = 8
@@ -83,7 +96,7 @@ def _read(source: Readable, buffer: memoryview, remaining: int | None) -> int:
     return n
 
 
-def _plain(source: Readable, sink: BinaryIO, length: int | None) -> tuple[str, int]:
+def _plain(source: Readable, sink: BinaryIO, length: int | None, hashing: bool = True) -> tuple[str, int]:
     digest = hashlib.sha256()
     buffer = memoryview(bytearray(CHUNK))
     remaining, total = length, 0
@@ -92,7 +105,8 @@ def _plain(source: Readable, sink: BinaryIO, length: int | None) -> tuple[str, i
         if not n:
             break
         chunk = buffer[:n]
-        digest.update(chunk)
+        if hashing:
+            digest.update(chunk)
         sink.write(chunk)
         total += n
         if remaining is not None:
@@ -125,11 +139,19 @@ def _writeback_function() -> Callable[[int, int, int], None] | None:
     return start
 
 
+def start_writeback(fd: int, offset: int, count: int) -> None:
+    """Ask the kernel to start writing ``count`` bytes at ``offset`` to disk now (Linux; elsewhere nothing)."""
+    writeback = _writeback_function()
+    if writeback is not None:
+        writeback(fd, offset, count)
+
+
 class _Pipeline:
     """The hasher and writer threads; the caller is the reader."""
 
-    def __init__(self, sink: BinaryIO) -> None:
+    def __init__(self, sink: BinaryIO, hashing: bool = True) -> None:
         self.digest = hashlib.sha256()
+        self.hashing = hashing
         self.sink = sink
         self.free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
         self.to_hash: queue.SimpleQueue[_Item] = queue.SimpleQueue()
@@ -147,7 +169,7 @@ class _Pipeline:
     def _hash(self) -> None:
         while (item := self.to_hash.get()) is not None:
             buffer, n = item
-            if self.error is None:
+            if self.error is None and self.hashing:
                 try:
                     self.digest.update(buffer[:n])
                 except BaseException as exc:  # handed to the reader, which re-raises it
@@ -159,8 +181,9 @@ class _Pipeline:
         writeback = _writeback_function()
         try:
             fd = self.sink.fileno() if writeback is not None else -1
+            base = self.sink.tell() if fd >= 0 else 0  # a part written in place starts at its offset
         except (OSError, AttributeError, ValueError):  # not a file (io.BytesIO): nothing to write back
-            fd = -1
+            fd, base = -1, 0
         written = started = 0
         # After a failure, keep returning buffers so the reader never waits forever.
         while (item := self.to_write.get()) is not None:
@@ -171,7 +194,7 @@ class _Pipeline:
                     written += n
                     if fd >= 0 and writeback is not None and written - started >= WRITEBACK_WINDOW:
                         self.sink.flush()
-                        writeback(fd, started, written - started)
+                        writeback(fd, base + started, written - started)
                         started = written
                 except BaseException as exc:  # handed to the reader, which re-raises it
                     self.error = exc
@@ -209,3 +232,10 @@ def copy_hashing(source: Readable, sink: BinaryIO, length: int | None) -> tuple[
     if length is not None and length < PIPELINE_MIN:
         return _plain(source, sink, length)
     return _Pipeline(sink).run(source, length)
+
+
+def copy_into(source: Readable, sink: BinaryIO, length: int | None) -> int:
+    """:func:`copy_hashing` without the hash: how many bytes were copied."""
+    if length is not None and length < PIPELINE_MIN:
+        return _plain(source, sink, length, hashing=False)[1]
+    return _Pipeline(sink, hashing=False).run(source, length)[1]

@@ -10,6 +10,8 @@ Why it looks the way it does:
 * Multipart uploads have no whole-object SHA-256 in S3, so
   :meth:`multipart_complete` returns ``sha256=None`` and the domain streams
   :meth:`open` through hashlib before the object is moved under its digest.
+* A zero part is an UploadPartCopy from an all-zero object in the bucket
+  (:mod:`vmregistry.storage.s3_zeros`): declared zeros never cross the network.
 * :meth:`receive` (local mode's streamed bodies) goes up from the server as
   one PUT or a multipart upload (:mod:`vmregistry.storage.s3_stream`).
 * :meth:`move` is a server-side copy, then a delete: CopyObject up to
@@ -57,6 +59,7 @@ from vmregistry.storage.base import (
 )
 from vmregistry.storage.s3_client import error_code, log, make_client, s3_errors, translate
 from vmregistry.storage.s3_stream import list_uploads, stream_put
+from vmregistry.storage.s3_zeros import zero_part
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -365,7 +368,8 @@ class S3Storage(Storage):
 
     # -- multipart -----------------------------------------------------------------
 
-    def multipart_create(self, key: str) -> str:
+    def multipart_create(self, key: str, size: int | None = None) -> str:
+        # S3 joins parts in number order at completion: nothing to lay out for a known size.
         with s3_errors("CreateMultipartUpload", self.bucket, key):
             return self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
 
@@ -374,7 +378,9 @@ class S3Storage(Storage):
         if not 1 <= number <= MAX_PARTS:
             raise ValueError(f"part numbers run from 1 to {MAX_PARTS}")
 
-    def multipart_put_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+    def multipart_put_part(
+        self, key: str, upload_id: str, number: int, data: bytes, *, offset: int | None = None
+    ) -> UploadedPart:
         self._check_number(number)
         if len(data) > MAX_PART_SIZE:
             raise ValueError(f"a part is at most {MAX_PART_SIZE} bytes")
@@ -384,7 +390,9 @@ class S3Storage(Storage):
             )
         return UploadedPart(number, len(data), _unquote(response.get("ETag")) or "")
 
-    def multipart_move_part(self, key: str, upload_id: str, number: int, source: str) -> UploadedPart:
+    def multipart_move_part(
+        self, key: str, upload_id: str, number: int, source: str, *, offset: int | None = None
+    ) -> UploadedPart:
         self._check_number(number)
         info = self.stat(source)
         if info is None:
@@ -403,10 +411,18 @@ class S3Storage(Storage):
             self.client.delete_object(Bucket=self.bucket, Key=source)
         return UploadedPart(number, info.size, _unquote(response["CopyPartResult"].get("ETag")) or "")
 
+    def multipart_zero_part(
+        self, key: str, upload_id: str, number: int, size: int, *, offset: int | None = None
+    ) -> UploadedPart:
+        self._check_number(number)
+        return zero_part(self.client, self.bucket, key, upload_id, number, size)
+
     def multipart_list_uploads(self, prefix: str) -> Iterator[MultipartUpload]:
         return list_uploads(self.client, self.bucket, prefix)
 
-    def multipart_presign_part(self, key: str, upload_id: str, number: int, expires_in: int) -> PresignedRequest | None:
+    def multipart_presign_part(
+        self, key: str, upload_id: str, number: int, expires_in: int, *, offset: int | None = None
+    ) -> PresignedRequest | None:
         self._check_number(number)
         with s3_errors("presign UploadPart", self.bucket, key):
             url = self.client.generate_presigned_url(
