@@ -13,8 +13,7 @@ import socket
 
 import pytest
 from vmregistry.config import Settings
-from vmregistry.storage import StorageUnavailable
-from vmregistry.storage import s3 as s3_module
+from vmregistry.storage import StorageUnavailable, s3_copy
 from vmregistry.storage.s3 import S3Storage
 from vmregistry.storage.s3_client import make_client
 
@@ -80,8 +79,8 @@ def test_presigned_put_signs_the_sha256_and_stat_reports_it(localstack: LocalSta
 
 def test_large_moves_use_a_parallel_multipart_copy(localstack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN thresholds scaled down so a 12 MiB object takes the >5 GiB path (three 5 MiB copy parts)
-    monkeypatch.setattr(s3_module, "COPY_SINGLE_LIMIT", 1024 * 1024)
-    monkeypatch.setattr(s3_module, "COPY_PART_SIZE", 5 * 1024 * 1024)
+    monkeypatch.setattr(s3_copy, "COPY_SINGLE_LIMIT", 1024 * 1024)
+    monkeypatch.setattr(s3_copy, "COPY_PART_SIZE", 5 * 1024 * 1024)
     storage = storage_for(localstack, new_bucket_name("copy"), create=True)
     data = os.urandom(12 * 1024 * 1024 + 7)
     storage.write("uploads/u/data", data)

@@ -14,11 +14,9 @@ Why it looks the way it does:
   (:mod:`vmregistry.storage.s3_zeros`): declared zeros never cross the network.
 * :meth:`receive` (local mode's streamed bodies) goes up from the server as
   one PUT or a multipart upload (:mod:`vmregistry.storage.s3_stream`).
-* :meth:`move` is a server-side copy, then a delete: CopyObject up to
-  :data:`COPY_SINGLE_LIMIT`, above it a multipart copy whose parts run in
-  parallel (CopyObject stops at 5 GiB, and parallel parts keep a large copy
-  inside one API request). A copy is atomic: the destination never holds
-  a partial object.
+* :meth:`move` is a server-side copy (:mod:`vmregistry.storage.s3_copy`:
+  CopyObject, or parallel UploadPartCopy for a large object), then a delete.
+  A copy is atomic: the destination never holds a partial object.
 * Every boto3 failure goes through :mod:`vmregistry.storage.s3_client`, which
   turns it into the contract's exceptions; retries with backoff are
   botocore's.
@@ -35,10 +33,8 @@ from __future__ import annotations
 import base64
 import builtins
 import hashlib
-import math
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -58,19 +54,16 @@ from vmregistry.storage.base import (
     UploadedPart,
 )
 from vmregistry.storage.s3_client import error_code, log, make_client, s3_errors, translate
+from vmregistry.storage.s3_copy import copy_object
 from vmregistry.storage.s3_stream import list_uploads, stream_put
 from vmregistry.storage.s3_zeros import zero_part
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectTypeDef, PaginatorConfigTypeDef
+    from mypy_boto3_s3.type_defs import ObjectTypeDef, PaginatorConfigTypeDef
 
-__all__ = ["COPY_PART_SIZE", "COPY_SINGLE_LIMIT", "S3Storage"]
+__all__ = ["S3Storage"]
 
-COPY_SINGLE_LIMIT = 512 * 1024 * 1024
-"""Objects up to this size move with one CopyObject; larger ones with parallel UploadPartCopy."""
-COPY_PART_SIZE = 256 * 1024 * 1024
-COPY_THREADS = 8
 DELETE_BATCH = 1000
 LIST_BATCH = 1000
 """S3's most keys per ListObjectsV2 request."""
@@ -293,45 +286,9 @@ class S3Storage(Storage):
         info = self.stat(source)
         if info is None:
             raise ObjectNotFound(source)
-        if info.size <= COPY_SINGLE_LIMIT:
-            with s3_errors("CopyObject", self.bucket, destination):
-                self.client.copy_object(
-                    Bucket=self.bucket, Key=destination, CopySource={"Bucket": self.bucket, "Key": source}
-                )
-        else:
-            self._copy_multipart(source, destination, info.size)
+        copy_object(self.client, self.bucket, source, destination, info.size)
         with s3_errors("DeleteObject", self.bucket, source):
             self.client.delete_object(Bucket=self.bucket, Key=source)
-
-    def _copy_multipart(self, source: str, destination: str, size: int) -> None:
-        """Copy a large object with parallel UploadPartCopy; the destination appears only at the end."""
-        part_size = max(COPY_PART_SIZE, math.ceil(size / MAX_PARTS))
-        ranges = [(n + 1, start, min(start + part_size, size) - 1) for n, start in enumerate(range(0, size, part_size))]
-        upload_id = self.multipart_create(destination)
-
-        def copy(spec: tuple[int, int, int]) -> CompletedPartTypeDef:
-            number, first, last = spec
-            with s3_errors("UploadPartCopy", self.bucket, destination):
-                response = self.client.upload_part_copy(
-                    Bucket=self.bucket,
-                    Key=destination,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    CopySource={"Bucket": self.bucket, "Key": source},
-                    CopySourceRange=f"bytes={first}-{last}",
-                )
-            return {"PartNumber": number, "ETag": response["CopyPartResult"].get("ETag", "")}
-
-        try:
-            with ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="s3-copy") as pool:
-                parts = list(pool.map(copy, ranges))
-            with s3_errors("CompleteMultipartUpload", self.bucket, destination):
-                self.client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=destination, UploadId=upload_id, MultipartUpload={"Parts": parts}
-                )
-        except BaseException:
-            self.multipart_abort(destination, upload_id)
-            raise
 
     # -- redirects -----------------------------------------------------------------
 
