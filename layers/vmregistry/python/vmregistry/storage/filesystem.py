@@ -3,9 +3,10 @@
 Every write goes to a temporary file under ``<root>/.tmp``, is fsynced and
 renamed into place, so a crash or a failed checksum never leaves a partial or
 wrong file under a final name. Multipart uploads live under
-``<root>/.multipart/<upload id>/``: one file per part, joined at completion,
-or, for an upload created with its size, one file the parts are written into
-at their offsets (:mod:`vmregistry.storage.inplace`), renamed at completion.
+``<root>/.multipart/<upload id>/`` (:mod:`vmregistry.storage.fs_uploads`): one
+file per part, joined at completion, or, for an upload created with its size,
+one file the parts are written into at their offsets
+(:mod:`vmregistry.storage.inplace`), renamed at completion.
 Keys are checked by the contract
 (:func:`~vmregistry.storage.base.check_key`) and the resolved path must stay
 inside the root: no key reaches a dot directory or anything outside.
@@ -27,20 +28,17 @@ import builtins  # the contract's list() method shadows the builtin inside the c
 import contextlib
 import hashlib
 import os
-import re
 import secrets
 import shutil
 import stat as stat_module
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from vmregistry.storage import inplace
+from vmregistry.storage import fs_uploads, inplace
 from vmregistry.storage.base import (
     MAX_PART_SIZE,
-    MAX_PARTS,
     MAX_ZERO_PART_SIZE,
     ChecksumMismatch,
     InvalidKey,
@@ -53,22 +51,17 @@ from vmregistry.storage.base import (
     UploadedPart,
     check_key,
 )
+from vmregistry.storage.fs_uploads import part_file
+from vmregistry.storage.fsutil import file_etag, walk_keys
 from vmregistry.storage.fsutil import space_checked as _space_checked
-from vmregistry.storage.fsutil import walk_keys
 from vmregistry.storage.pump import ConcatenatedFiles, copy_hashing
 from vmregistry.storage.signing import UrlSigner
 
 __all__ = ["FilesystemStorage", "Readable"]
 
-_UPLOAD_ID_RE = re.compile(r"[0-9a-f]{32}")
-
-
-def _etag(st: os.stat_result) -> str:
-    return f"{st.st_size:x}-{st.st_mtime_ns:x}"
-
 
 def _info(key: str, st: os.stat_result, sha256: str | None = None) -> ObjectInfo:
-    return ObjectInfo(key=key, size=st.st_size, modified=st.st_mtime, etag=_etag(st), sha256=sha256)
+    return ObjectInfo(key=key, size=st.st_size, modified=st.st_mtime, etag=file_etag(st), sha256=sha256)
 
 
 class FilesystemStorage(Storage):
@@ -91,11 +84,6 @@ class FilesystemStorage(Storage):
         if not path.is_relative_to(self.root):  # defence in depth; the regex already forbids '..'
             raise InvalidKey(f"storage key {key!r} escapes the root")
         return path
-
-    def _upload_dir(self, upload_id: str) -> Path:
-        if _UPLOAD_ID_RE.fullmatch(upload_id) is None:
-            raise ObjectNotFound(f"no multipart upload {upload_id!r}")
-        return self._multipart / upload_id
 
     # -- atomic file creation ------------------------------------------------------
 
@@ -275,30 +263,10 @@ class FilesystemStorage(Storage):
     @_space_checked
     def multipart_create(self, key: str, size: int | None = None) -> str:
         self.path(key)
-        upload_id = uuid.uuid4().hex
-        directory = self._multipart / upload_id
-        directory.mkdir()
-        try:
-            (directory / "key").write_text(key)
-            if size is not None:
-                inplace.create(directory, size)
-        except BaseException:
-            shutil.rmtree(directory, ignore_errors=True)
-            raise
-        return upload_id
+        return fs_uploads.create(self._multipart, key, size)
 
     def _upload(self, key: str, upload_id: str, number: int) -> tuple[Path, int | None]:
-        """The upload's directory and, if it is written in place, its declared size."""
-        directory = self._upload_dir(upload_id)
-        try:
-            owner = (directory / "key").read_text()
-        except FileNotFoundError:
-            raise ObjectNotFound(f"no multipart upload {upload_id!r}") from None
-        if owner != key:
-            raise ObjectNotFound(f"multipart upload {upload_id!r} is not for {key!r}")
-        if not 1 <= number <= MAX_PARTS:
-            raise ValueError(f"part numbers run from 1 to {MAX_PARTS}")
-        return directory, inplace.declared_size(directory)
+        return fs_uploads.open_upload(self._multipart, key, upload_id, number)
 
     @_space_checked
     def multipart_put_part(
@@ -309,7 +277,7 @@ class FilesystemStorage(Storage):
             return inplace.put_bytes(directory, number, offset, data)
         with self._temporary() as (handle, tmp):
             handle.write(data)
-            info = self._finish(handle, tmp, directory / f"{number:05d}", key, None)
+            info = self._finish(handle, tmp, part_file(directory, number), key, None)
         return UploadedPart(number, info.size, info.etag or "")
 
     @_space_checked
@@ -320,7 +288,7 @@ class FilesystemStorage(Storage):
         directory, size = self._upload(key, upload_id, number)
         if size is not None:
             return inplace.receive(directory, number, offset, source, length)
-        info = self._receive(key, directory / f"{number:05d}", source, length, None)
+        info = self._receive(key, part_file(directory, number), source, length, None)
         return UploadedPart(number, info.size, info.etag or "")
 
     @_space_checked
@@ -334,7 +302,7 @@ class FilesystemStorage(Storage):
             return inplace.zero(directory, number, offset, size)
         with self._temporary() as (handle, tmp):
             handle.truncate(size)  # a sparse file: the join reads its hole as zeros
-            info = self._finish(handle, tmp, directory / f"{number:05d}", key, None)
+            info = self._finish(handle, tmp, part_file(directory, number), key, None)
         return UploadedPart(number, info.size, info.etag or "")
 
     @_space_checked
@@ -354,24 +322,15 @@ class FilesystemStorage(Storage):
             part = inplace.put_bytes(directory, number, offset, src)  # a copy in the kernel, then the staged file goes
             src.unlink()
         else:
-            target = directory / f"{number:05d}"
+            target = part_file(directory, number)
             os.replace(src, target)  # the same volume: a rename, whatever the size
             st = os.stat(target)
-            part = UploadedPart(number, st.st_size, _etag(st))
+            part = UploadedPart(number, st.st_size, file_etag(st))
         self._prune(src.parent)
         return part
 
     def multipart_list_uploads(self, prefix: str) -> Iterator[MultipartUpload]:
-        for entry in sorted(os.scandir(self._multipart), key=lambda e: e.name):
-            if _UPLOAD_ID_RE.fullmatch(entry.name) is None:
-                continue
-            try:
-                key = (Path(entry.path) / "key").read_text()
-                modified = max(e.stat().st_mtime for e in [entry, *os.scandir(entry.path)])
-            except (FileNotFoundError, NotADirectoryError):
-                continue  # completed or aborted meanwhile
-            if key.startswith(prefix):
-                yield MultipartUpload(key, entry.name, modified)
+        return fs_uploads.list_uploads(self._multipart, prefix)
 
     def sweep_temporary(self, older_than: float) -> tuple[int, int]:
         cutoff = time.time() - older_than
@@ -386,14 +345,8 @@ class FilesystemStorage(Storage):
                 continue  # published or removed by its own write meanwhile
             files += 1
             freed += st.st_size
-        # An upload directory without its key file: what an interrupted abort or completion left, old enough.
-        for entry in os.scandir(self._multipart):
-            with contextlib.suppress(FileNotFoundError):
-                if not os.path.exists(os.path.join(entry.path, "key")) and entry.stat().st_mtime < cutoff:
-                    sizes = [p.stat().st_size for p in Path(entry.path).rglob("*") if p.is_file()]
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                    files, freed = files + len(sizes), freed + sum(sizes)
-        return files, freed
+        upload_files, upload_bytes = fs_uploads.sweep_leftovers(self._multipart, cutoff)
+        return files + upload_files, freed + upload_bytes
 
     def multipart_presign_part(
         self, key: str, upload_id: str, number: int, expires_in: int, *, offset: int | None = None
@@ -408,20 +361,12 @@ class FilesystemStorage(Storage):
         return PresignedRequest(url=url, method="PUT", expires_at=expires)
 
     def multipart_list_parts(self, key: str, upload_id: str) -> builtins.list[UploadedPart]:
-        directory, size = self._upload(key, upload_id, 1)
-        if size is not None:
-            return inplace.list_parts(directory)
-        parts = []
-        for entry in sorted(os.scandir(directory), key=lambda e: e.name):
-            if entry.name.isdigit():
-                st = entry.stat()
-                parts.append(UploadedPart(int(entry.name), st.st_size, _etag(st)))
-        return parts
+        return fs_uploads.list_parts(*self._upload(key, upload_id, 1))
 
     @_space_checked
     def multipart_complete(self, key: str, upload_id: str, parts: builtins.list[UploadedPart]) -> ObjectInfo:
         self.check_parts(key, upload_id, parts)
-        directory = self._upload_dir(upload_id)
+        directory = fs_uploads.directory(self._multipart, upload_id)
         if inplace.declared_size(directory) is not None:
             data, sha256, st = inplace.complete(directory, parts)
             self._clear_marker(key)
@@ -442,5 +387,4 @@ class FilesystemStorage(Storage):
         return info
 
     def multipart_abort(self, key: str, upload_id: str) -> None:
-        with contextlib.suppress(ObjectNotFound):
-            shutil.rmtree(self._upload_dir(upload_id), ignore_errors=True)
+        fs_uploads.remove(self._multipart, upload_id)

@@ -1,4 +1,4 @@
-"""Pieces of the filesystem backend: a full disk as the contract's error, and keys listed as S3 lists them.
+"""Pieces of the filesystem backend: a full disk as the contract's error, keys listed as S3 lists them, ETags.
 
 * :func:`space_checked`: ``ENOSPC`` / ``EDQUOT`` from any write become
   :class:`~vmregistry.storage.base.StorageFull` (the write's temporary file is
@@ -6,6 +6,7 @@
 * :func:`walk_keys`: the backend's :meth:`list <vmregistry.storage.filesystem.FilesystemStorage.list>`,
   a directory tree listed lazily, in byte order, from a prefix and after a key.
   Dot entries (``.tmp``, ``.multipart``, ``.markers``) are never keys.
+* :func:`file_etag`: a file's ETag, from its size and modification time.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 
 from vmregistry.storage.base import StorageFull
 
-__all__ = ["space_checked", "walk_keys"]
+__all__ = ["file_etag", "space_checked", "walk_keys"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -40,6 +41,11 @@ def space_checked(method: _F) -> _F:
             raise
 
     return checked  # type: ignore[return-value]
+
+
+def file_etag(st: os.stat_result) -> str:
+    """Changes whenever the file is rewritten (its size or nanosecond modification time)."""
+    return f"{st.st_size:x}-{st.st_mtime_ns:x}"
 
 
 def _entries(directory: Path) -> list[str] | None:
