@@ -53,8 +53,8 @@ from vmregistry.storage.base import (
     Storage,
     UploadedPart,
 )
-from vmregistry.storage.s3_client import error_code, log, make_client, s3_errors, translate
-from vmregistry.storage.s3_copy import copy_object
+from vmregistry.storage.s3_client import abort_upload, ensure_bucket, error_code, make_client, s3_errors, translate
+from vmregistry.storage.s3_copy import copy_object, copy_part
 from vmregistry.storage.s3_stream import list_uploads, stream_put
 from vmregistry.storage.s3_zeros import zero_part
 
@@ -140,28 +140,7 @@ class S3Storage(Storage):
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist (``-s3-skip-bucket-creation`` skips this)."""
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
-            return
-        except ClientError as exc:
-            if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
-                raise translate(exc, "HeadBucket", self.bucket) from exc
-        except BotoCoreError as exc:
-            raise translate(exc, "HeadBucket", self.bucket) from exc
-        log.info("creating S3 bucket %s in %s", self.bucket, self.region)
-        try:
-            if self.region == "us-east-1":
-                self.client.create_bucket(Bucket=self.bucket)
-            else:
-                self.client.create_bucket(
-                    Bucket=self.bucket,
-                    CreateBucketConfiguration={"LocationConstraint": self.region},  # type: ignore[typeddict-item]
-                )
-        except ClientError as exc:
-            if error_code(exc) != "BucketAlreadyOwnedByYou":
-                raise translate(exc, "CreateBucket", self.bucket) from exc
-        except BotoCoreError as exc:
-            raise translate(exc, "CreateBucket", self.bucket) from exc
+        ensure_bucket(self.client, self.bucket, self.region)
 
     # -- reading -----------------------------------------------------------------
 
@@ -356,17 +335,10 @@ class S3Storage(Storage):
             raise ObjectNotFound(source)
         if info.size > MAX_PART_SIZE:
             raise ValueError(f"a part is at most {MAX_PART_SIZE} bytes")
-        with s3_errors("UploadPartCopy", self.bucket, key):
-            response = self.client.upload_part_copy(
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=number,
-                CopySource={"Bucket": self.bucket, "Key": source},
-            )
+        etag = copy_part(self.client, self.bucket, key, upload_id, number, source)
         with s3_errors("DeleteObject", self.bucket, source):
             self.client.delete_object(Bucket=self.bucket, Key=source)
-        return UploadedPart(number, info.size, _unquote(response["CopyPartResult"].get("ETag")) or "")
+        return UploadedPart(number, info.size, _unquote(etag) or "")
 
     def multipart_zero_part(
         self, key: str, upload_id: str, number: int, size: int, *, offset: int | None = None
@@ -415,8 +387,4 @@ class S3Storage(Storage):
         return info
 
     def multipart_abort(self, key: str, upload_id: str) -> None:
-        try:
-            with s3_errors("AbortMultipartUpload", self.bucket, key):
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except ObjectNotFound:
-            pass
+        abort_upload(self.client, self.bucket, key, upload_id)

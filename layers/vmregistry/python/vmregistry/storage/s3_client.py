@@ -1,4 +1,4 @@
-"""The boto3 side of the S3 backend: one client, and S3's errors in the contract's terms.
+"""The boto3 side of the S3 backend: one client, its bucket, and S3's errors in the contract's terms.
 
 Kept apart from :mod:`vmregistry.storage.s3` so the backend reads as storage
 semantics while this module holds what is specific to botocore:
@@ -17,6 +17,9 @@ semantics while this module holds what is specific to botocore:
   access denied, throttled after the retries, endpoint down) becomes
   :class:`StorageUnavailable` with a message an operator can act on, logged
   once here.
+* The bucket, created on first start unless told not to
+  (:func:`ensure_bucket`), and :func:`abort_upload`, for which an upload
+  already gone is success.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from vmregistry.storage.base import ChecksumMismatch, ObjectNotFound, StorageErr
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["RETRY_ATTEMPTS", "error_code", "make_client", "s3_errors", "translate"]
+__all__ = ["RETRY_ATTEMPTS", "abort_upload", "ensure_bucket", "error_code", "make_client", "s3_errors", "translate"]
 
 log = logging.getLogger("vmregistry.storage.s3")
 
@@ -153,3 +156,35 @@ def s3_errors(operation: str, bucket: str, key: str | None = None) -> Iterator[N
         yield
     except (ClientError, BotoCoreError) as exc:
         raise translate(exc, operation, bucket, key) from exc
+
+
+def ensure_bucket(client: S3Client, bucket: str, region: str) -> None:
+    """Create ``bucket`` in ``region`` if it does not exist."""
+    try:
+        client.head_bucket(Bucket=bucket)
+        return
+    except ClientError as exc:
+        if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+            raise translate(exc, "HeadBucket", bucket) from exc
+    except BotoCoreError as exc:
+        raise translate(exc, "HeadBucket", bucket) from exc
+    log.info("creating S3 bucket %s in %s", bucket, region)
+    try:
+        if region == "us-east-1":
+            client.create_bucket(Bucket=bucket)
+        else:
+            client.create_bucket(
+                Bucket=bucket,
+                CreateBucketConfiguration={"LocationConstraint": region},  # type: ignore[typeddict-item]
+            )
+    except ClientError as exc:
+        if error_code(exc) != "BucketAlreadyOwnedByYou":
+            raise translate(exc, "CreateBucket", bucket) from exc
+    except BotoCoreError as exc:
+        raise translate(exc, "CreateBucket", bucket) from exc
+
+
+def abort_upload(client: S3Client, bucket: str, key: str, upload_id: str) -> None:
+    """Abort a multipart upload: its parts are freed; one already completed, aborted or expired is as good."""
+    with contextlib.suppress(ObjectNotFound), s3_errors("AbortMultipartUpload", bucket, key):
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)

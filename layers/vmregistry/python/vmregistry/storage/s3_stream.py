@@ -33,7 +33,7 @@ from vmregistry.storage.base import (
     ObjectNotFound,
     Readable,
 )
-from vmregistry.storage.s3_client import s3_errors
+from vmregistry.storage.s3_client import abort_upload, s3_errors
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -135,8 +135,7 @@ def stream_put(
                 Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
     except BaseException:
-        with s3_errors("AbortMultipartUpload", bucket, key):
-            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        abort_upload(client, bucket, key, upload_id)
         raise
     return ObjectInfo(key, reader.total, time.time(), completed.get("ETag", "").strip('"'), actual)
 

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING
 from vmregistry import paths
 from vmregistry.storage.base import MAX_ZERO_PART_SIZE, ObjectNotFound, UploadedPart
 from vmregistry.storage.s3_client import s3_errors
+from vmregistry.storage.s3_copy import assemble, copy_part
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 __all__ = ["FILL_BASE", "fill_size", "zero_part"]
 
@@ -71,31 +71,7 @@ def _build(client: S3Client, bucket: str, size: int) -> str:
             client.put_object(Bucket=bucket, Key=key, Body=zeros, ChecksumSHA256=checksum)
     else:
         half = _build(client, bucket, size // 2)
-        with s3_errors("CreateMultipartUpload", bucket, key):
-            upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
-        try:
-            parts: list[CompletedPartTypeDef] = []
-            for number in (1, 2):
-                with s3_errors("UploadPartCopy", bucket, key):
-                    copied = client.upload_part_copy(
-                        Bucket=bucket,
-                        Key=key,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        CopySource={"Bucket": bucket, "Key": half},
-                    )
-                parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"].get("ETag", "")})
-            with s3_errors("CompleteMultipartUpload", bucket, key):
-                client.complete_multipart_upload(
-                    Bucket=bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                )
-        except BaseException:
-            with s3_errors("AbortMultipartUpload", bucket, key):
-                client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-            raise
+        assemble(client, bucket, key, [(half, None), (half, None)])
     _seen.add((bucket, size))
     return key
 
@@ -107,20 +83,12 @@ def zero_part(client: S3Client, bucket: str, key: str, upload_id: str, number: i
         with _lock:  # one builder per process; the copies themselves run in parallel
             source = _build(client, bucket, fill)
         try:
-            with s3_errors("UploadPartCopy", bucket, key):
-                copied = client.upload_part_copy(
-                    Bucket=bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    CopySource={"Bucket": bucket, "Key": source},
-                    CopySourceRange=f"bytes=0-{size - 1}",
-                )
+            etag = copy_part(client, bucket, key, upload_id, number, source, (0, size - 1))
         except ObjectNotFound:
             # The upload is gone (say so), or the fill object is (forget it, build it again once).
             if attempt or _exists(client, bucket, source, fill):
                 raise
             _seen.discard((bucket, fill))
             continue
-        return UploadedPart(number, size, copied["CopyPartResult"].get("ETag", "").strip('"'))
+        return UploadedPart(number, size, etag.strip('"'))
     raise AssertionError("unreachable: the second attempt returns or raises")
