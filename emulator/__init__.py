@@ -1,7 +1,7 @@
 """The stack, deployed into an AWS emulator on this machine: MiniStack, started, bridged, deployed.
 
 ``make emulator-up`` / ``make emulator-down`` (:mod:`emulator.__main__`) and the
-deployed-stack tests (``tests/test_deployed_stack.py``) use the same pieces:
+deployed-stack tests (``tests/deployed_stack/``) use the same pieces:
 
 * :mod:`emulator.process`: MiniStack in its own venv (``.ministack-venv``),
   on a loopback port, over TLS (:mod:`emulator.tls`), with IAM enforced;

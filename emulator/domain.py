@@ -13,9 +13,7 @@ the emulator's certificate names and which, like every name under
 
 from __future__ import annotations
 
-import boto3
-
-from emulator.process import REGION, ROOT_KEY, Emulator
+from emulator.process import Emulator
 from emulator.tls import CUSTOM_DOMAIN
 
 __all__ = ["map_custom_domain"]
@@ -23,14 +21,7 @@ __all__ = ["map_custom_domain"]
 
 def map_custom_domain(emulator: Emulator, api_id: str, stage: str) -> None:
     """Map :data:`~emulator.tls.CUSTOM_DOMAIN` to ``stage`` of ``api_id``, at the domain's root."""
-    client = boto3.client(
-        "apigateway",
-        endpoint_url=emulator.endpoint,
-        verify=str(emulator.ca),
-        region_name=REGION,
-        aws_access_key_id=ROOT_KEY,
-        aws_secret_access_key=ROOT_KEY,
-    )
+    client = emulator.client("apigateway")
     client.create_domain_name(domainName=CUSTOM_DOMAIN, endpointConfiguration={"types": ["REGIONAL"]})
     # No basePath: the root mapping ("(none)"), so /v2/ is at the host's root.
     client.create_base_path_mapping(domainName=CUSTOM_DOMAIN, restApiId=api_id, stage=stage)

@@ -35,6 +35,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import boto3
 
 from emulator import tls
 
@@ -91,6 +94,17 @@ class Emulator:
 
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca))
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for ``service`` on this emulator, as its root account, trusting its CA."""
+        return boto3.client(  # type: ignore[call-overload]
+            service,
+            endpoint_url=self.endpoint,
+            verify=str(self.ca),
+            region_name=REGION,
+            aws_access_key_id=ROOT_KEY,
+            aws_secret_access_key=ROOT_KEY,
+        )
 
     def aws_environment(self) -> dict[str, str]:
         """What an AWS SDK or the CDK CLI needs to talk to this emulator and nothing else."""

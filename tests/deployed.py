@@ -4,7 +4,7 @@
 the real CDK app into it (:mod:`emulator.deploy`) with a fresh Auth Server key
 pair, and yields a :class:`DeployedStack`: raw HTTPS to the API, the presigned
 URLs it hands out, the reference client's CLI, tokens. One deployment serves
-a whole test module; ``/v1`` and ``/v2`` checks share it.
+the whole ``tests/deployed_stack`` package; ``/v1`` and ``/v2`` checks share it.
 
 Raw requests use the API's AWS-shaped form: sent to 127.0.0.1 with
 ``Host: <api-id>.execute-api.localhost``, the stage is the first path segment
