@@ -7,6 +7,8 @@
   (``infra``) sit above the whole library.
 * Every module says in its first lines what it is for (a docstring), and none
   grows past :data:`MAX_LINES` (a module should be readable in one sitting).
+* So does every test module, bounded by :data:`TEST_MAX_LINES`: a long one is
+  split by theme, its shared fixtures in a ``conftest.py`` or a helper module.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = ROOT / "layers" / "vmregistry" / "python" / "vmregistry"
 MAX_LINES = 400
+TEST_MAX_LINES = 450
+"""Tests read longer (tables of cases, GIVEN/WHEN/THEN steps), but not without end."""
 
 FLOORS: list[set[str]] = [
     {"__init__", "lazy", "coldstart", "errors", "mediatypes", "digests"},
@@ -85,3 +89,13 @@ def test_every_module_says_what_it_is_for_and_stays_small(path: Path) -> None:
     source = path.read_text()
     assert ast.get_docstring(ast.parse(source)), f"{path.relative_to(ROOT)} has no module docstring"
     assert source.count("\n") <= MAX_LINES, f"{path.relative_to(ROOT)} is over {MAX_LINES} lines: split it"
+
+
+TEST_MODULES = sorted(p for p in (ROOT / "tests").rglob("*.py") if p.name != "__init__.py" or p.stat().st_size)
+
+
+@pytest.mark.parametrize("path", TEST_MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_test_module_says_what_it_proves_and_stays_small(path: Path) -> None:
+    source = path.read_text()
+    assert ast.get_docstring(ast.parse(source)), f"{path.relative_to(ROOT)} has no module docstring"
+    assert source.count("\n") <= TEST_MAX_LINES, f"{path.relative_to(ROOT)} is over {TEST_MAX_LINES} lines: split it"
