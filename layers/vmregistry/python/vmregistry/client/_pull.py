@@ -212,7 +212,8 @@ def pull_blob(
         missing = [i for i in range(len(chunks)) if i not in done]
         if missing:
             record = {"digest": digest, "size": size, "chunkSize": chunk_size, "extents": plan}
-            fetch = _Fetch(client, repository, digest, chunks, done, fd, state_path, record, options, task)
+            source = _Source(client, repository, digest)
+            fetch = _Fetch(client, source, digest, chunks, done, fd, state_path, record, options, task)
             fetch.run(missing, follower.landed)
         actual = follower.result()
         os.fsync(fd)
@@ -234,33 +235,21 @@ def pull_blob(
     return outcome
 
 
+@dataclass
 class _Fetch:
     """The chunks of one blob, fetched in parallel with ranged GETs; each recorded as done once written."""
 
-    def __init__(
-        self,
-        client: RegistryClient,
-        repository: str,
-        digest: str,
-        chunks: list[tuple[int, int]],
-        done: set[int],
-        fd: int,
-        state_path: Path,
-        record: dict[str, Any],
-        options: PullOptions,
-        task: Task,
-    ) -> None:
-        self.client = client
-        self.source = _Source(client, repository, digest)
-        self.digest = digest
-        self.chunks = chunks
-        self.done = done
-        self.fd = fd
-        self.state_path = state_path
-        self.record = record
-        self.options = options
-        self.task = task
-        self.lock = threading.Lock()
+    client: RegistryClient
+    source: _Source
+    digest: str
+    chunks: list[tuple[int, int]]
+    done: set[int]
+    fd: int
+    state_path: Path
+    record: dict[str, Any]
+    options: PullOptions
+    task: Task
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self, missing: list[int], landed: Callable[[int], None]) -> None:
         def fetch(index: int) -> None:

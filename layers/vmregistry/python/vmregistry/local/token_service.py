@@ -53,7 +53,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -168,33 +168,26 @@ def _granted(user: User, requested: list[str]) -> list[str]:
     return [format_scope(name, sorted(actions)) for name, actions in sorted(out.items())]
 
 
+@dataclass(eq=False)
 class TokenService:
     """Mints tokens for the users of one file (re-read when it changes)."""
 
-    def __init__(
-        self,
-        private_key_pem: bytes,
-        users_path: Path,
-        *,
-        service: str,
-        lifetime: int = DEFAULT_LIFETIME,
-        issuer: str | None = None,
-        audience: str | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    private_key_pem: bytes = field(repr=False)  # never in a log line
+    users_path: Path
+    _: KW_ONLY
+    service: str
+    lifetime: int = DEFAULT_LIFETIME
+    issuer: str | None = None
+    audience: str | None = None
+    clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
         from vmregistry.auth.tokens import mint_token
 
         self._mint = mint_token
-        self.private_key_pem = private_key_pem
-        self.users_path = users_path
-        self.service = service
-        self.lifetime = lifetime
-        self.issuer = issuer
-        self.audience = audience
-        self.clock = clock
-        self._refresh_key = hashlib.sha256(b"vmregistry refresh token\0" + private_key_pem).digest()
+        self._refresh_key = hashlib.sha256(b"vmregistry refresh token\0" + self.private_key_pem).digest()
         self._users: tuple[float, dict[str, User]] = (-1.0, {})
-        load_users(users_path)  # a broken file stops the server at start, not at the first login
+        load_users(self.users_path)  # a broken file stops the server at start, not at the first login
 
     def users(self) -> dict[str, User]:
         mtime = os.stat(self.users_path).st_mtime
