@@ -17,6 +17,7 @@ from vmregistry.runtime import get_registry
 
 from vmregistry_functions import _oci
 from vmregistry_functions._responses import blob_created, content_length, upload_status
+from vmregistry_functions._uploads import admit_body
 
 endpoint = Endpoint("upload_complete")
 
@@ -30,13 +31,7 @@ def _digest(request: Request) -> str:
 @endpoint.admits
 def completable(request: Request) -> object:
     _digest(request)
-    registry = get_registry()
-    if request.api == "v2":
-        with _oci.upload_progress_errors(request, request.upload_id):
-            return registry.appends.admit(
-                request.name, request.upload_id, request.header("content-range"), content_length(request)
-            )
-    return registry.uploads.writable(request.name, request.upload_id)
+    return admit_body(request)
 
 
 @endpoint.handle

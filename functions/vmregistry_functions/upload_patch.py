@@ -21,19 +21,14 @@ from vmregistry.runtime import get_registry
 
 from vmregistry_functions import _oci
 from vmregistry_functions._responses import content_length, part_json
+from vmregistry_functions._uploads import admit_body
 
 endpoint = Endpoint("upload_patch")
 
 
 @endpoint.admits
 def writable(request: Request) -> object:
-    registry = get_registry()
-    if request.api == "v2":
-        with _oci.upload_progress_errors(request, request.upload_id):
-            return registry.appends.admit(
-                request.name, request.upload_id, request.header("content-range"), content_length(request)
-            )
-    return registry.uploads.writable(request.name, request.upload_id)
+    return admit_body(request)
 
 
 @endpoint.handle
