@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,26 +23,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loopback.distribution import write_config
+from loopback.processes import free_port, stop
+
 __all__ = ["DISTRIBUTION", "Server", "distribution_version", "start_distribution", "start_vmregistry"]
 
 DISTRIBUTION = "docker-registry"
 START_TIMEOUT = 30.0
-_DIST_CONFIG = """\
-version: 0.1
-log:
-  level: info
-storage:
-  cache:
-    blobdescriptor: inmemory
-  filesystem:
-    rootdirectory: {root}
-  delete:
-    enabled: true
-  redirect:
-    disable: true
-http:
-  addr: 127.0.0.1:{port}
-"""
 
 
 @dataclass
@@ -72,25 +58,13 @@ class Server:
         raise KeyError(name)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)
 
     def __enter__(self) -> Server:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -120,9 +94,8 @@ def start_distribution(work: Path) -> Server:
     """CNCF distribution (Debian's ``docker-registry``) with a fresh root and config, no auth."""
     root = work / "distribution-root"
     root.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    config = work / "distribution.yml"
-    config.write_text(_DIST_CONFIG.format(root=root, port=port))
+    port = free_port()
+    config = write_config(work / "distribution.yml", root, port, redirect=False)
     log = work / "distribution.log"
     with open(log, "wb") as handle:
         process = subprocess.Popen([DISTRIBUTION, "serve", str(config)], stdout=handle, stderr=subprocess.STDOUT)

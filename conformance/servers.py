@@ -19,7 +19,6 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,25 +29,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+from loopback.distribution import write_config
+from loopback.processes import free_port, stop
+
 __all__ = ["SERVERS", "Registry", "ServerError", "distribution", "vmregistry_fs", "vmregistry_s3"]
 
 START_TIMEOUT = 60.0
-STOP_GRACE = 10.0
-
-_DISTRIBUTION_CONFIG = """\
-version: 0.1
-log:
-  level: {level}
-storage:
-  cache:
-    blobdescriptor: inmemory
-  filesystem:
-    rootdirectory: {root}
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:{port}
-"""
 
 
 class ServerError(RuntimeError):
@@ -66,12 +52,6 @@ class Registry:
     @property
     def url(self) -> str:
         return f"http://{self.address}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _tail(log: Path) -> str:
@@ -101,17 +81,6 @@ def _wait_for_v2(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     raise ServerError(f"{url}/v2/ did not answer 200 or 401 within {START_TIMEOUT:g} s ({last}):\n{_tail(log)}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(STOP_GRACE)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @contextlib.contextmanager
 def _running(
     command: list[str], url: str, log: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None
@@ -123,7 +92,7 @@ def _running(
             _wait_for_v2(url, process, log)
         yield process
     finally:
-        _stop(process)
+        stop(process)
 
 
 @contextlib.contextmanager
@@ -134,9 +103,8 @@ def distribution(work: Path, *, debug: bool = False) -> Iterator[Registry]:
         raise ServerError("docker-registry is not installed (apt-get install docker-registry)")
     root = work / "distribution-root"
     root.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    config = work / "distribution.yml"
-    config.write_text(_DISTRIBUTION_CONFIG.format(root=root, port=port, level="debug" if debug else "info"))
+    port = free_port()
+    config = write_config(work / "distribution.yml", root, port, level="debug" if debug else "info")
     log = work / "distribution.log"
     address = f"127.0.0.1:{port}"
     with _running([binary, "serve", str(config)], f"http://{address}", log):

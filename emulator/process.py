@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -40,6 +39,7 @@ from typing import Any
 import boto3
 
 from emulator import tls
+from loopback.processes import free_port
 
 __all__ = [
     "MINISTACK_PYTHON",
@@ -49,7 +49,6 @@ __all__ = [
     "ROOT_KEY",
     "Emulator",
     "EmulatorUnavailable",
-    "free_port",
     "start",
     "stop",
 ]
@@ -119,12 +118,6 @@ class Emulator:
             "AWS_CA_BUNDLE": str(self.ca),
             "NODE_EXTRA_CA_CERTS": str(self.ca),
         }
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _check_installed() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from vmregistry import runtime
 
+from loopback.processes import stop
 from tests import localstack as localstack_process
 from tests.httpclient import request
 from tests.localstack import LocalStack, new_bucket_name, s3_env
@@ -67,12 +68,7 @@ def start_server(
 
 
 def stop_server(server: RunningServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    stop(server.process)
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +105,15 @@ def s3_server(localstack: LocalStack, tmp_path_factory: pytest.TempPathFactory) 
     assert request("GET", running.url + "/v1/").status == 200
     yield running
     stop_server(running)
+
+
+@pytest.fixture
+def isolated_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The reference client sees no token, login, cache or docker config of the person running the tests."""
+    monkeypatch.delenv("VMREGISTRY_TOKEN", raising=False)
+    monkeypatch.setenv("VMREGISTRY_CREDENTIALS", str(tmp_path / "no-credentials.json"))
+    monkeypatch.setenv("VMREGISTRY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker"))
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,8 @@
 """A deliberately plain HTTP client for tests: no redirects followed, no headers added.
 
-Tests must see exactly what the server answered (a 307 is a 307), so this
-wraps :mod:`http.client` instead of a convenience library.
+Tests must see exactly what the server answered (a 307 is a 307): this is
+:func:`emulator.fetch.fetch`, the one plain request of every harness, with a
+:class:`Reply` that reads headers, JSON and the registry's error codes.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import http.client
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+
+from emulator.fetch import fetch
 
 __all__ = ["Reply", "request"]
 
@@ -39,12 +41,4 @@ def request(
     headers: dict[str, str] | None = None,
     timeout: float = 60,
 ) -> Reply:
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
-    try:
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        connection.request(method, target, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return Reply(response.status, response.headers, response.read())
-    finally:
-        connection.close()
+    return Reply(*fetch(None, method, url, body, headers, timeout))

@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -29,6 +28,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from loopback.processes import free_port
 
 __all__ = [
     "ACCESS_KEY",
@@ -67,12 +68,6 @@ class LocalStack:
         return self.log.read_text(errors="replace")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _healthy(endpoint: str) -> bool:
     try:
         with urllib.request.urlopen(endpoint + "/_localstack/health", timeout=2) as response:
@@ -107,7 +102,7 @@ def start(workdir: Path) -> LocalStack:
         raise LocalStackUnavailable(
             f"{LOCALSTACK_PYTHON} is missing: run `make localstack` (or `make test`, which installs it)"
         )
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     volume = workdir / "volume"
     volume.mkdir(parents=True, exist_ok=True)

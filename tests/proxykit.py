@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from loopback.processes import free_port, stop
+
 __all__ = ["TINYPROXY", "Proxy", "start_proxy"]
 
 TINYPROXY = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
@@ -41,23 +43,12 @@ class Proxy:
         return _REQUEST.findall(self.log.read_text(errors="replace")) if self.log.exists() else []
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+        stop(self.process)
 
 
 def start_proxy(directory: Path, credentials: tuple[str, str] | None = None) -> Proxy:
     """tinyproxy on a free loopback port; with ``credentials`` it demands Basic proxy authentication."""
-    port = _free_port()
+    port = free_port()
     log = directory / f"tinyproxy-{port}.log"
     config = directory / f"tinyproxy-{port}.conf"
     lines = [

@@ -31,11 +31,7 @@ from tests.conftest import VMREGISTRY, RunningServer
 MiB = 1024 * 1024
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("VMREGISTRY_TOKEN", raising=False)
-    monkeypatch.setenv("VMREGISTRY_CREDENTIALS", str(tmp_path / "no-credentials.json"))
-    monkeypatch.setenv("VMREGISTRY_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_client")
 
 
 def test_a_reference_without_a_registry_host_says_so_at_once(tmp_path: Path) -> None:

@@ -12,8 +12,6 @@ to storage.
 from __future__ import annotations
 
 import os
-import socket
-import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,27 +28,21 @@ from vmregistry.client import (
     pull_image,
     push_image,
 )
-from vmregistry.config import Settings
-from vmregistry.local.app import LocalServer
 
-from tests.cli import run_vmregistry
+from loopback.processes import free_port
+from tests.cli import mint, run_vmregistry
 from tests.conftest import RunningServer, start_server, stop_server
 from tests.proxykit import TINYPROXY, Proxy, start_proxy
-from tests.test_client_safety import mint
-from tests.test_client_tls import _certificates, _free_port
+from tests.tlskit import serving_tls
 
 MiB = 1024 * 1024
 PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY", "all_proxy")
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _isolated(isolated_client: None, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("VMREGISTRY_TOKEN", raising=False)
-    monkeypatch.setenv("VMREGISTRY_CREDENTIALS", str(tmp_path / "no-credentials.json"))
-    monkeypatch.setenv("VMREGISTRY_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker"))
 
 
 def _need_tinyproxy() -> None:
@@ -72,7 +64,7 @@ def split_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Run
     keys = tmp_path_factory.mktemp("keys")
     made = run_vmregistry("keygen", "-dir", str(keys), "-bits", "2048", cwd=keys)
     assert made.returncode == 0, made.stderr
-    port = _free_port()
+    port = free_port()
     running = start_server(
         tmp_path_factory.mktemp("proxied"),
         "-port",
@@ -187,18 +179,8 @@ def test_proxy_credentials_come_from_the_url(
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A registry on https://127.0.0.1 (a throwaway CA), its data plane on the same origin."""
-    ca_file, cert_file, key_file = _certificates(tmp_path)
-    port = _free_port()
-    url = f"https://127.0.0.1:{port}"
-    server = LocalServer(Settings(fs_path=str(tmp_path / "storage"), public_url=url), port=port)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_file, key_file)
-    server.httpd.socket = context.wrap_socket(server.httpd.socket, server_side=True)
-    server.start()
-    try:
-        yield url, ca_file
-    finally:
-        server.shutdown()
+    with serving_tls(tmp_path) as registry:
+        yield registry.url, registry.ca_file
 
 
 def test_https_goes_through_a_connect_tunnel(
@@ -228,9 +210,7 @@ def test_a_proxy_that_is_not_running_fails_at_once(
 ) -> None:
     # GIVEN HTTP_PROXY naming a port nothing listens on
     server, _, _ = split_server
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        dead = probe.getsockname()[1]
+    dead = free_port()
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead}")
 
     # WHEN the CLI lists tags

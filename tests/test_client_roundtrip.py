@@ -31,12 +31,7 @@ MiB = 1024 * 1024
 Connect = Callable[[str], tuple[RegistryClient, Reference]]
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No token or credentials of the person running the tests, and a private state directory."""
-    monkeypatch.delenv("VMREGISTRY_TOKEN", raising=False)
-    monkeypatch.setenv("VMREGISTRY_CREDENTIALS", str(tmp_path / "no-credentials.json"))
-    monkeypatch.setenv("VMREGISTRY_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_client")
 
 
 def make_disk(path: Path, pattern: list[tuple[str, int]]) -> Path:

@@ -34,17 +34,13 @@ from vmregistry.client import (
 from vmregistry.client._transport import with_retries
 from vmregistry.errors import ERROR_CODES
 
-from tests.cli import run_vmregistry
+from tests.cli import mint, run_vmregistry
 from tests.conftest import RunningServer, start_server, stop_server
 
 MiB = 1024 * 1024
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("VMREGISTRY_TOKEN", raising=False)
-    monkeypatch.setenv("VMREGISTRY_CREDENTIALS", str(tmp_path / "no-credentials.json"))
-    monkeypatch.setenv("VMREGISTRY_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_client")
 
 
 def digest_of(data: bytes) -> str:
@@ -105,13 +101,6 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runn
     running = start_server(tmp_path_factory.mktemp("auth-server"), "-auth-public-key", str(keys / "auth.pub"))
     yield running, keys
     stop_server(running)
-
-
-def mint(keys: Path, *scopes: str) -> str:
-    args = [arg for scope in scopes for arg in ("-scope", scope)]
-    minted = run_vmregistry("token", "-key", str(keys / "auth.key"), *args, cwd=keys)
-    assert minted.returncode == 0, minted.stderr
-    return minted.stdout.strip()
 
 
 def test_a_pull_only_token_cannot_push_and_is_told_which_scope_is_missing(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 
 import pytest
 from vmregistry.config import Settings
@@ -17,6 +16,7 @@ from vmregistry.storage import StorageUnavailable, s3_copy
 from vmregistry.storage.s3 import S3Storage
 from vmregistry.storage.s3_client import make_client
 
+from loopback.processes import free_port
 from tests.httpclient import request
 from tests.localstack import ACCESS_KEY, REGION, SECRET_KEY, LocalStack, new_bucket_name, s3_env
 
@@ -99,9 +99,7 @@ def test_large_moves_use_a_parallel_multipart_copy(localstack: LocalStack, monke
 
 def test_unreachable_endpoint_is_storage_unavailable() -> None:
     # GIVEN an endpoint with nothing listening
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    closed = f"http://127.0.0.1:{free_port()}"
     settings = Settings.from_env({**s3_env(closed, new_bucket_name()), "VMREGISTRY_S3_SKIP_BUCKET_CREATION": "1"})
     storage = S3Storage.from_settings(settings)
     # THEN every operation fails with the contract's exception, never botocore's

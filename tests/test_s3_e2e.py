@@ -26,6 +26,7 @@ from vmregistry.storage import MIN_PART_SIZE
 from vmregistry.storage.s3 import S3Storage
 from vmregistry.storage.s3_client import make_client
 
+from loopback.processes import free_port
 from tests.conftest import VMREGISTRY, RunningServer, start_server, stop_server
 from tests.httpclient import request
 from tests.localstack import ACCESS_KEY, REGION, SECRET_KEY, LocalStack, new_bucket_name, s3_env
@@ -298,9 +299,7 @@ def test_a_missing_bucket_is_a_clear_503_and_a_log_line(localstack: LocalStack, 
 def test_an_unreachable_endpoint_is_a_clear_503(tmp_path: Path) -> None:
     # GIVEN a registry whose S3 endpoint has nothing listening (LocalStack does not check
     # credentials on ordinary requests, so "access denied" cannot be provoked here)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    closed = f"http://127.0.0.1:{free_port()}"
     server = start_server(tmp_path, "-s3-skip-bucket-creation", env=s3_env(closed, new_bucket_name()))
     try:
         # WHEN a client asks for a blob, after botocore's retries with backoff
