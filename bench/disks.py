@@ -69,7 +69,7 @@ from bench.disktools import (
     summary,
     vary,
 )
-from bench.servers import Server, start_distribution, start_vmregistry
+from bench.servers import Server, Unavailable, local_s3, start_distribution, start_vmregistry
 
 __all__ = ["measure", "render", "targets"]
 
@@ -132,15 +132,11 @@ def _case(spec: DiskSpec, runs: int, work: Path, options: dict[str, Any], log: C
 
 def _s3(specs: list[DiskSpec], runs: int, work: Path, before: str | None, log: Callable[[str], None]) -> dict[str, Any]:
     """The disks through vmregistry on LocalStack's S3 (and the earlier version, on a bucket of its own)."""
-    try:
-        from tests.localstack import LocalStackUnavailable, new_bucket_name, running_localstack, s3_env
-    except ImportError as exc:
-        return {"skipped": f"tests/localstack.py is not importable: {exc}"}
     home = work / "disks-s3"
     home.mkdir()
     out: dict[str, Any] = {}
     try:
-        with running_localstack(home) as localstack:
+        with local_s3(home) as localstack:
             for spec in specs:
                 disk = home / f"{spec.name}.img"
                 first = make_disk(disk, spec)
@@ -150,7 +146,7 @@ def _s3(specs: list[DiskSpec], runs: int, work: Path, before: str | None, log: C
                     for name, python_path in ((VMREGISTRY, None), (BEFORE, before)):
                         if name == BEFORE and python_path is None:
                             continue
-                        env = s3_env(localstack.endpoint, new_bucket_name("disks"))
+                        env = localstack.env("disks")
                         env |= {"PYTHONPATH": python_path} if python_path else {}
                         (home / name).mkdir(exist_ok=True)
                         servers.append(start_vmregistry(home / name, env, "-storage", "s3"))
@@ -175,8 +171,8 @@ def _s3(specs: list[DiskSpec], runs: int, work: Path, before: str | None, log: C
                     "disk": spec.describe(),
                     "seconds": {name: {op: summary(v) for op, v in ops.items()} for name, ops in times.items()},
                 }
-    except LocalStackUnavailable as exc:
-        return {"skipped": str(exc).splitlines()[0]}
+    except Unavailable as exc:
+        return {"skipped": str(exc)}
     finally:
         shutil.rmtree(home, ignore_errors=True)
     return out

@@ -54,7 +54,7 @@ from bench.listing_data import (
     write_distribution,
     write_vmregistry,
 )
-from bench.servers import Server, start_distribution, start_vmregistry
+from bench.servers import Server, Unavailable, local_s3, start_distribution, start_vmregistry
 
 __all__ = ["CASES", "DATASETS", "QUICK_DATASETS", "default_data_dir", "measure", "render", "targets"]
 
@@ -187,10 +187,6 @@ def _filesystem(
 
 
 def _s3(datasets: list[Dataset], runs: int, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    try:
-        from tests.localstack import LocalStackUnavailable, new_bucket_name, running_localstack, s3_env
-    except ImportError as exc:
-        return {"skipped": f"tests/localstack.py is not importable: {exc}"}
     from vmregistry.config import Settings
     from vmregistry.storage.s3 import S3Storage
 
@@ -198,9 +194,9 @@ def _s3(datasets: list[Dataset], runs: int, work: Path, log: Callable[[str], Non
     home.mkdir()
     out: dict[str, Any] = {}
     try:
-        with running_localstack(home) as localstack:
+        with local_s3(home) as localstack:
             for dataset in datasets:
-                env = s3_env(localstack.endpoint, new_bucket_name("listing"))
+                env = localstack.env("listing")
                 storage = S3Storage.from_settings(Settings.from_env(env))
                 log(f"listing {dataset.label}: loading LocalStack")
                 started = time.perf_counter()
@@ -219,8 +215,8 @@ def _s3(datasets: list[Dataset], runs: int, work: Path, log: Callable[[str], Non
                 entry["direct"] = _direct_lists(storage, dataset, runs)
                 storage.delete_prefix("")
                 out[dataset.label] = entry
-    except LocalStackUnavailable as exc:
-        return {"skipped": str(exc).splitlines()[0]}
+    except Unavailable as exc:
+        return {"skipped": str(exc)}
     return out
 
 

@@ -39,7 +39,7 @@ from typing import Any
 
 from bench.client import BenchError
 from bench.control import VM_CONFIG, VM_DISK, VM_MANIFEST
-from bench.servers import Server, start_vmregistry
+from bench.servers import Server, Unavailable, local_s3, start_vmregistry
 
 __all__ = ["REPOSITORY", "TARGET_S", "cap", "measure", "render", "targets", "validation"]
 
@@ -201,17 +201,12 @@ def measure(runs: int, s3_runs: int, work: Path, log: Callable[[str], None], s3:
         out["s3"] = {"skipped": "--quick: LocalStack not started"}
         return out
     try:
-        from tests.localstack import LocalStackUnavailable, new_bucket_name, running_localstack, s3_env
-    except ImportError as exc:
-        out["s3"] = {"skipped": f"tests/localstack.py is not importable: {exc}"}
-        return out
-    try:
-        with running_localstack(home) as localstack:
-            env = s3_env(localstack.endpoint, new_bucket_name("layers"))
+        with local_s3(home) as localstack:
+            env = localstack.env("layers")
             with start_vmregistry(home, env, "-storage", "s3") as server:
                 out["s3"] = _measure(server, counts, s3_runs, home, log)
-    except LocalStackUnavailable as exc:
-        out["s3"] = {"skipped": str(exc).splitlines()[0]}
+    except Unavailable as exc:
+        out["s3"] = {"skipped": str(exc)}
     return out
 
 

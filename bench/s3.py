@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.client import BenchError, curl, pull_blob, push_blob
-from bench.servers import start_vmregistry
+from bench.servers import Unavailable, local_s3, start_vmregistry
 from bench.throughput import MIB, make_blob, rate, summarise
 
 __all__ = ["measure"]
@@ -44,10 +44,6 @@ def _direct_get(url: str) -> None:
 
 
 def measure(sizes: list[int], runs: int, work: Path) -> dict[str, Any]:
-    try:
-        from tests.localstack import LocalStackUnavailable, new_bucket_name, running_localstack, s3_env
-    except ImportError as exc:
-        return {"skipped": f"tests/localstack.py is not importable: {exc}"}
     from vmregistry import paths
     from vmregistry.config import Settings
     from vmregistry.storage.s3 import S3Storage
@@ -55,13 +51,13 @@ def measure(sizes: list[int], runs: int, work: Path) -> dict[str, Any]:
     home = work / "s3"
     home.mkdir(exist_ok=True)
     try:
-        with running_localstack(home) as localstack:
-            env = s3_env(localstack.endpoint, new_bucket_name("bench"))
+        with local_s3(home) as localstack:
+            env = localstack.env("bench")
             storage = S3Storage.from_settings(Settings.from_env(env))
             with start_vmregistry(home, env, "-storage", "s3") as server:
                 return _measure(server, storage, paths, sizes, runs, home)
-    except LocalStackUnavailable as exc:
-        return {"skipped": str(exc).splitlines()[0]}
+    except Unavailable as exc:
+        return {"skipped": str(exc)}
 
 
 def _measure(server: Any, storage: Any, paths: Any, sizes: list[int], runs: int, home: Path) -> dict[str, Any]:

@@ -8,6 +8,10 @@ Go runtime uses every core). Both keep their default logging
 JSON line per request), to files in the work directory, so neither pays for
 a terminal. Each server is stopped with
 SIGTERM (SIGKILL after a grace period) by the process id this module started.
+
+The S3-mode sections run vmregistry on LocalStack's S3 (:func:`local_s3`,
+the tests' runner); where it cannot run, a section reports itself skipped
+(:class:`Unavailable`) instead of failing the whole run.
 """
 
 from __future__ import annotations
@@ -20,13 +24,24 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from loopback.distribution import write_config
 from loopback.processes import free_port, stop
 
-__all__ = ["DISTRIBUTION", "Server", "distribution_version", "start_distribution", "start_vmregistry"]
+__all__ = [
+    "DISTRIBUTION",
+    "LocalS3",
+    "Server",
+    "Unavailable",
+    "distribution_version",
+    "local_s3",
+    "start_distribution",
+    "start_vmregistry",
+]
 
 DISTRIBUTION = "docker-registry"
 START_TIMEOUT = 30.0
@@ -131,3 +146,34 @@ def start_vmregistry(work: Path, env: dict[str, str] | None = None, *args: str, 
     url = found.group(1)
     _wait_ready(url + "/v1/", process, log)
     return Server("vmregistry", url, "/v1", root, process, log)
+
+
+class Unavailable(Exception):
+    """What a section needs cannot run on this machine: it is reported as skipped, for this reason."""
+
+
+@dataclass(frozen=True)
+class LocalS3:
+    """LocalStack's S3, running for one section."""
+
+    endpoint: str
+
+    def env(self, prefix: str) -> dict[str, str]:
+        """``VMREGISTRY_*`` for ``vmregistry serve -storage s3`` on a fresh bucket named from ``prefix``."""
+        from tests.localstack import new_bucket_name, s3_env
+
+        return s3_env(self.endpoint, new_bucket_name(prefix))
+
+
+@contextmanager
+def local_s3(home: Path) -> Iterator[LocalS3]:
+    """LocalStack's S3 started in ``home`` (``make localstack`` installs it); :class:`Unavailable` if it cannot run."""
+    try:
+        from tests.localstack import LocalStackUnavailable, running_localstack
+    except ImportError as exc:
+        raise Unavailable(f"tests/localstack.py is not importable: {exc}") from exc
+    try:
+        with running_localstack(home) as localstack:
+            yield LocalS3(localstack.endpoint)
+    except LocalStackUnavailable as exc:
+        raise Unavailable(str(exc).splitlines()[0]) from exc
