@@ -70,6 +70,18 @@ def _skopeo(*args: str) -> str:
     return _run("skopeo", "--insecure-policy", *args)
 
 
+def _copy_between_registries(source: str, target: str) -> None:
+    """skopeo copies an image from one plain-http registry to another, keeping its manifest's digest."""
+    _skopeo(
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        f"docker://{source}",
+        f"docker://{target}",
+    )
+
+
 def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -173,25 +185,11 @@ def check_vm_image_mirror(registry: Registry, work: Path) -> str:
     digest = _remote_digest(source)
     with distribution(work / "mirror") as mirror:
         mirrored = f"{mirror.address}/mirror/vm:1"
-        _skopeo(
-            "copy",
-            "--preserve-digests",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-            f"docker://{source}",
-            f"docker://{mirrored}",
-        )
+        _copy_between_registries(source, mirrored)
         if (held := _remote_digest(mirrored)) != digest:
             raise CheckFailed(f"distribution holds {held}, expected {digest}")
         back = f"{registry.address}/clients/vm-back:1"
-        _skopeo(
-            "copy",
-            "--preserve-digests",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-            f"docker://{mirrored}",
-            f"docker://{back}",
-        )
+        _copy_between_registries(mirrored, back)
     if (returned := _remote_digest(back)) != digest:
         raise CheckFailed(f"the copy back is {returned}, expected {digest}")
     _vmregistry("pull", back, "-o", str(vm / "out"), cwd=vm)

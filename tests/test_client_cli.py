@@ -10,10 +10,8 @@ import io
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -27,6 +25,7 @@ from vmregistry.client import (
 
 from tests.cli import run_vmregistry
 from tests.conftest import VMREGISTRY, RunningServer
+from tests.stubserver import Answer, serving
 
 MiB = 1024 * 1024
 
@@ -50,24 +49,12 @@ def test_a_reference_without_a_registry_host_says_so_at_once(tmp_path: Path) -> 
 def html_port() -> Iterator[int]:
     """A web server that answers every request with an HTML page (404 for /v1/..., 200 elsewhere)."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            page = b"<!DOCTYPE html><html><body><h1>Welcome to nginx!</h1>" + b"x" * 2000 + b"</body></html>"
-            self.send_response(404 if "tags" in self.path else 200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
+    def answer(method: str, target: str, headers: dict[str, str], body: bytes) -> Answer:
+        page = b"<!DOCTYPE html><html><body><h1>Welcome to nginx!</h1>" + b"x" * 2000 + b"</body></html>"
+        return 404 if "tags" in target else 200, [("Content-Type", "text/html; charset=utf-8")], page
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-            pass
-
-    httpd = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield int(httpd.server_address[1])
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(answer) as port:
+        yield port
 
 
 def test_a_port_that_serves_html_is_named_not_printed(html_port: int, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,59 +12,40 @@ from vmregistry.client import Login, RegistryClient, TokenSource, push_image
 
 from tests.client_login.helpers import PASSWORD, TokenServer
 from tests.conftest import start_server, stop_server
+from tests.stubserver import Answer, serving
 
 
 @pytest.fixture
 def get_only_realm(token_server: TokenServer) -> Iterator[str]:
     """The token service behind a server that answers POST with 405, as older Auth Servers do."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from vmregistry.local.token_service import TokenService
 
     home = token_server.users.parent
     service = TokenService((home / "auth.key").read_bytes(), token_server.users, service="vmregistry", lifetime=60)
     asked: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            asked.append(f"GET {self.path}")
-            path, _, query = self.path.partition("?")
-            self._answer(*service("GET", path, query, dict(self.headers.items()), b""))
-
-        def do_POST(self) -> None:
+    def answer(method: str, target: str, headers: dict[str, str], body: bytes) -> Answer:
+        if method == "POST":
             asked.append("POST")
-            self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            self._answer(405, [("Allow", "GET")], b"")
+            return 405, [("Allow", "GET")], b""
+        asked.append(f"GET {target}")
+        path, _, query = target.partition("?")
+        return service("GET", path, query, headers, b"")
 
-        def _answer(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-            self.send_response(status)
-            for name, value in headers:
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    realm = f"http://127.0.0.1:{httpd.server_address[1]}/token"
-    workdir = home / f"get-only-{time.monotonic_ns()}"
-    workdir.mkdir()
-    server = start_server(
-        workdir,
-        "-auth-public-key",
-        str(home / "auth.pub"),
-        env={"VMREGISTRY_AUTH_REALM": realm},
-    )
-    try:
-        yield server.url
-    finally:
-        stop_server(server)
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(answer) as port:
+        realm = f"http://127.0.0.1:{port}/token"
+        workdir = home / f"get-only-{time.monotonic_ns()}"
+        workdir.mkdir()
+        server = start_server(
+            workdir,
+            "-auth-public-key",
+            str(home / "auth.pub"),
+            env={"VMREGISTRY_AUTH_REALM": realm},
+        )
+        try:
+            yield server.url
+        finally:
+            stop_server(server)
     assert "POST" in asked
     assert any(line.startswith("GET /token?service=vmregistry&scope=repository%3Ateam%2Fget%3Apull") for line in asked)
 
