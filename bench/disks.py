@@ -133,7 +133,6 @@ def _case(spec: DiskSpec, runs: int, work: Path, options: dict[str, Any], log: C
 def _s3(specs: list[DiskSpec], runs: int, work: Path, before: str | None, log: Callable[[str], None]) -> dict[str, Any]:
     """The disks through vmregistry on LocalStack's S3 (and the earlier version, on a bucket of its own)."""
     home = work / "disks-s3"
-    home.mkdir()
     out: dict[str, Any] = {}
     try:
         with local_s3(home) as localstack:

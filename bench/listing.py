@@ -191,7 +191,6 @@ def _s3(datasets: list[Dataset], runs: int, work: Path, log: Callable[[str], Non
     from vmregistry.storage.s3 import S3Storage
 
     home = work / "listing-s3"
-    home.mkdir()
     out: dict[str, Any] = {}
     try:
         with local_s3(home) as localstack:

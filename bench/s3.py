@@ -49,7 +49,6 @@ def measure(sizes: list[int], runs: int, work: Path) -> dict[str, Any]:
     from vmregistry.storage.s3 import S3Storage
 
     home = work / "s3"
-    home.mkdir(exist_ok=True)
     try:
         with local_s3(home) as localstack:
             env = localstack.env("bench")

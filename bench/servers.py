@@ -167,7 +167,8 @@ class LocalS3:
 
 @contextmanager
 def local_s3(home: Path) -> Iterator[LocalS3]:
-    """LocalStack's S3 started in ``home`` (``make localstack`` installs it); :class:`Unavailable` if it cannot run."""
+    """LocalStack's S3 started in ``home`` (made if missing); :class:`Unavailable` if it cannot run here."""
+    home.mkdir(parents=True, exist_ok=True)
     try:
         from tests.localstack import LocalStackUnavailable, running_localstack
     except ImportError as exc:

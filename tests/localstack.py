@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loopback.processes import free_port
+from loopback.processes import stop as stop_process
 
 __all__ = [
     "ACCESS_KEY",
@@ -84,16 +85,9 @@ def stop(localstack: LocalStack) -> None:
         return
     # SIGTERM to the runtime alone: it shuts its services down in about a second. Signalling
     # the whole group at once stalls that shutdown until the SIGKILL.
-    process.terminate()
-    try:
-        process.wait(STOP_GRACE)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    else:
-        with contextlib.suppress(ProcessLookupError):  # anything it left behind in its group
-            os.killpg(process.pid, signal.SIGKILL)
+    stop_process(process, STOP_GRACE)
+    with contextlib.suppress(ProcessLookupError):  # anything it left behind in its group
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def start(workdir: Path) -> LocalStack:
