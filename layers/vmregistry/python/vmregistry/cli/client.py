@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vmregistry.cli._parsing import command, flag
+
 __all__ = ["register"]
 
 _AUTH_HELP = (
@@ -25,25 +27,20 @@ _AUTH_HELP = (
 )
 
 
-def _flag(name: str, short: str | None = None) -> list[str]:
-    """Every option takes one dash or two (``-token`` or ``--token``), as ``vmregistry serve`` does."""
-    return [*([short] if short else []), f"-{name}", f"--{name}"]
-
-
 def _common(parser: argparse.ArgumentParser, *, transfer: bool = False) -> None:
-    parser.add_argument(*_flag("token"), dest="token", help=_AUTH_HELP)
+    parser.add_argument(*flag("token"), dest="token", help=_AUTH_HELP)
     parser.add_argument(
-        *_flag("insecure"), dest="insecure", action="store_true", help="allow plain http to hosts other than loopback"
+        *flag("insecure"), dest="insecure", action="store_true", help="allow plain http to hosts other than loopback"
     )
     parser.add_argument(
-        *_flag("ca-bundle"),
+        *flag("ca-bundle"),
         dest="ca_bundle",
         metavar="PEM",
         default=os.environ.get("VMREGISTRY_CA_BUNDLE") or None,
         help="also trust the CA certificates in this PEM file (a registry behind a private CA) [VMREGISTRY_CA_BUNDLE]",
     )
     parser.add_argument(
-        *_flag("retries"),
+        *flag("retries"),
         dest="retries",
         type=int,
         default=5,
@@ -51,9 +48,9 @@ def _common(parser: argparse.ArgumentParser, *, transfer: bool = False) -> None:
         help="retries of each request on connection errors, 5xx and 429 (default 5)",
     )
     if transfer:
-        parser.add_argument(*_flag("quiet", "-q"), dest="quiet", action="store_true", help="no progress output")
+        parser.add_argument(*flag("quiet", "-q"), dest="quiet", action="store_true", help="no progress output")
         parser.add_argument(
-            *_flag("concurrency"),
+            *flag("concurrency"),
             dest="concurrency",
             type=int,
             default=4,
@@ -69,25 +66,26 @@ _PROXY_NOTE = (
 
 
 def register(subparsers: Any) -> None:
-    push = subparsers.add_parser(
+    push = command(
+        subparsers,
         "push",
+        run_push,
         help="push a VM image (disks + config) to a registry",
         description="Push disks as one image: each -disk becomes a layer; a config blob records CPUs, memory,"
         " bootloader and the disks' formats and sizes. Prints the manifest digest. An interrupted push"
         " resumes from the parts already uploaded when run again." + _PROXY_NOTE,
-        allow_abbrev=False,
     )
     push.add_argument("reference", metavar="REGISTRY/REPO:TAG")
     push.add_argument(
-        *_flag("disk"), dest="disk", action="append", required=True, metavar="FILE", help="a disk image (repeatable)"
+        *flag("disk"), dest="disk", action="append", required=True, metavar="FILE", help="a disk image (repeatable)"
     )
-    push.add_argument(*_flag("config"), dest="config", metavar="FILE", help="JSON object merged into the image config")
-    push.add_argument(*_flag("cpus"), dest="cpus", type=int)
-    push.add_argument(*_flag("memory"), dest="memory", metavar="SIZE", help="memory: MiB, or a size like 2G or 512M")
-    push.add_argument(*_flag("bootloader"), dest="bootloader", help="e.g. uefi or bios")
-    push.add_argument(*_flag("arch"), dest="arch", help="CPU architecture, e.g. x86_64 or aarch64")
+    push.add_argument(*flag("config"), dest="config", metavar="FILE", help="JSON object merged into the image config")
+    push.add_argument(*flag("cpus"), dest="cpus", type=int)
+    push.add_argument(*flag("memory"), dest="memory", metavar="SIZE", help="memory: MiB, or a size like 2G or 512M")
+    push.add_argument(*flag("bootloader"), dest="bootloader", help="e.g. uefi or bios")
+    push.add_argument(*flag("arch"), dest="arch", help="CPU architecture, e.g. x86_64 or aarch64")
     push.add_argument(
-        *_flag("part-size"),
+        *flag("part-size"),
         dest="part_size",
         type=int,
         default=64,
@@ -95,24 +93,24 @@ def register(subparsers: Any) -> None:
         help="multipart part size in MiB (at least 5; default 64)",
     )
     _common(push, transfer=True)
-    push.set_defaults(func=run_push)
 
-    pull = subparsers.add_parser(
+    pull = command(
+        subparsers,
         "pull",
+        run_pull,
         help="pull a VM image into a directory",
         description="Download manifest.json, config.json and the disks into -o DIR, verifying every digest."
         " An interrupted pull resumes from its .partial files." + _PROXY_NOTE,
-        allow_abbrev=False,
     )
     pull.add_argument("reference", metavar="REGISTRY/REPO:TAG|@DIGEST")
     pull.add_argument(
-        *_flag("output", "-o"),
+        *flag("output", "-o"),
         dest="output",
         metavar="DIR",
         help="output directory (default: the repository's last name component)",
     )
     pull.add_argument(
-        *_flag("chunk-size"),
+        *flag("chunk-size"),
         dest="chunk_size",
         type=int,
         default=32,
@@ -120,52 +118,51 @@ def register(subparsers: Any) -> None:
         help="size of each ranged GET in MiB (default 32)",
     )
     _common(pull, transfer=True)
-    pull.set_defaults(func=run_pull)
 
-    tags = subparsers.add_parser(
+    tags = command(
+        subparsers,
         "tags",
+        run_tags,
         help="list a repository's tags",
         description="Print the repository's tags, one per line, following every page of the listing."
         " Needs pull access to the repository.",
-        allow_abbrev=False,
     )
     tags.add_argument("reference", metavar="REGISTRY/REPO")
     _common(tags)
-    tags.set_defaults(func=run_tags)
 
-    catalog = subparsers.add_parser(
+    catalog = command(
+        subparsers,
         "catalog",
+        run_catalog,
         help="list the repositories you may pull",
         description="Print the registry's repositories, one per line: only those your token may pull.",
-        allow_abbrev=False,
     )
     catalog.add_argument("registry", metavar="REGISTRY")
     _common(catalog)
-    catalog.set_defaults(func=run_catalog)
 
-    inspect = subparsers.add_parser(
+    inspect = command(
+        subparsers,
         "inspect",
+        run_inspect,
         help="show an image's manifest and config",
         description="Show an image without downloading its disks: digest, media type, CPUs, memory,"
         " bootloader, architecture and each disk's name, format, size and digest (-json: all of it as JSON).",
-        allow_abbrev=False,
     )
     inspect.add_argument("reference", metavar="REGISTRY/REPO:TAG|@DIGEST")
-    inspect.add_argument(*_flag("json"), dest="json", action="store_true", help="print {digest, manifest, config}")
+    inspect.add_argument(*flag("json"), dest="json", action="store_true", help="print {digest, manifest, config}")
     _common(inspect)
-    inspect.set_defaults(func=run_inspect)
 
-    rm = subparsers.add_parser(
+    rm = command(
+        subparsers,
         "rm",
+        run_rm,
         help="delete a tag, or a manifest (and its tags) by digest",
         description="REGISTRY/REPO:TAG removes that tag (the image stays reachable by digest and other tags);"
         " REGISTRY/REPO@DIGEST removes the manifest and every tag pointing at it. The reference must name a tag"
         " or a digest: rm never assumes ':latest'. Needs delete access. Storage is freed by 'vmregistry gc'.",
-        allow_abbrev=False,
     )
     rm.add_argument("reference", metavar="REGISTRY/REPO:TAG|@DIGEST")
     _common(rm)
-    rm.set_defaults(func=run_rm)
 
 
 # -- plumbing -----------------------------------------------------------------

@@ -11,48 +11,49 @@ import os
 import sys
 from typing import Any
 
-from vmregistry.cli.client import _flag, _guard
+from vmregistry.cli._parsing import command, flag
+from vmregistry.cli.client import _guard
 
 __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
-    login = subparsers.add_parser(
+    login = command(
+        subparsers,
         "login",
+        run_login,
         help="log in to a registry through its Auth Server",
         description="Follow the registry's challenge to its Auth Server, trade the username and password for a"
         " refresh token, and keep it (mode 0600) in the credentials file, or in a docker credential helper."
         " Later commands fetch short-lived tokens with exactly the scopes they need and renew them as they"
         " expire. The password is read from stdin (-password-stdin) or asked for on a terminal.",
-        allow_abbrev=False,
     )
     login.add_argument("registry", metavar="REGISTRY")
-    login.add_argument(*_flag("username", "-u"), dest="username", help="the username (asked for if omitted)")
+    login.add_argument(*flag("username", "-u"), dest="username", help="the username (asked for if omitted)")
     login.add_argument(
-        *_flag("password-stdin"), dest="password_stdin", action="store_true", help="read the password from stdin"
+        *flag("password-stdin"), dest="password_stdin", action="store_true", help="read the password from stdin"
     )
     login.add_argument(
-        *_flag("credential-helper"),
+        *flag("credential-helper"),
         dest="credential_helper",
         metavar="NAME",
         help="keep the login in docker-credential-NAME instead of the credentials file",
     )
-    login.add_argument(*_flag("insecure"), dest="insecure", action="store_true", help="allow plain http")
+    login.add_argument(*flag("insecure"), dest="insecure", action="store_true", help="allow plain http")
     login.add_argument(
-        *_flag("ca-bundle"), dest="ca_bundle", metavar="PEM", default=os.environ.get("VMREGISTRY_CA_BUNDLE") or None
+        *flag("ca-bundle"), dest="ca_bundle", metavar="PEM", default=os.environ.get("VMREGISTRY_CA_BUNDLE") or None
     )
-    login.set_defaults(func=run_login)
 
-    logout = subparsers.add_parser(
+    logout = command(
+        subparsers,
         "logout",
+        run_logout,
         help="forget the login kept for a registry",
         description="Remove what 'vmregistry login' kept for REGISTRY (from the credentials file, or from its"
         " credential helper). Logins kept by docker are docker's: 'docker logout' removes those.",
-        allow_abbrev=False,
     )
     logout.add_argument("registry", metavar="REGISTRY")
-    logout.add_argument(*_flag("insecure"), dest="insecure", action="store_true", help=argparse.SUPPRESS)
-    logout.set_defaults(func=run_logout)
+    logout.add_argument(*flag("insecure"), dest="insecure", action="store_true", help=argparse.SUPPRESS)
 
 
 @_guard

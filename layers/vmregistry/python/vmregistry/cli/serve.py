@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from vmregistry.local.gateway import Authorizer
     from vmregistry.local.token_service import TokenService
 
+from vmregistry.cli._parsing import command, flag
+
 __all__ = ["STORAGE_SETTINGS", "add_storage_flags", "register", "settings_from_args"]
 
 _STORAGE_FLAGS: list[tuple[str, dict[str, Any]]] = [
@@ -38,16 +40,11 @@ _STORAGE_FLAGS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def _flag(setting: str) -> list[str]:
-    name = setting.replace("_", "-")
-    return [f"-{name}", f"--{name}"]
-
-
 def add_storage_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("storage (each flag is also an environment variable)")
     for setting, options in _STORAGE_FLAGS:
         group.add_argument(
-            *_flag(setting), dest=setting, help=f"{SETTINGS_HELP[setting]} [{env_name(setting)}]", **options
+            *flag(setting), dest=setting, help=f"{SETTINGS_HELP[setting]} [{env_name(setting)}]", **options
         )
 
 
@@ -83,28 +80,29 @@ def _workers(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    serve = subparsers.add_parser(
+    serve = command(
+        subparsers,
         "serve",
+        run_serve,
         help="run the registry locally",
         description="Serve the /v1 API through the same handlers AWS Lambda runs, from one worker process"
         " per CPU sharing the port (-workers). Stores under ./storage unless told otherwise.",
-        allow_abbrev=False,
     )
     serve.add_argument(
-        *_flag("host"),
+        *flag("host"),
         dest="host",
         default=os.environ.get("VMREGISTRY_HOST", "127.0.0.1"),
         help="address to bind; 0.0.0.0 opens the server to the network [VMREGISTRY_HOST]",
     )
     serve.add_argument(
-        *_flag("port"),
+        *flag("port"),
         dest="port",
         type=int,
         default=int(os.environ.get("VMREGISTRY_PORT", "8080")),
         help="TCP port; 0 picks a free one [VMREGISTRY_PORT]",
     )
     serve.add_argument(
-        *_flag("workers"),
+        *flag("workers"),
         dest="workers",
         type=_positive,
         metavar="N",
@@ -113,7 +111,7 @@ def register(subparsers: Any) -> None:
         " core); 1 serves from this process alone, without a supervisor [VMREGISTRY_WORKERS]",
     )
     serve.add_argument(
-        *_flag("public_url"),
+        *flag("public_url"),
         dest="public_url",
         metavar="URL",
         help=f"{SETTINGS_HELP['public_url']} [{env_name('public_url')}]",
@@ -121,11 +119,10 @@ def register(subparsers: Any) -> None:
     auth = serve.add_argument_group("authentication (default key: ./auth.pub if it exists; see docs/auth.md)")
     for setting, metavar in _AUTH_FLAGS:
         auth.add_argument(
-            *_flag(setting), dest=setting, metavar=metavar, help=f"{SETTINGS_HELP[setting]} [{env_name(setting)}]"
+            *flag(setting), dest=setting, metavar=metavar, help=f"{SETTINGS_HELP[setting]} [{env_name(setting)}]"
         )
     _add_token_flags(serve)
     add_storage_flags(serve)
-    serve.set_defaults(func=run_serve)
 
 
 _AUTH_FLAGS = [("auth_public_key", "PEM"), ("auth_issuer", "ISS"), ("auth_audience", "AUD")]
@@ -191,12 +188,12 @@ def _add_token_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "development token endpoint (off unless -token-users; a stand-in for an Auth Server, see docs/auth.md)"
     )
-    group.add_argument(*_flag("token_users"), dest="token_users", metavar="FILE", help="users file: serve /auth/token")
+    group.add_argument(*flag("token_users"), dest="token_users", metavar="FILE", help="users file: serve /auth/token")
     group.add_argument(
-        *_flag("token_key"), dest="token_key", default="auth.key", metavar="PEM", help="signing key (default auth.key)"
+        *flag("token_key"), dest="token_key", default="auth.key", metavar="PEM", help="signing key (default auth.key)"
     )
     group.add_argument(
-        *_flag("token_lifetime"),
+        *flag("token_lifetime"),
         dest="token_lifetime",
         type=_positive,
         default=300,

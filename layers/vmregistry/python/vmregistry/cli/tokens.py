@@ -17,53 +17,52 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vmregistry.cli._parsing import command, flag
+
 __all__ = ["register"]
 
 
-def _flag(name: str) -> list[str]:
-    return [f"-{name}", f"--{name}"]
-
-
 def register(subparsers: Any) -> None:
-    keygen = subparsers.add_parser(
+    keygen = command(
+        subparsers,
         "keygen",
+        run_keygen,
         help="write an RSA key pair for signing tokens (auth.key, auth.pub)",
         description="Write a new RSA key pair: the private key (mode 0600) signs tokens with `vmregistry token`;"
         " the public key, auth.pub, is what `vmregistry serve` verifies them with.",
-        allow_abbrev=False,
     )
-    keygen.add_argument(*_flag("dir"), dest="dir", default=".", metavar="DIR", help="where to write (default: .)")
+    keygen.add_argument(*flag("dir"), dest="dir", default=".", metavar="DIR", help="where to write (default: .)")
     keygen.add_argument(
-        *_flag("private"),
+        *flag("private"),
         dest="private",
         default="auth.key",
         metavar="FILE",
         help="private key file name (default: auth.key)",
     )
     keygen.add_argument(
-        *_flag("public"),
+        *flag("public"),
         dest="public",
         default="auth.pub",
         metavar="FILE",
         help="public key file name (default: auth.pub)",
     )
-    keygen.add_argument(*_flag("bits"), dest="bits", type=int, default=3072, help="RSA key size (default: 3072)")
-    keygen.add_argument(*_flag("force"), dest="force", action="store_true", help="overwrite existing files")
-    keygen.set_defaults(func=run_keygen)
+    keygen.add_argument(*flag("bits"), dest="bits", type=int, default=3072, help="RSA key size (default: 3072)")
+    keygen.add_argument(*flag("force"), dest="force", action="store_true", help="overwrite existing files")
 
-    token = subparsers.add_parser(
+    token = command(
+        subparsers,
         "token",
+        run_token,
         help="mint a signed token (RS256) with repository scopes",
         description="Print a bearer token signed with a private key. Scopes are"
         " repository:<pattern>:<actions>, e.g. 'repository:team/*:pull,push'; actions are pull, push, delete"
         " and *. Patterns: exact names, '*' for one path component, a final '**' for one or more.",
-        allow_abbrev=False,
     )
     token.add_argument(
-        *_flag("key"), dest="key", default="auth.key", metavar="FILE", help="private key (default: ./auth.key)"
+        *flag("key"), dest="key", default="auth.key", metavar="FILE", help="private key (default: ./auth.key)"
     )
     token.add_argument(
-        *_flag("scope"),
+        *flag("scope"),
         dest="scopes",
         action="append",
         default=[],
@@ -71,43 +70,42 @@ def register(subparsers: Any) -> None:
         help="a scope to grant; repeat the flag for more",
     )
     token.add_argument(
-        *_flag("subject"),
+        *flag("subject"),
         dest="subject",
         default=os.environ.get("USER", "developer"),
         help="the 'sub' claim (default: $USER)",
     )
     token.add_argument(
-        *_flag("lifetime"),
+        *flag("lifetime"),
         dest="lifetime",
         type=int,
         default=3600,
         metavar="SECONDS",
         help="seconds until the token expires (default: 3600)",
     )
-    token.add_argument(*_flag("issuer"), dest="issuer", metavar="ISS", help="the 'iss' claim")
-    token.add_argument(*_flag("audience"), dest="audience", metavar="AUD", help="the 'aud' claim")
+    token.add_argument(*flag("issuer"), dest="issuer", metavar="ISS", help="the 'iss' claim")
+    token.add_argument(*flag("audience"), dest="audience", metavar="AUD", help="the 'aud' claim")
     token.add_argument(
-        *_flag("access-claim"),
+        *flag("access-claim"),
         dest="access_claim",
         action="store_true",
         help="write Docker's 'access' claim instead of the compact 'scope' claim",
     )
-    token.set_defaults(func=run_token)
 
-    add_user = subparsers.add_parser(
+    add_user = command(
+        subparsers,
         "add-user",
+        run_add_user,
         help="add a user to the development token endpoint's users file",
         description="Add (or replace) a user in the users file of `vmregistry serve -token-users FILE`: the password"
         " (read from stdin, or asked for on a terminal) is stored as an scrypt hash, with the scopes the user may"
         " be granted, e.g. -scope 'repository:team/*:pull,push'. The file is written with mode 0600.",
-        allow_abbrev=False,
     )
-    add_user.add_argument(*_flag("users"), dest="users", required=True, metavar="FILE", help="the users file")
-    add_user.add_argument(*_flag("name"), dest="name", required=True, help="the username")
+    add_user.add_argument(*flag("users"), dest="users", required=True, metavar="FILE", help="the users file")
+    add_user.add_argument(*flag("name"), dest="name", required=True, help="the username")
     add_user.add_argument(
-        *_flag("scope"), dest="scopes", action="append", default=[], metavar="SCOPE", help="a scope (repeatable)"
+        *flag("scope"), dest="scopes", action="append", default=[], metavar="SCOPE", help="a scope (repeatable)"
     )
-    add_user.set_defaults(func=run_add_user)
 
 
 def run_add_user(args: argparse.Namespace) -> int:

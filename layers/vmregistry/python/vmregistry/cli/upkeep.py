@@ -9,31 +9,33 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vmregistry.cli._parsing import command
 from vmregistry.cli.serve import STORAGE_SETTINGS, add_storage_flags, settings_from_args
 
 __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
-    sweep = subparsers.add_parser(
+    sweep = command(
+        subparsers,
         "sweep-uploads",
+        run_sweep,
         help="discard upload sessions nobody finished, and what crashed requests left",
         description="Delete upload sessions older than --older-than hours, with their parts, and the leftovers"
         " of requests that died (temporary files, staged bodies, multipart uploads without a session) untouched"
         " for as long. The server also does this at start and hourly (sessions after 24 h, leftovers after 1 h).",
-        allow_abbrev=False,
     )
     sweep.add_argument("-older-than", "--older-than", dest="older_than", type=float, default=24.0, metavar="HOURS")
     add_storage_flags(sweep)
-    sweep.set_defaults(func=run_sweep)
 
-    gc = subparsers.add_parser(
+    gc = command(
+        subparsers,
         "gc",
+        run_gc,
         help="free the storage of images and blobs no manifest references",
         description="Garbage collection (docs/gc.md): delete blob links and blobs that no kept manifest"
         " references, and with --delete-untagged the manifests no tag reaches. Anything younger than"
         " --grace hours is spared (an upload in flight). Safe while the registry serves pushes.",
-        allow_abbrev=False,
     )
     gc.add_argument(
         "-grace",
@@ -64,16 +66,15 @@ def register(subparsers: Any) -> None:
     )
     add_storage_flags(gc)
 
-    reindex = subparsers.add_parser(
+    reindex = command(
+        subparsers,
         "reindex",
+        run_reindex,
         help="rebuild the catalog from the manifests (and migrate a vmregistry 0.1 layout)",
         description="Make the catalog list exactly the repositories that hold a manifest, and move"
         " objects stored in vmregistry 0.1's key layout to today's. Safe to run again.",
-        allow_abbrev=False,
     )
     add_storage_flags(reindex)
-    reindex.set_defaults(func=run_reindex)
-    gc.set_defaults(func=run_gc)
 
 
 def run_sweep(args: argparse.Namespace) -> int:
