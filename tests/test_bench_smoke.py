@@ -20,29 +20,27 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` from the work tree, as ``make bench`` runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
 def test_quick_bench_writes_results(tmp_path: Path) -> None:
     # GIVEN / WHEN
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--quick",
-            "--no-distribution",
-            "--skip",
-            "control",
-            "s3",
-            "emulator",
-            "--out",
-            str(tmp_path),
-            "--workdir",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    done = run_module(
+        "bench",
+        "--quick",
+        "--no-distribution",
+        "--skip",
+        "control",
+        "s3",
+        "emulator",
+        "--out",
+        str(tmp_path),
+        "--workdir",
+        str(tmp_path),
     )
 
     # THEN
@@ -74,14 +72,7 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
 def test_the_transport_comparison_runs(tmp_path: Path) -> None:
     # GIVEN / WHEN the library comparison of bench/transports.py runs on a tiny blob, once
     out = tmp_path / "transports.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.transports", "--size", "8M", "--runs", "1", "--workers", "1", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_module("bench.transports", "--size", "8M", "--runs", "1", "--workers", "1", "--out", str(out))
 
     # THEN every library and the whole client moved the blob both ways (each checks the byte count)
     assert done.returncode == 0, done.stderr[-3000:]
