@@ -61,16 +61,23 @@ def validation() -> str:
         from vmregistry.registry.references import LOOKUPS  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return "one lookup per descriptor, in order"
-    return f"one lookup per distinct blob, {LOOKUPS} at a time"
+    try:
+        from vmregistry.registry.references import LISTED, LISTING_MIN  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return f"one lookup per distinct blob, {LOOKUPS} at a time"
+    return (
+        f"one lookup per distinct blob, {LOOKUPS} at a time; from {LISTING_MIN} distinct blobs on, where"
+        f" storage lists content MD5s (S3), sorted listings of the repository's links, {LISTED:,} keys a request"
+    )
 
 
 def _push_all(server: Server, blobs: list[bytes]) -> int:
     """PUT every blob (monolithic), ``PUSHERS`` at a time; returns how many PUTs had to be sent again.
 
     A retry is counted, not hidden: concurrent monolithic PUTs on the filesystem
-    backend sometimes lose the connection (a staged body's ``uploads/<id>/``
-    directory is created while another request prunes the empty ``uploads/``,
-    and the server drops the connection on the FileNotFoundError).
+    backend used to lose the connection now and then (a staged body's
+    ``uploads/<id>/`` was created while another request pruned the empty
+    ``uploads/``; fixed in 7b53ab5, and the count shows it stays fixed).
     """
     address = urllib.parse.urlsplit(server.url)
     retried: list[str] = []
