@@ -9,6 +9,9 @@
   grows past :data:`MAX_LINES` (a module should be readable in one sitting).
 * So does every test module, bounded by :data:`TEST_MAX_LINES`: a long one is
   split by theme, its shared fixtures in a ``conftest.py`` or a helper module.
+* What ships (the library, the handlers, the stack) never imports the harness
+  (:data:`HARNESS`): tests, benchmarks, the conformance runner, the emulator
+  scripts and their shared ``loopback`` helpers are not in the Lambda layer.
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ def imported_units(path: Path) -> set[str]:
 
 
 MODULES = sorted(LIBRARY.rglob("*.py"))
+SHIPPED = [*MODULES, *(ROOT / "functions").rglob("*.py"), *(ROOT / "infra").rglob("*.py")]
+HARNESS = frozenset({"tests", "bench", "conformance", "emulator", "loopback"})
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(LIBRARY)))
@@ -80,11 +85,21 @@ def test_imports_run_downward(path: Path) -> None:
         assert FLOOR_OF[imported] <= FLOOR_OF[unit], f"{relative} ({unit}) imports {imported} from a floor above"
 
 
-@pytest.mark.parametrize(
-    "path",
-    [*MODULES, *(ROOT / "functions").rglob("*.py"), *(ROOT / "infra").rglob("*.py")],
-    ids=lambda p: str(p.relative_to(ROOT)),
-)
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
+def test_what_ships_never_imports_the_harness(path: Path) -> None:
+    # GIVEN a module that is deployed (library, handler or stack)
+    tree = ast.parse(path.read_text())
+    # THEN none of its imports, wherever they stand, names a harness package
+    roots = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    roots |= {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+    }
+    assert not roots & HARNESS, f"{path.relative_to(ROOT)} imports {sorted(roots & HARNESS)}"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_module_says_what_it_is_for_and_stays_small(path: Path) -> None:
     source = path.read_text()
     assert ast.get_docstring(ast.parse(source)), f"{path.relative_to(ROOT)} has no module docstring"
