@@ -182,12 +182,13 @@ class TokenService:
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
-        from vmregistry.auth.tokens import mint_token
+        from vmregistry.auth.tokens import load_private_key, mint_token
 
         self._mint = mint_token
+        self._key = load_private_key(self.private_key_pem)  # once: parsing costs ~100x the signing
         self._refresh_key = hashlib.sha256(b"vmregistry refresh token\0" + self.private_key_pem).digest()
-        self._users: tuple[float, dict[str, User]] = (-1.0, {})
-        load_users(self.users_path)  # a broken file stops the server at start, not at the first login
+        # A broken file stops the server at start, not at the first login.
+        self._users: tuple[float, dict[str, User]] = (os.stat(self.users_path).st_mtime, load_users(self.users_path))
 
     def users(self) -> dict[str, User]:
         mtime = os.stat(self.users_path).st_mtime
@@ -240,7 +241,7 @@ class TokenService:
     def _issue(self, user: User, scopes: list[str]) -> tuple[str, list[str]]:
         granted = _granted(user, scopes)
         token = self._mint(
-            self.private_key_pem,
+            self._key,
             subject=user.name,
             scopes=granted,
             lifetime=self.lifetime,
