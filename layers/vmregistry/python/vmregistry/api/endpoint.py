@@ -38,7 +38,7 @@ from vmregistry.routes import Action, Api, Route, routes_of
 from vmregistry.runtime import get_settings
 from vmregistry.storage import StorageFull, StorageUnavailable
 
-__all__ = ["STAGED_BODY", "Endpoint", "Request", "error_response"]
+__all__ = ["STAGED_BODY", "Endpoint", "Request", "error_response", "storage_error"]
 
 STAGED_BODY = "vmregistryStagedBody"
 """``requestContext`` field naming a staged body: ``{"key", "size", "sha256"}`` (local mode only)."""
@@ -46,6 +46,13 @@ STAGED_BODY = "vmregistryStagedBody"
 
 def error_response(error: RegistryError) -> HttpResponse:
     return Response(error.status, JSON, error_body(error), error.headers)
+
+
+def storage_error(exc: StorageUnavailable | StorageFull) -> RegistryError:
+    """What a client is told when storage cannot serve: retry later (503), or nothing was stored (507)."""
+    if isinstance(exc, StorageFull):
+        return RegistryError("STORAGE_FULL", f"{exc}; nothing was stored")
+    return RegistryError("UNAVAILABLE", f"storage backend unavailable: {exc}; retry later")
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,12 +223,11 @@ class Endpoint:
             return function(Request.parse(route, event))
         except RegistryError as error:
             return error_response(error)
-        except StorageUnavailable as exc:
-            logger.error("storage unavailable", extra={"error": str(exc)})
-            return error_response(RegistryError("UNAVAILABLE", f"storage backend unavailable: {exc}; retry later"))
-        except StorageFull as exc:
-            logger.error("storage full", extra={"error": str(exc)})
-            return error_response(RegistryError("STORAGE_FULL", f"{exc}; nothing was stored"))
+        except (StorageUnavailable, StorageFull) as exc:
+            logger.error(
+                "storage full" if isinstance(exc, StorageFull) else "storage unavailable", extra={"error": str(exc)}
+            )
+            return error_response(storage_error(exc))
         except Exception:
             logger.exception("unhandled error")
             return error_response(RegistryError("INTERNAL", "internal server error; the request id is in the logs"))

@@ -38,7 +38,7 @@ from types import ModuleType
 from typing import Any
 
 from vmregistry import paths
-from vmregistry.api.endpoint import STAGED_BODY
+from vmregistry.api.endpoint import STAGED_BODY, storage_error
 from vmregistry.errors import RegistryError
 from vmregistry.local.bodies import LengthReader, read_all
 from vmregistry.local.dataplane import PREFIX as DATA_PREFIX
@@ -96,10 +96,8 @@ class Gateway:
                     *self.token_service(exchange.method, exchange.path, exchange.query_string, exchange.headers, body)
                 )
             status, headers, body = self._invoke(exchange)
-        except StorageFull as exc:
-            raise RegistryError("STORAGE_FULL", f"{exc}; nothing was stored") from None
-        except StorageUnavailable as exc:
-            raise RegistryError("UNAVAILABLE", f"storage backend unavailable: {exc}; retry later") from None
+        except (StorageFull, StorageUnavailable) as exc:
+            raise storage_error(exc) from None
         return Reply(status, headers, body)
 
     def module_for(self, route: Route) -> ModuleType:
