@@ -172,12 +172,9 @@ _RESUMABLE = {"push": "parts already stored", "pull": "chunks already downloaded
 
 def _resume_hint(command: str, exc: BaseException) -> str:
     """For an interrupted transfer: that running it again resumes it."""
-    from vmregistry.client import RegistryAPIError, TransientError
+    from vmregistry.client import is_resumable
 
-    interrupted = isinstance(exc, TransientError | KeyboardInterrupt) or (
-        isinstance(exc, RegistryAPIError) and exc.transient
-    )
-    if command not in _RESUMABLE or not interrupted:
+    if command not in _RESUMABLE or not is_resumable(exc):
         return ""
     return f"\n  run the same command again to resume: the {_RESUMABLE[command]} are kept"
 

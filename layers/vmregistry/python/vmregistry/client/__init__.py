@@ -31,6 +31,7 @@ from vmregistry.client._errors import (
     TransientError,
     Unreachable,
     UsageError,
+    is_resumable,
 )
 from vmregistry.client._image import DiskInfo, build_config, build_manifest, detect_format, parse_memory
 from vmregistry.client._login import LoginResult, login, logout
@@ -77,6 +78,7 @@ __all__ = [
     "detect_format",
     "fetch_blob_bytes",
     "hash_disk",
+    "is_resumable",
     "login",
     "logout",
     "parse_memory",

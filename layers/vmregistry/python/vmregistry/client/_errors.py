@@ -24,6 +24,8 @@ __all__ = [
     "Unreachable",
     "UsageError",
     "from_response",
+    "is_resumable",
+    "is_transient",
 ]
 
 HINTS: dict[str, str] = {
@@ -144,6 +146,16 @@ def _scope(challenge: str | None) -> str | None:
 
 def _is_html(content_type: str, text: str) -> bool:
     return "html" in content_type.lower() or text[:15].lower().startswith(("<!doctype html", "<html"))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth sending again: a connection failure, or an answer the registry marks as transient (5xx, 429)."""
+    return isinstance(exc, TransientError) or (isinstance(exc, RegistryAPIError) and exc.transient)
+
+
+def is_resumable(exc: BaseException) -> bool:
+    """A transfer that stopped on ``exc`` resumes when run again: it was transient, or the user interrupted it."""
+    return is_transient(exc) or isinstance(exc, KeyboardInterrupt)
 
 
 def from_response(status: int, body: bytes, headers: dict[str, str], url: str) -> RegistryAPIError:

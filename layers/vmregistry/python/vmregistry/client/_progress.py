@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Literal, TextIO
 
-from vmregistry.client._errors import RegistryAPIError, TransientError
+from vmregistry.client._errors import is_resumable
 
 __all__ = ["Progress", "Task", "format_bytes", "interruption"]
 
@@ -44,10 +44,7 @@ def _duration(seconds: float) -> str:
 
 def interruption(exc: BaseException, what: str) -> str:
     """How a transfer that stopped on ``exc`` ends: interrupted (resumable) or failed."""
-    transient = isinstance(exc, TransientError | KeyboardInterrupt) or (
-        isinstance(exc, RegistryAPIError) and exc.transient
-    )
-    return f"interrupted (run the {what} again to resume)" if transient else "failed"
+    return f"interrupted (run the {what} again to resume)" if is_resumable(exc) else "failed"
 
 
 class Task:

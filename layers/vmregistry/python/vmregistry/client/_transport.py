@@ -44,6 +44,7 @@ from vmregistry.client._errors import (
     TransientError,
     UsageError,
     from_response,
+    is_transient,
 )
 from vmregistry.client._proxy import Proxy, ProxyConfig, tunnel_refused, unreachable
 from vmregistry.client._reference import RegistryHost
@@ -96,8 +97,7 @@ def with_retries(
         try:
             return attempt()
         except (TransientError, RegistryAPIError) as exc:
-            transient = isinstance(exc, TransientError) or (isinstance(exc, RegistryAPIError) and exc.transient)
-            if not transient or number == retries:
+            if not is_transient(exc) or number == retries:
                 raise
             hinted = exc.retry_after if isinstance(exc, RegistryAPIError) else None
             delay = hinted if hinted is not None else min(30.0, backoff * 2**number) * random.uniform(0.5, 1.0)
