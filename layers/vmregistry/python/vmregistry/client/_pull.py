@@ -40,7 +40,15 @@ from vmregistry.client._registry import FetchedManifest, RegistryClient
 from vmregistry.client._state import atomic_write_json
 from vmregistry.client._transport import run_parallel, with_retries
 from vmregistry.digests import digest_of
-from vmregistry.extents import DATA_ANNOTATION, Extent, ExtentError, format_extents, hash_file, parse_extents
+from vmregistry.extents import (
+    DATA_ANNOTATION,
+    Extent,
+    ExtentError,
+    format_extents,
+    hash_file,
+    nonzero_runs,
+    parse_extents,
+)
 from vmregistry.storage.pump import start_writeback
 
 __all__ = ["PullOptions", "PullResult", "fetch_blob_bytes", "layer_extents", "pull_blob", "pull_image", "write_sparse"]
@@ -48,7 +56,6 @@ __all__ = ["PullOptions", "PullResult", "fetch_blob_bytes", "layer_extents", "pu
 MiB = 1024 * 1024
 SPARSE_BLOCK = 64 * 1024
 READ_BUFFER = 1 * MiB
-_ZERO = bytes(SPARSE_BLOCK)
 
 
 @dataclass(slots=True)
@@ -73,21 +80,8 @@ def write_sparse(fd: int, data: memoryview, offset: int, sparse: bool = True) ->
     if not sparse:
         os.pwrite(fd, data, offset)
         return
-    start = 0
-    run = -1  # start of the pending run of non-zero blocks
-    while start < len(data):
-        block = data[start : start + SPARSE_BLOCK]
-        # Data rarely starts with a zero byte: one look settles most blocks. Otherwise bytes == bytes
-        # (memcmp); comparing the memoryview itself would go byte by byte, 70 times slower.
-        zero = block[0] == 0 and block[-1] == 0 and block.tobytes() == _ZERO[: len(block)]
-        if zero and run >= 0:
-            os.pwrite(fd, data[run:start], offset + run)
-            run = -1
-        elif not zero and run < 0:
-            run = start
-        start += SPARSE_BLOCK
-    if run >= 0:
-        os.pwrite(fd, data[run:], offset + run)
+    for start, end in nonzero_runs(data, len(data), SPARSE_BLOCK):
+        os.pwrite(fd, data[start:end], offset + start)
 
 
 class _Source:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from vmregistry.client._errors import UsageError
 from vmregistry.client._image import ISO_MAGIC_OFFSET, DiskInfo, detect_format
-from vmregistry.extents import Extent, data_regions, update_with_zeros
+from vmregistry.extents import Extent, data_regions, nonzero_runs, update_with_zeros
 
 if TYPE_CHECKING:
     from hashlib import _Hash
@@ -38,7 +38,6 @@ JOIN_GAP = 1024 * 1024
 REPORT = 8 * 1024 * 1024
 """A data run is reported in pieces of this much while it is read: parts go out before it ends."""
 _ZERO_READ = bytes(READ_SIZE)
-_ZERO_GRANULE = bytes(GRANULE)
 _HEAD = ISO_MAGIC_OFFSET + 5
 
 
@@ -127,17 +126,8 @@ def _data_in(buffer: bytearray, n: int, offset: int) -> Iterator[tuple[int, int]
     """The runs of non-zero granules in the first ``n`` bytes of ``buffer`` (read at ``offset``), absolute."""
     if n == READ_SIZE and buffer == _ZERO_READ:
         return
-    start = -1
-    for low in range(0, n, GRANULE):
-        high = min(low + GRANULE, n)
-        zero = buffer[low:high] == _ZERO_GRANULE[: high - low]
-        if zero and start >= 0:
-            yield offset + start, offset + low
-            start = -1
-        elif not zero and start < 0:
-            start = low
-    if start >= 0:
-        yield offset + start, offset + n
+    for start, end in nonzero_runs(buffer, n, GRANULE):
+        yield offset + start, offset + end
 
 
 def scan_disk(path: Path, on_read: Callable[[int], None] | None = None) -> DiskInfo:
