@@ -180,7 +180,7 @@ class Appends:
         if len(progress.chunks) >= MAX_WAITING:
             # A client sending tiny chunks must not make every request list thousands of them:
             # one object of what waits (under 5 MiB) replaces them.
-            merged = b"".join(self.storage.read(chunk.key) for chunk in progress.chunks)
+            merged = self._waiting(progress)
             stale = [chunk.key for chunk in progress.chunks]
             first = progress.chunks[0].offset
             key = paths.upload_chunk_key(progress.session.uuid, first, len(merged))
@@ -203,7 +203,7 @@ class Appends:
 
     def _copy(self, progress: Progress, body: Body) -> None:
         """Join what waits and a staged body into parts of :data:`SEGMENT` bytes (or more), read as a stream."""
-        pending = b"".join(self.storage.read(chunk.key) for chunk in progress.chunks)
+        pending = self._waiting(progress)
         consumed = [chunk.key for chunk in progress.chunks]
         parts_left = max(MAX_PARTS - len(progress.parts) - 1, 1)
         segment = max(SEGMENT, -(-(len(pending) + body.size) // parts_left))
@@ -213,7 +213,9 @@ class Appends:
             while block := stream.read(_READ):
                 buffer += block
                 if len(buffer) >= segment:
-                    self._put(progress, bytes(buffer[:segment]))
+                    with memoryview(buffer) as view:  # one copy of the segment, not two
+                        data = bytes(view[:segment])
+                    self._put(progress, data)
                     del buffer[:segment]
                     if consumed:
                         self.storage.delete_many(consumed)
@@ -237,9 +239,13 @@ class Appends:
             )
         progress.parts.append(part)
 
+    def _waiting(self, progress: Progress, tail: bytes = b"") -> bytes:
+        """The chunks waiting to be joined, in order, then ``tail``, as one ``bytes``."""
+        return b"".join([*(self.storage.read(chunk.key) for chunk in progress.chunks), tail])
+
     def _join(self, progress: Progress, tail: bytes = b"") -> None:
         """Join the waiting chunks (and ``tail``) into the next part."""
-        data = b"".join([*(self.storage.read(chunk.key) for chunk in progress.chunks), tail])
+        data = self._waiting(progress, tail)
         if not data:
             return
         self._put(progress, data)

@@ -316,16 +316,17 @@ class _Collector:
             doomed.append(key)
             self.report.deleted.append(digest)
             self.report.freed_bytes += info.size
-        self._delete(doomed + self._stale_zero_records(stored - set(self.report.deleted)))
+        deleted = set(self.report.deleted)
+        self._delete(doomed + self._stale_zero_records(stored - deleted, deleted))
 
-    def _stale_zero_records(self, blobs: set[str]) -> list[str]:
+    def _stale_zero_records(self, blobs: set[str], deleted: set[str]) -> list[str]:
         """The zero-range records (``zeros/``) of blobs that are not kept, their own age permitting when orphaned."""
         stale = []
         for key in self.storage.list(paths.ZEROS_PREFIX):
             digest = paths.digest_of_key(key, paths.ZEROS_PREFIX)
             if digest is None or digest in blobs:
                 continue
-            if digest in self.report.deleted or not self._young(key):
+            if digest in deleted or not self._young(key):
                 stale.append(key)
         return stale
 

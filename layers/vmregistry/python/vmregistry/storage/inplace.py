@@ -187,9 +187,9 @@ def _make_hole(fd: int, offset: int, length: int) -> None:
         return  # already a hole, as every range of a fresh upload is: nothing to write, nothing to sync
     punch = _fallocate()
     if punch is None or punch(fd, _PUNCH_HOLE_KEEP_SIZE, offset, length) != 0:
-        zeros = bytes(1024 * 1024)
-        for start in range(offset, offset + length, len(zeros)):
-            os.pwrite(fd, zeros[: min(len(zeros), offset + length - start)], start)
+        zeros = memoryview(_ZEROS)
+        for start in range(offset, offset + length, BLOCK):
+            os.pwrite(fd, zeros[: min(BLOCK, offset + length - start)], start)
     os.fdatasync(fd)
 
 
