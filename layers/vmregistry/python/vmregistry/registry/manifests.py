@@ -231,7 +231,7 @@ class Manifests:
                 "TAG_INVALID", f"at most {MAX_TAGS_PER_PUSH} tags per push", {"limit": MAX_TAGS_PER_PUSH}
             )
         check_references(self.storage, self.blobs, repository, parsed)
-        zeros.check_annotations(self.storage, data)  # the disks' extent annotations claim only known zeros
+        zeros.check_annotations(self.storage, parsed.layers)  # the disks' extent annotations claim only known zeros
         known = self._store(repository, digest, data)
         twin = twin_of(data)
         if twin is not None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from vmregistry import paths
@@ -46,7 +47,7 @@ from vmregistry.extents import (
     parse_extents,
     update_with_zeros,
 )
-from vmregistry.oci.jsondoc import DocumentError, parse_document
+from vmregistry.oci.descriptors import Descriptor
 from vmregistry.registry.blobs import hash_object
 from vmregistry.storage import MAX_PARTS, MAX_ZERO_PART_SIZE, ObjectNotFound, Storage, UploadedPart
 from vmregistry.wire import MAX_ZERO_BYTES_PER_REQUEST, MAX_ZERO_PARTS_PER_REQUEST
@@ -218,19 +219,13 @@ def _invalid_manifest(message: str, **detail: Any) -> RegistryError:
     return RegistryError("MANIFEST_INVALID", message, {"annotation": DATA_ANNOTATION, **detail})
 
 
-def check_annotations(storage: Storage, data: bytes) -> None:
+def check_annotations(storage: Storage, layers: Sequence[Descriptor]) -> None:
     """Refuse a manifest whose layers claim (by their extent annotation) zeros their blobs are not known to hold."""
-    try:
-        layers = parse_document(data).get("layers")
-    except (DocumentError, AttributeError):
-        return  # the manifest's own validation reports what is wrong with it
-    for index, layer in enumerate(layers if isinstance(layers, list) else []):
-        annotations = layer.get("annotations") if isinstance(layer, dict) else None
-        if not isinstance(annotations, dict) or DATA_ANNOTATION not in annotations:
+    for index, layer in enumerate(layers):
+        text = layer.annotations.get(DATA_ANNOTATION)
+        if text is None:
             continue
-        text, digest, size = annotations[DATA_ANNOTATION], layer.get("digest"), layer.get("size")
-        if not isinstance(text, str) or not isinstance(digest, str) or not isinstance(size, int):
-            raise _invalid_manifest(f"layers[{index}]: the extent annotation is a string", layer=index)
+        digest, size = layer.digest, layer.size
         try:
             claimed = complement(parse_extents(text, size), size)
         except ExtentError as exc:
