@@ -40,18 +40,21 @@ class SessionStore:
     def _save(self, session: Session) -> None:
         self.storage.write(paths.upload_session_key(session.uuid), json.dumps(asdict(session)).encode())
 
+    def find(self, upload_id: str) -> Session | None:
+        """The session ``upload_id``, whatever its repository; None if it is gone or unreadable."""
+        try:
+            return Session(**parse_document(self.storage.read(paths.upload_session_key(upload_id))))
+        except (ObjectNotFound, ValueError, TypeError):
+            return None
+
     def load(self, repository: str, upload_id: str, *, appends: bool = False) -> Session:
         """The session, if it exists and belongs to ``repository``; BLOB_UPLOAD_UNKNOWN otherwise.
 
         ``appends``: the caller speaks the OCI protocol (:mod:`.appends`); a session
         continues only through the API that started it (their parts mean different things).
         """
-        try:
-            raw = parse_document(self.storage.read(paths.upload_session_key(upload_id)))
-            session = Session(**raw)
-        except (ObjectNotFound, ValueError, TypeError):
-            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
-        if session.repository != repository:
+        session = self.find(upload_id)
+        if session is None or session.repository != repository:
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id})
         if session.appends != appends:
             api = "/v2" if session.appends else "/v1"

@@ -25,12 +25,10 @@ import time
 from typing import TYPE_CHECKING, NamedTuple
 
 from vmregistry import paths
-from vmregistry.oci.jsondoc import parse_document
-from vmregistry.registry.sessions import Session
-from vmregistry.storage import ObjectNotFound
 
 if TYPE_CHECKING:
     from vmregistry.registry.uploads import Uploads
+    from vmregistry.storage import ObjectInfo
 
 __all__ = ["SweepReport", "sweep"]
 
@@ -59,38 +57,29 @@ class SweepReport(NamedTuple):
         )
 
 
-def _session(uploads: Uploads, upload_id: str) -> Session | None:
-    try:
-        return Session(**parse_document(uploads.storage.read(paths.upload_session_key(upload_id))))
-    except (ObjectNotFound, ValueError, TypeError):
-        return None
-
-
 def sweep(uploads: Uploads, older_than: float, leftovers_older_than: float) -> SweepReport:
     storage = uploads.storage
     now = time.time()
     sessions_cutoff, leftovers_cutoff = now - older_than, now - leftovers_older_than
     sessions = orphans = multipart = 0
-    by_upload: dict[str, list[str]] = {}
-    for key in storage.list(paths.UPLOADS_PREFIX):
-        by_upload.setdefault(key.removeprefix(paths.UPLOADS_PREFIX).split("/", 1)[0], []).append(key)
-    for upload_id, keys in by_upload.items():
-        if paths.upload_session_key(upload_id) in keys:
-            session = _session(uploads, upload_id)
+    by_upload: dict[str, list[ObjectInfo]] = {}
+    for info in storage.scan(paths.UPLOADS_PREFIX):  # on S3 the listing carries each key's age: no HEADs
+        by_upload.setdefault(info.key.removeprefix(paths.UPLOADS_PREFIX).split("/", 1)[0], []).append(info)
+    for upload_id, infos in by_upload.items():
+        if any(info.key == paths.upload_session_key(upload_id) for info in infos):
+            session = uploads.find(upload_id)
             if session is not None and session.created < sessions_cutoff:
                 uploads.discard(session)
                 sessions += 1
             continue
-        stats = [storage.stat(key) for key in keys]
-        if all(info is None or info.modified < leftovers_cutoff for info in stats):
-            for key in keys:
-                storage.delete(key)
+        if all(info.modified < leftovers_cutoff for info in infos):
+            storage.delete_many([info.key for info in infos])
             orphans += 1
     for upload in list(storage.multipart_list_uploads(paths.UPLOADS_PREFIX)):
         upload_id = upload.key.removeprefix(paths.UPLOADS_PREFIX).split("/", 1)[0]
         if upload.modified >= leftovers_cutoff:
             continue  # may be a request still sending it
-        session = _session(uploads, upload_id)
+        session = uploads.find(upload_id)
         if session is None or session.multipart_id != upload.upload_id:
             storage.multipart_abort(upload.key, upload.upload_id)
             multipart += 1
