@@ -42,6 +42,7 @@ __all__ = [
     "data_regions",
     "format_extents",
     "hash_file",
+    "hash_range",
     "merge",
     "nonzero_runs",
     "parse_extents",
@@ -219,6 +220,16 @@ def update_with_zeros(digest: _Hash, length: int) -> None:
         length -= n
 
 
+def hash_range(digest: _Hash, fd: int, start: int, end: int, buffer: memoryview) -> None:
+    """Feed bytes ``[start, end)`` of an open file to ``digest``, read into ``buffer``; EOFError if it ends first."""
+    while start < end:
+        n = os.preadv(fd, [buffer[: min(len(buffer), end - start)]], start)
+        if n <= 0:
+            raise EOFError(f"the file ends at {start}, before {end}")
+        digest.update(buffer[:n])
+        start += n
+
+
 def hash_file(fd: int, size: int, algorithm: str = "sha256") -> str:
     """The hex digest of the first ``size`` bytes of an open file, holes hashed from memory."""
     digest = hasher(algorithm)
@@ -226,13 +237,7 @@ def hash_file(fd: int, size: int, algorithm: str = "sha256") -> str:
     with read_buffer() as buffer:
         for offset, length in data_regions(fd, size):
             update_with_zeros(digest, offset - position)
-            end = offset + length
-            while offset < end:
-                n = os.preadv(fd, [buffer[: min(BLOCK, end - offset)]], offset)
-                if n <= 0:
-                    raise EOFError(f"the file ended at {offset} of {size} bytes")
-                digest.update(buffer[:n])
-                offset += n
-            position = end
+            hash_range(digest, fd, offset, offset + length, buffer)
+            position = offset + length
     update_with_zeros(digest, size - position)
     return digest.hexdigest()

@@ -12,11 +12,10 @@ ends, :meth:`FollowingDigest.result` hashes what is left, if anything.
 
 from __future__ import annotations
 
-import os
 import threading
 
 from vmregistry.digests import hasher
-from vmregistry.extents import read_buffer, update_with_zeros
+from vmregistry.extents import hash_range, read_buffer, update_with_zeros
 
 __all__ = ["FollowingDigest"]
 
@@ -54,12 +53,7 @@ class FollowingDigest:
                             return
                     start, end = self._chunks[self._next]
                     update_with_zeros(self._digest, start - self._position)
-                    while start < end:
-                        n = os.preadv(self._fd, [buffer[: min(len(buffer), end - start)]], start)
-                        if n <= 0:
-                            raise EOFError(f"the file ends at {start}, before {end}")
-                        self._digest.update(buffer[:n])
-                        start += n
+                    hash_range(self._digest, self._fd, start, end, buffer)
                     self._position = end
                     self._next += 1
         except BaseException as exc:  # handed to result()
