@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from vmregistry.client._challenge import parse_challenge
 from vmregistry.errors import ERROR_CODES
 
 __all__ = [
@@ -132,16 +133,9 @@ class RegistryAPIError(ClientError):
 
 
 def _scope(challenge: str | None) -> str | None:
-    """The ``scope="..."`` parameter of a ``WWW-Authenticate: Bearer ...`` challenge."""
-    if not challenge:
-        return None
-    marker = 'scope="'
-    start = challenge.find(marker)
-    if start < 0:
-        return None
-    start += len(marker)
-    end = challenge.find('"', start)
-    return challenge[start:end] if end > start else None
+    """The ``scope`` parameter of a ``WWW-Authenticate: Bearer ...`` challenge."""
+    parsed = parse_challenge(challenge)
+    return parsed.params.get("scope") if parsed is not None else None
 
 
 def _is_html(content_type: str, text: str) -> bool:

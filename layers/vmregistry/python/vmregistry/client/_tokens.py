@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
+from vmregistry.client._challenge import Challenge, parse_challenge
 from vmregistry.client._errors import ClientError, UsageError
 from vmregistry.client._reference import is_loopback
 
@@ -58,47 +58,8 @@ DEFAULT_EXPIRES_IN = 60
 # Renew this long before expiry (at most a quarter of the lifetime, for short-lived tokens).
 RENEW_MARGIN = 30.0
 
-_PARAM = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
-
 Fetch = Callable[[str, str, Mapping[str, str], bytes | None], tuple[int, dict[str, str], bytes]]
 """(method, url, headers, body) -> (status, lower-cased headers, body), with no header policy applied."""
-
-
-@dataclass(frozen=True, slots=True)
-class Challenge:
-    scheme: str
-    params: dict[str, str]
-
-    @property
-    def realm(self) -> str:
-        return self.params.get("realm", "")
-
-    @property
-    def service(self) -> str | None:
-        return self.params.get("service")
-
-    @property
-    def scopes(self) -> list[str]:
-        return self.params.get("scope", "").split()
-
-
-def parse_challenge(header: str | None) -> Challenge | None:
-    """The Bearer challenge of a ``WWW-Authenticate`` value, or ``None`` if there is none."""
-    if not header:
-        return None
-    scheme, _, rest = header.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    params: dict[str, str] = {}
-    position = 0
-    while position < len(rest):
-        found = _PARAM.match(rest, position)
-        if found is None or found.end() == position:
-            break
-        quoted, bare = found.group(2), found.group(3)
-        params[found.group(1).lower()] = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare or ""
-        position = found.end()
-    return Challenge("bearer", params)
 
 
 def merge_scopes(scopes: Iterable[str]) -> list[str]:
