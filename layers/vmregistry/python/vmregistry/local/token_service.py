@@ -59,7 +59,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from vmregistry.auth.scopes import AccessSet, ScopeError, format_scope, parse_scope_claim
+from vmregistry.auth.scopes import ACTIONS, AccessSet, ScopeError, format_scope, parse_scope_claim
+from vmregistry.errors import RegistryError, error_dict
 from vmregistry.names import is_valid_name
 
 __all__ = [
@@ -162,7 +163,7 @@ def _granted(user: User, requested: list[str]) -> list[str]:
         allowed = user.access.actions_for(name)
         wanted = {a for a in actions.split(",") if a}
         if "*" in wanted:
-            wanted = {"pull", "push", "delete"}
+            wanted = set(ACTIONS)
         if given := {a for a in wanted if a in allowed}:
             out.setdefault(name, set()).update(given)
     return [format_scope(name, sorted(actions)) for name, actions in sorted(out.items())]
@@ -236,7 +237,7 @@ class TokenService:
             if len(body) > MAX_BODY:
                 return _oauth_error(400, "invalid_request", "the form is too large")
             return self._post(parse_qs(body.decode("utf-8", "replace")))
-        return _json(405, {"errors": [{"code": "UNSUPPORTED", "message": "GET or POST"}]}, [("Allow", "GET, POST")])
+        return _registry_error("UNSUPPORTED", "GET or POST", [("Allow", "GET, POST")])
 
     def _issue(self, user: User, scopes: list[str]) -> tuple[str, list[str]]:
         granted = _granted(user, scopes)
@@ -253,12 +254,12 @@ class TokenService:
 
     def _get(self, params: dict[str, list[str]], headers: Mapping[str, str]) -> Answer:
         if params.get("service", [self.service])[0] != self.service:
-            return _json(400, {"errors": [{"code": "BAD_REQUEST", "message": f"this is service {self.service!r}"}]})
+            return _registry_error("BAD_REQUEST", f"this is service {self.service!r}")
         user = self._basic_user(headers.get("authorization", ""))
         if user is None:
-            return _json(
-                401,
-                {"errors": [{"code": "UNAUTHORIZED", "message": "a username and password are required"}]},
+            return _registry_error(
+                "UNAUTHORIZED",
+                "a username and password are required",
                 [("WWW-Authenticate", 'Basic realm="vmregistry token service"')],
             )
         scopes = [s for value in params.get("scope", []) for s in value.split()]
@@ -321,6 +322,12 @@ def _json(status: int, document: dict[str, Any], headers: list[tuple[str, str]] 
     # Tokens must not be cached by anything on the way (RFC 6749 5.1).
     base = [("Content-Type", "application/json"), ("Cache-Control", "no-store"), ("Pragma", "no-cache")]
     return status, base + (headers or []), json.dumps(document, separators=(",", ":")).encode()
+
+
+def _registry_error(code: str, message: str, headers: list[tuple[str, str]] | None = None) -> Answer:
+    """An error in the registry's own format (Docker's token protocol has none of its own)."""
+    error = RegistryError(code, message)
+    return _json(error.status, {"errors": [error_dict(error)]}, headers)
 
 
 def _oauth_error(status: int, error: str, description: str) -> Answer:
