@@ -113,6 +113,7 @@ def run_add_user(args: argparse.Namespace) -> int:
     import json
 
     from vmregistry.auth.scopes import parse_compact_scope
+    from vmregistry.client import atomic_write_json
     from vmregistry.local.token_service import hash_password
 
     bad = [scope for scope in args.scopes if parse_compact_scope(scope) is None]
@@ -128,11 +129,7 @@ def run_add_user(args: argparse.Namespace) -> int:
     try:
         document = json.loads(path.read_text()) if path.exists() else {"users": {}}
         document.setdefault("users", {})[args.name] = {"password": hash_password(password), "access": args.scopes}
-        temporary = path.with_name(f".{path.name}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(document, handle, indent=2, sort_keys=True)
-        os.replace(temporary, path)
+        atomic_write_json(path, document, private=True, indent=2)
     except (OSError, ValueError, AttributeError) as exc:
         print(f"vmregistry add-user: {path}: {exc}", file=sys.stderr)
         return 1

@@ -43,7 +43,7 @@ from vmregistry.client._pushimage import push_image
 from vmregistry.client._reference import Reference, RegistryHost, parse_reference, parse_registry
 from vmregistry.client._registry import FetchedManifest, RegistryClient
 from vmregistry.client._scan import hash_disk, scan_disk
-from vmregistry.client._state import cache_dir
+from vmregistry.client._state import atomic_write_json, cache_dir
 from vmregistry.client._tokens import Login, TokenSource
 
 __all__ = [
@@ -71,6 +71,7 @@ __all__ = [
     "TransientError",
     "Unreachable",
     "UsageError",
+    "atomic_write_json",
     "build_config",
     "build_manifest",
     "cache_dir",

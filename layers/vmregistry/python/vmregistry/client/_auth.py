@@ -48,6 +48,7 @@ from typing import Any
 from vmregistry.client._dockerconfig import docker_login, helper_erase, helper_get, helper_store
 from vmregistry.client._errors import UsageError
 from vmregistry.client._reference import RegistryHost
+from vmregistry.client._state import atomic_write_json
 from vmregistry.client._tokens import Login, TokenSource
 
 __all__ = ["TOKEN_ENV", "credentials_path", "forget_login", "resolve_credentials", "resolve_token", "save_login"]
@@ -102,14 +103,7 @@ def _read() -> tuple[Path, dict[str, Any]]:
 
 
 def _write(path: Path, document: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # Created 0600 from the start: the secrets are never readable by others, not even briefly.
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(document, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(temporary, path)
+    atomic_write_json(path, document, private=True, indent=2)
 
 
 def _entry(registry: RegistryHost, entries: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:

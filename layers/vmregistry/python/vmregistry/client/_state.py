@@ -47,10 +47,18 @@ def cache_dir() -> Path:
     return Path(base) / "vmregistry"
 
 
-def atomic_write_json(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def atomic_write_json(path: Path, value: Any, *, private: bool = False, indent: int | None = None) -> None:
+    """Replace ``path`` with ``value`` as JSON, atomically (a temporary file renamed over it).
+
+    ``private``: a secret's file, created 0600 from the start (never readable by others, not even
+    briefly), in a directory made 0700.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o777)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary.write_text(json.dumps(value, sort_keys=True))
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o666)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(value, handle, indent=indent, sort_keys=True)
+        handle.write("\n")
     os.replace(temporary, path)
 
 
