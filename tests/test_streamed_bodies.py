@@ -29,8 +29,10 @@ MiB = 1024 * 1024
 BIG = 300 * MiB
 WARM_UP = 24 * MiB
 REPO = "stream/vm"
-FLAT = 24 * MiB
-"""How much more the server's peak resident set may be after 300 MB than after a small upload."""
+FLAT = 16 * MiB
+"""How much more the server's peak resident set may be after 300 MB than after a small upload: two 8 MiB
+parts (one read while the other is sent). Measured: 5-8 MiB, with the server's malloc arenas capped
+(``local/malloc.py``); without the cap, arenas of request threads held up to 35 MiB."""
 
 
 @dataclass

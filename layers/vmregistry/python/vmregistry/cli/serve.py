@@ -135,7 +135,10 @@ def run_serve(args: argparse.Namespace) -> int:
     from vmregistry.local.app import LocalServer, serve_workers
     from vmregistry.local.gateway_auth import local_authorizer
     from vmregistry.local.logs import configure_logging
+    from vmregistry.local.malloc import limit_arenas
     from vmregistry.storage import StorageError
+
+    limit_arenas()  # before any thread or worker exists: see local/malloc.py
 
     # Handler logs (Powertools, stdout) and access logs (stderr) must leave whole lines
     # promptly, or a collector reading both from one pipe sees them spliced mid-line.

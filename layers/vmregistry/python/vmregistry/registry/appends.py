@@ -202,35 +202,42 @@ class Appends:
         progress.parts.append(part)
 
     def _copy(self, progress: Progress, body: Body) -> None:
-        """Join what waits and a staged body into parts of :data:`SEGMENT` bytes (or more), read as a stream."""
+        """Join what waits and a staged body into parts of :data:`SEGMENT` bytes (or more), read as a stream.
+
+        One buffer of a segment is filled and handed to storage as it is, part after part: a body
+        of any size costs the server a segment and one read, never a copy of either.
+        """
         pending = self._waiting(progress)
         consumed = [chunk.key for chunk in progress.chunks]
         parts_left = max(MAX_PARTS - len(progress.parts) - 1, 1)
         segment = max(SEGMENT, -(-(len(pending) + body.size) // parts_left))
-        buffer = bytearray(pending)
+        buffer = bytearray(segment)
+        filled = len(pending)
+        buffer[:filled] = pending  # what waits is under 5 MiB, less than a segment
+        del pending
         stream = self.storage.open(body.key or "")
         try:
-            while block := stream.read(_READ):
-                buffer += block
-                if len(buffer) >= segment:
-                    with memoryview(buffer) as view:  # one copy of the segment, not two
-                        data = bytes(view[:segment])
-                    self._put(progress, data)
-                    del buffer[:segment]
+            while block := stream.read(min(_READ, segment - filled)):
+                buffer[filled : filled + len(block)] = block
+                filled += len(block)
+                if filled == segment:
+                    self._put(progress, buffer)
+                    filled = 0
                     if consumed:
                         self.storage.delete_many(consumed)
                         consumed = []
         finally:
             stream.close()
         progress.chunks.clear()
-        if len(buffer) >= MIN_PART_SIZE:
-            self._put(progress, bytes(buffer))
-        elif buffer:
+        del buffer[filled:]
+        if filled >= MIN_PART_SIZE:
+            self._put(progress, buffer)
+        elif filled:
             self._wait(progress, bytes(buffer))
         if consumed:
             self.storage.delete_many(consumed)
 
-    def _put(self, progress: Progress, data: bytes) -> None:
+    def _put(self, progress: Progress, data: bytes | bytearray) -> None:
         session = progress.session
         assert session.multipart_id is not None
         with known(session.uuid):

@@ -17,6 +17,9 @@ from vmregistry.errors import RegistryError
 from vmregistry.registry.body import Body
 from vmregistry.storage import ObjectNotFound, Storage
 
+_HASH_READ = 1024 * 1024
+"""Reads of 1 MiB: an HTTP response read in larger pieces is copied two or three times on its way up."""
+
 __all__ = ["BlobInfo", "Blobs", "Download", "hash_object", "too_large"]
 
 
@@ -110,7 +113,7 @@ def hash_object(storage: Storage, key: str, algorithm: str) -> str:
     digest = hasher(algorithm)
     stream = storage.open(key)
     try:
-        while chunk := stream.read(8 * 1024 * 1024):
+        while chunk := stream.read(_HASH_READ):
             digest.update(chunk)
     finally:
         stream.close()

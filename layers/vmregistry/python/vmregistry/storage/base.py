@@ -280,9 +280,9 @@ class Storage(ABC):
 
     @abstractmethod
     def multipart_put_part(
-        self, key: str, upload_id: str, number: int, data: bytes, *, offset: int | None = None
+        self, key: str, upload_id: str, number: int, data: bytes | bytearray, *, offset: int | None = None
     ) -> UploadedPart:
-        """Store one part from memory (inline uploads). Raises :class:`ObjectNotFound`."""
+        """Store one part from memory (inline uploads, joined chunks), uncopied. Raises :class:`ObjectNotFound`."""
 
     @abstractmethod
     def multipart_move_part(

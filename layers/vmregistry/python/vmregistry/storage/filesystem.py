@@ -270,7 +270,7 @@ class FilesystemStorage(Storage):
 
     @_space_checked
     def multipart_put_part(
-        self, key: str, upload_id: str, number: int, data: bytes, *, offset: int | None = None
+        self, key: str, upload_id: str, number: int, data: bytes | bytearray, *, offset: int | None = None
     ) -> UploadedPart:
         directory, size = self._upload(key, upload_id, number)
         if size is not None:

@@ -138,14 +138,14 @@ def receive(directory: Path, number: int, offset: int | None, source: Readable, 
     return _write(directory, number, offset, length, lambda handle: copy_into(source, handle, length))
 
 
-def put_bytes(directory: Path, number: int, offset: int | None, data: bytes | Path) -> UploadedPart:
+def put_bytes(directory: Path, number: int, offset: int | None, data: bytes | bytearray | Path) -> UploadedPart:
     """Store a part held in memory, or copy one staged in a file (``copy_file_range``: in the kernel)."""
-    length = len(data) if isinstance(data, bytes) else data.stat().st_size
+    length = data.stat().st_size if isinstance(data, Path) else len(data)
     _check_range(directory, offset, length)
     assert offset is not None
 
     def fill(handle: BinaryIO) -> int:
-        if isinstance(data, bytes):
+        if not isinstance(data, Path):
             return handle.write(data)
         handle.flush()
         with open(data, "rb") as staged:

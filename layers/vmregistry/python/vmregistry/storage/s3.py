@@ -53,7 +53,15 @@ from vmregistry.storage.base import (
     Storage,
     UploadedPart,
 )
-from vmregistry.storage.s3_client import abort_upload, ensure_bucket, error_code, make_client, s3_errors, translate
+from vmregistry.storage.s3_client import (
+    abort_upload,
+    blob,
+    ensure_bucket,
+    error_code,
+    make_client,
+    s3_errors,
+    translate,
+)
 from vmregistry.storage.s3_copy import copy_object, copy_part
 from vmregistry.storage.s3_stream import list_uploads, stream_put
 from vmregistry.storage.s3_zeros import zero_part
@@ -315,14 +323,14 @@ class S3Storage(Storage):
             raise ValueError(f"part numbers run from 1 to {MAX_PARTS}")
 
     def multipart_put_part(
-        self, key: str, upload_id: str, number: int, data: bytes, *, offset: int | None = None
+        self, key: str, upload_id: str, number: int, data: bytes | bytearray, *, offset: int | None = None
     ) -> UploadedPart:
         self._check_number(number)
         if len(data) > MAX_PART_SIZE:
             raise ValueError(f"a part is at most {MAX_PART_SIZE} bytes")
         with s3_errors("UploadPart", self.bucket, key):
             response = self.client.upload_part(
-                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=blob(data)
             )
         return UploadedPart(number, len(data), _unquote(response.get("ETag")) or "")
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import boto3
 from botocore.config import Config
@@ -38,7 +38,16 @@ from vmregistry.storage.base import ChecksumMismatch, ObjectNotFound, StorageErr
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["RETRY_ATTEMPTS", "abort_upload", "ensure_bucket", "error_code", "make_client", "s3_errors", "translate"]
+__all__ = [
+    "RETRY_ATTEMPTS",
+    "abort_upload",
+    "blob",
+    "ensure_bucket",
+    "error_code",
+    "make_client",
+    "s3_errors",
+    "translate",
+]
 
 log = logging.getLogger("vmregistry.storage.s3")
 
@@ -110,6 +119,11 @@ def make_client(
         aws_access_key_id=access_key if explicit else None,
         aws_secret_access_key=secret_key if explicit else None,
     )
+
+
+def blob(data: bytes | bytearray) -> bytes:
+    """``data`` for a Body, uncopied: botocore takes bytearray as a blob (``validate._validate_blob``); stubs don't."""
+    return cast("bytes", data)
 
 
 def error_code(exc: ClientError) -> str:

@@ -33,7 +33,7 @@ from vmregistry.storage.base import (
     ObjectNotFound,
     Readable,
 )
-from vmregistry.storage.s3_client import abort_upload, s3_errors
+from vmregistry.storage.s3_client import abort_upload, blob, s3_errors
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -50,8 +50,8 @@ def part_size(number: int) -> int:
     return min(FIRST_PART_SIZE << ((number - 1) // PARTS_PER_SIZE), MAX_PART_SIZE)
 
 
-def _read(source: Readable, size: int) -> bytes:
-    """Up to ``size`` bytes: fewer only where the stream ends."""
+def _read(source: Readable, size: int) -> bytearray:
+    """Up to ``size`` bytes: fewer only where the stream ends (a bytearray: a copy to bytes would double the part)."""
     buffer = bytearray(size)
     view = memoryview(buffer)
     got = 0
@@ -62,7 +62,7 @@ def _read(source: Readable, size: int) -> bytes:
         got += n
     view.release()
     del buffer[got:]
-    return bytes(buffer)
+    return buffer
 
 
 class _Reader:
@@ -74,11 +74,11 @@ class _Reader:
         self.digest = hashlib.sha256()
         self.total = 0
 
-    def part(self, number: int) -> bytes:
+    def part(self, number: int) -> bytearray:
         want = part_size(number)
         if self.length is not None:
             want = min(want, self.length - self.total)
-        data = _read(self.source, want) if want > 0 else b""
+        data = _read(self.source, want) if want > 0 else bytearray()
         if self.length is not None and len(data) < want:
             raise EOFError(f"the body ended {self.length - self.total - len(data)} bytes early")
         self.digest.update(data)
@@ -101,14 +101,16 @@ def stream_put(
         actual = reader.check(sha256)
         checksum = base64.b64encode(bytes.fromhex(actual)).decode("ascii")
         with s3_errors("PutObject", bucket, key):
-            response = client.put_object(Bucket=bucket, Key=key, Body=first, ChecksumSHA256=checksum)
+            response = client.put_object(Bucket=bucket, Key=key, Body=blob(first), ChecksumSHA256=checksum)
         return ObjectInfo(key, len(first), time.time(), response.get("ETag", "").strip('"'), actual)
     with s3_errors("CreateMultipartUpload", bucket, key):
         upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
 
-    def upload(number: int, data: bytes) -> CompletedPartTypeDef:
+    def upload(number: int, data: bytearray) -> CompletedPartTypeDef:
         with s3_errors("UploadPart", bucket, key):
-            response = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data)
+            response = client.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=blob(data)
+            )
         return {"PartNumber": number, "ETag": response.get("ETag", "")}
 
     try:
