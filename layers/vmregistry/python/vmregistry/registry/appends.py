@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from vmregistry import paths
 from vmregistry.errors import RegistryError
 from vmregistry.oci.chunks import ChunkRange, check_chunk
-from vmregistry.registry.blobs import BlobInfo
+from vmregistry.registry.blobs import STREAM_READ, BlobInfo
 from vmregistry.registry.body import EMPTY, Body
 from vmregistry.registry.sessions import Session, known
 from vmregistry.registry.uploads import Uploads
@@ -47,9 +47,8 @@ MAX_WAITING = 64
 """Chunks kept waiting at once: each request lists them, so tiny chunks are merged into one past this."""
 
 SEGMENT = 8 * 1024 * 1024
-"""Part size when a staged body is copied into parts, so one request holds about twice that in
+"""Part size when a staged body is copied into parts, so one request holds that and one read in
 memory; larger when the body is so big that 8 MiB parts would exceed storage's 10,000."""
-_READ = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,8 +203,8 @@ class Appends:
     def _copy(self, progress: Progress, body: Body) -> None:
         """Join what waits and a staged body into parts of :data:`SEGMENT` bytes (or more), read as a stream.
 
-        One buffer of a segment is filled and handed to storage as it is, part after part: a body
-        of any size costs the server a segment and one read, never a copy of either.
+        One buffer of a segment is filled, read after read, and handed to storage as it is, part
+        after part: a body of any size costs the server one segment and one read.
         """
         pending = self._waiting(progress)
         consumed = [chunk.key for chunk in progress.chunks]
@@ -217,7 +216,7 @@ class Appends:
         del pending
         stream = self.storage.open(body.key or "")
         try:
-            while block := stream.read(min(_READ, segment - filled)):
+            while block := stream.read(min(STREAM_READ, segment - filled)):
                 buffer[filled : filled + len(block)] = block
                 filled += len(block)
                 if filled == segment:

@@ -17,10 +17,11 @@ from vmregistry.errors import RegistryError
 from vmregistry.registry.body import Body
 from vmregistry.storage import ObjectNotFound, Storage
 
-_HASH_READ = 1024 * 1024
-"""Reads of 1 MiB: an HTTP response read in larger pieces is copied two or three times on its way up."""
+__all__ = ["STREAM_READ", "BlobInfo", "Blobs", "Download", "hash_object", "too_large"]
 
-__all__ = ["BlobInfo", "Blobs", "Download", "hash_object", "too_large"]
+STREAM_READ = 1024 * 1024
+"""How much of a stored object is read at a time as a stream: an S3 body read in larger pieces is
+copied two or three times on its way up (http.client, urllib3), which a server's memory pays for."""
 
 
 class BlobInfo(NamedTuple):
@@ -113,7 +114,7 @@ def hash_object(storage: Storage, key: str, algorithm: str) -> str:
     digest = hasher(algorithm)
     stream = storage.open(key)
     try:
-        while chunk := stream.read(_HASH_READ):
+        while chunk := stream.read(STREAM_READ):
             digest.update(chunk)
     finally:
         stream.close()
